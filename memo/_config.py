@@ -1,0 +1,141 @@
+"""Settings read from the environment, and parsers for human-friendly option values."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from ._exceptions import ConfigError
+
+__all__ = [
+    "cache_skip_from_env",
+    "default_cache_dir",
+    "disabled_from_env",
+    "lock_timeout_from_env",
+    "parse_duration",
+    "parse_size",
+]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+_DURATION_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def _env_flag(name: str) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no or on/off")
+
+
+def disabled_from_env() -> bool:
+    """Whether ``MEMO_DISABLE`` turns caching off entirely (functions run as if undecorated)."""
+    return _env_flag("MEMO_DISABLE")
+
+
+def cache_skip_from_env() -> bool:
+    """Whether ``MEMO_CACHE_SKIP`` asks every memoized function to recompute and overwrite."""
+    return _env_flag("MEMO_CACHE_SKIP")
+
+
+def lock_timeout_from_env() -> float | None:
+    """``MEMO_LOCK_TIMEOUT`` (a duration, or ``none`` to wait as long as the holder lives)."""
+    raw = os.environ.get("MEMO_LOCK_TIMEOUT", "").strip()
+    if not raw:
+        return None
+    if raw.lower() in {"none", "inf", "forever"}:
+        return float("inf")
+    return parse_duration(raw, what="MEMO_LOCK_TIMEOUT")
+
+
+def default_cache_dir() -> Path:
+    """``MEMO_CACHE_DIR`` if set, else the platform's user cache directory joined with ``memo``."""
+    configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    if sys.platform == "win32":  # pragma: no cover - not exercised on the CI platform
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "memo" / "Cache"
+    if sys.platform == "darwin":  # pragma: no cover - not exercised on the CI platform
+        return Path.home() / "Library" / "Caches" / "memo"
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base_dir = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base_dir / "memo"
+
+
+def parse_duration(value: object, *, what: str = "duration") -> float:
+    """Seconds from a number or a string such as ``"90s"``, ``"30m"``, ``"12h"``, ``"7d"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be seconds or a string like '30m' or '7d', not a bool")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _QUANTITY.match(value)
+        unit = match.group(2).lower() if match else ""
+        if not match or (unit and unit not in _DURATION_UNITS):
+            raise ConfigError(
+                f"{what}={value!r} is not a duration; use seconds or a number with one of the "
+                f"units {', '.join(_DURATION_UNITS)} (e.g. '30m', '7d')"
+            )
+        seconds = float(match.group(1)) * _DURATION_UNITS[unit or "s"]
+    else:
+        raise ConfigError(
+            f"{what} must be seconds or a string like '30m', not {type(value).__name__}"
+        )
+    if not seconds >= 0:
+        raise ConfigError(f"{what} must not be negative, got {value!r}")
+    return seconds
+
+
+def parse_size(value: object, *, what: str = "size") -> int:
+    """Bytes from a number or a string such as ``"500MB"``, ``"10GB"``, ``"2GiB"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be bytes or a string like '10GB', not a bool")
+    if isinstance(value, int | float):
+        size = float(value)
+    elif isinstance(value, str):
+        match = _QUANTITY.match(value)
+        unit = match.group(2).lower() if match else ""
+        if not match or unit not in _SIZE_UNITS:
+            raise ConfigError(
+                f"{what}={value!r} is not a size; use bytes or a number with a unit such as "
+                "KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB (powers of 1024)"
+            )
+        size = float(match.group(1)) * _SIZE_UNITS[unit]
+    else:
+        raise ConfigError(
+            f"{what} must be bytes or a string like '10GB', not {type(value).__name__}"
+        )
+    if not size >= 0:
+        raise ConfigError(f"{what} must not be negative, got {value!r}")
+    return int(size)

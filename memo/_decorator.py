@@ -1,0 +1,429 @@
+"""The decorator: ``decorate``/``cache`` and the ``Memoized`` wrapper they return.
+
+Data flows one way: a call is bound and encoded into a key (``_keys``), then looked up in, or
+computed and written to, a store (``_storage``). Everything that can be decided once (options,
+argument binding strategy, the store) is decided at decoration time or at the first call, so a
+cache hit does only: bind, encode, hash, open, verify, load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import platform
+import reprlib
+import time
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+
+from ._config import cache_skip_from_env, default_cache_dir, disabled_from_env
+from ._exceptions import ConfigError, warn_once
+from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
+from ._options import Options, parse_options
+from ._storage._local import MISS, LocalStore, StoreError, sanitize
+from ._storage._serializers import PickleSerializer, Serializer
+from ._version import __version__
+
+__all__ = ["Memoized", "cache", "decorate"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+logger = logging.getLogger("memo")
+_summary = reprlib.Repr()
+_summary.maxstring = 60
+_summary.maxother = 60
+_summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
+_PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
+
+
+class _State:
+    """What the first call settles: the store and the environment switches."""
+
+    __slots__ = ("disabled", "skip", "store")
+
+    def __init__(self, options: Options) -> None:
+        root = options.cache_path if options.cache_path is not None else default_cache_dir()
+        self.store = LocalStore(root)
+        self.disabled = disabled_from_env()
+        self.skip = options.cache_skip or cache_skip_from_env()
+
+
+class Memoized(Generic[P, R]):
+    """A function whose results are stored and reused across calls, processes and runs.
+
+    Call it like the function. It keeps the function's ``__name__``, ``__doc__``,
+    ``__wrapped__`` and signature, and adds methods to inspect and manage its cache.
+    """
+
+    def __init__(self, func: Callable[P, R], options: Options) -> None:
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise ConfigError(
+                f"{func.__qualname__} is a generator function; memo cannot store a generator. "
+                "Return a list (or other concrete value) instead and decorate that function."
+            )
+        if not callable(func):
+            raise ConfigError(f"memo can only decorate functions, not {type(func).__name__}")
+        self.__memo_wrapped__ = func
+        functools.update_wrapper(self, func)
+        self._func = func
+        self._options = options
+        self._maker = KeyMaker(
+            func, ignore=options.ignore, version=options.version, key=options.key
+        )
+        self._name = sanitize(func.__qualname__)
+        self._serializer: Serializer = options.serializer or PickleSerializer()
+        self._validate = options.validate
+        self._max_age = options.max_age
+        self._lock_timeout = options.effective_lock_timeout()
+        self._state: _State | None = None
+        self._declares_extra = self._maker.declares_extra
+        self.hits = self.misses = self.stores = self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"<memo.Memoized {self._maker.qualname}>"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return _BoundMemoized(self, instance)
+
+    @property
+    def store(self) -> LocalStore:
+        """The store this function's entries live in."""
+        return self._setup().store
+
+    def _setup(self) -> _State:
+        state = self._state
+        if state is None:
+            state = self._state = _State(self._options)
+        return state
+
+    # --- calling -------------------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        state = self._state or self._setup()
+        extra: Any = NO_EXTRA
+        if kwargs and EXTRA in kwargs and not self._declares_extra:
+            extra = kwargs.pop(EXTRA)
+        if state.disabled:
+            return self._func(*args, **kwargs)
+        key = self._maker.key(args, kwargs, extra)
+        if not state.skip:
+            value = self._lookup(state.store, key)
+            if value is not MISS:
+                return cast(R, value)
+        return self._compute(state, key, args, kwargs, extra, state.skip)
+
+    def _lookup(self, store: LocalStore, key: str) -> Any:
+        if self._max_age is not None and _age(store.path(self._name, key)) > self._max_age:
+            return MISS
+        value = store.load(self._name, key)
+        if value is MISS:
+            return MISS
+        if self._validate is not None and not self._passes(value, key, cached=True):
+            return MISS
+        self.hits += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("hit %s %s", self._maker.qualname, key[:12])
+        return value
+
+    def _compute(
+        self,
+        state: _State,
+        key: str,
+        args: Any,
+        kwargs: Any,
+        extra: Any,
+        skip: bool,
+    ) -> Any:
+        with contextlib.ExitStack() as stack:
+            try:
+                held = stack.enter_context(state.store.lock(key, self._lock_timeout))
+            except (OSError, StoreError):
+                held = False  # cannot lock (e.g. read-only directory): compute anyway
+            if held and not skip:
+                value = self._lookup(state.store, key)
+                if value is not MISS:
+                    return value
+            elif not held and self._lock_timeout > 0:
+                logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
+            self.misses += 1
+            started = time.perf_counter()
+            value = self._func(*args, **kwargs)
+            self._store(state.store, key, value, args, kwargs, extra, time.perf_counter() - started)
+            return value
+
+    def _store(
+        self,
+        store: LocalStore,
+        key: str,
+        value: Any,
+        args: Any,
+        kwargs: Any,
+        extra: Any,
+        seconds: float,
+    ) -> None:
+        if self._validate is not None and not self._passes(value, key, cached=False):
+            return
+        try:
+            metadata = self._metadata(key, args, kwargs, extra, seconds)
+            store.save(self._name, key, value, metadata, self._serializer)
+        except StoreError as exc:
+            self.errors += 1
+            warn_once(
+                ("store", self._maker.qualname, type(exc.__cause__).__name__),
+                f"memo: could not cache the result of {self._maker.qualname}: {exc}. "
+                "The result was returned but not stored; later calls recompute it.",
+                stacklevel=5,
+            )
+            return
+        self.stores += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], seconds)
+
+    def _passes(self, value: Any, key: str, *, cached: bool) -> bool:
+        assert self._validate is not None
+        try:
+            ok = bool(self._validate(value))
+        except Exception as exc:
+            ok = False
+            reason = f"validate raised {type(exc).__name__}: {exc}"
+        else:
+            reason = "validate returned False"
+        if not ok:
+            where = "a cached value" if cached else "a freshly computed value"
+            what = "recomputed" if cached else "returned but not stored"
+            warn_once(
+                ("validate", self._maker.qualname, key, str(cached)),
+                f"memo: {where} of {self._maker.qualname} failed validation ({reason}); "
+                f"it is {what}",
+                stacklevel=5,
+            )
+        return ok
+
+    def _metadata(
+        self, key: str, args: Any, kwargs: Any, extra: Any, seconds: float
+    ) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "function": self._maker.qualname,
+            "name": self._name,
+            "key": key,
+            "components": self._maker.components(args, kwargs, extra),
+            "arguments": _summarize(self._maker.signature, args, kwargs),
+            "created": now,
+            "compute_seconds": round(seconds, 6),
+            "memo": __version__,
+            "python": platform.python_version(),
+            "pid": os.getpid(),
+        }
+
+    # --- inspecting and managing ---------------------------------------------------------
+
+    def _key_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        kwargs, extra = self._maker.split_extra(kwargs)
+        return self._maker.key(args, kwargs, extra)
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key (32 hex digits) this call would use."""
+        return self._key_of(args, kwargs)
+
+    def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Whether this call has an undamaged stored result (checked, not loaded)."""
+        key = self._key_of(args, kwargs)
+        store = self._setup().store
+        if self._max_age is not None and _age(store.path(self._name, key)) > self._max_age:
+            return False
+        return store.contains(self._name, key)
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete this call's stored result; True if there was one."""
+        return self._setup().store.delete(self._name, self._key_of(args, kwargs))
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute this call, overwrite its stored result and return the new value."""
+        state = self._setup()
+        kwargs, extra = self._maker.split_extra(kwargs)
+        key = self._maker.key(args, kwargs, extra)
+        return cast(R, self._compute(state, key, args, kwargs, extra, True))
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Metadata of this function's stored entries, newest first."""
+        store = self._setup().store
+        found = []
+        for _, _, path in store.iter_entries(self._name):
+            meta = store.metadata(path)
+            if meta is not None and meta.get("function") == self._maker.qualname:
+                found.append({**meta, "path": str(path)})
+        return sorted(found, key=lambda meta: meta.get("created", 0), reverse=True)
+
+    def clear(self) -> int:
+        """Delete every stored entry of this function (all arguments, all code versions)."""
+        store = self._setup().store
+        removed = 0
+        for name, key, path in list(store.iter_entries(self._name)):
+            meta = store.metadata(path)
+            if meta is None or meta.get("function") == self._maker.qualname:
+                removed += store.delete(name, key)
+        return removed
+
+
+class _AsyncMemoized(Memoized[P, R]):
+    """A memoized ``async def``: the awaited value is what is stored."""
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:  # type: ignore[override]
+        state = self._state or self._setup()
+        extra: Any = NO_EXTRA
+        if kwargs and EXTRA in kwargs and not self._declares_extra:
+            extra = kwargs.pop(EXTRA)
+        if state.disabled:
+            return await cast(Any, self._func(*args, **kwargs))
+        key = self._maker.key(args, kwargs, extra)
+        store = state.store
+        if not state.skip:
+            value = self._lookup(store, key)
+            if value is not MISS:
+                return value
+        try:
+            store.prepare()
+            held = await store.locks.acquire_async(key, self._lock_timeout)
+        except (OSError, StoreError):
+            held = False
+        try:
+            if held and not state.skip:
+                value = self._lookup(store, key)
+                if value is not MISS:
+                    return value
+            self.misses += 1
+            started = time.perf_counter()
+            value = await cast(Any, self._func(*args, **kwargs))
+            self._store(store, key, value, args, kwargs, extra, time.perf_counter() - started)
+            return value
+        finally:
+            if held:
+                store.locks.release_async(key)
+
+
+class _BoundMemoized:
+    """A memoized method looked up on an instance: the instance is the first argument."""
+
+    __slots__ = ("_instance", "_memoized")
+
+    def __init__(self, memoized: Memoized[..., Any], instance: Any) -> None:
+        self._memoized = memoized
+        self._instance = instance
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._memoized(self._instance, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._memoized, name)
+        if name in {"key", "is_cached", "invalidate", "refresh"}:
+            return functools.partial(attribute, self._instance)
+        return attribute
+
+
+def _age(path: str) -> float:
+    try:
+        return time.time() - os.stat(path, follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _summarize(signature: inspect.Signature, args: Any, kwargs: Any) -> dict[str, str]:
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return {}
+    summary = {}
+    for name, value in bound.arguments.items():
+        if isinstance(value, (*_PLAIN, os.PathLike)):
+            text = _summary.repr(value)
+        else:
+            shape = getattr(value, "shape", None)
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            text = f"<{kind} shape={shape}>" if isinstance(shape, tuple) else f"<{kind}>"
+        summary[name] = text
+    return summary
+
+
+@overload
+def decorate(
+    func: Callable[P, R],
+    /,
+    *,
+    cache_path: str | os.PathLike[str] | None = None,
+    cache_skip: bool = False,
+    **options: Any,
+) -> Memoized[P, R]: ...
+
+
+@overload
+def decorate(
+    func: None = None,
+    /,
+    *,
+    cache_path: str | os.PathLike[str] | None = None,
+    cache_skip: bool = False,
+    **options: Any,
+) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
+
+
+def decorate(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    cache_path: str | os.PathLike[str] | None = None,
+    cache_skip: bool = False,
+    **options: Any,
+) -> Memoized[P, R] | Callable[[Callable[P, R]], Memoized[P, R]]:
+    """Memoize ``func`` persistently; the core decorator behind ``memo.cache``.
+
+    Works as ``@decorate``, ``@decorate(...)`` and ``functools.partial(decorate, cache_path=...)``.
+    ``cache_path`` is a directory (default: ``MEMO_CACHE_DIR``, else the user cache directory);
+    ``cache_skip=True`` recomputes and overwrites. Options (keyword-only, checked now):
+    ``version``, ``ignore``, ``key``, ``serializer``, ``validate``, ``max_age``,
+    ``lock_timeout``. A bad option raises ``ConfigError`` (a TypeError and ValueError) here.
+    """
+    parsed = parse_options(cache_path, cache_skip, options)
+
+    def wrap(target: Callable[P, R]) -> Memoized[P, R]:
+        if isinstance(target, Memoized):
+            raise ConfigError(f"{target!r} is already memoized")
+        if inspect.iscoroutinefunction(target):
+            wrapper: Memoized[P, R] = _AsyncMemoized(target, parsed)
+            mark = getattr(inspect, "markcoroutinefunction", None)
+            if mark is not None:  # Python 3.12+: iscoroutinefunction(wrapper) is then True
+                mark(wrapper)
+            return wrapper
+        return Memoized(target, parsed)
+
+    if func is None:
+        return wrap
+    if not callable(func):
+        raise ConfigError(
+            f"decorate takes the function to memoize, got {type(func).__name__}; "
+            "pass options as keywords: @memo.cache(version=2)"
+        )
+    return wrap(func)
+
+
+@overload
+def cache(func: Callable[P, R], /, **options: Any) -> Memoized[P, R]: ...
+
+
+@overload
+def cache(func: None = None, /, **options: Any) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
+
+
+def cache(
+    func: Callable[P, R] | None = None, /, **options: Any
+) -> Memoized[P, R] | Callable[[Callable[P, R]], Memoized[P, R]]:
+    """Memoize a function in the default store: ``@memo.cache`` or ``@memo.cache(version=2)``.
+
+    Takes the same keyword options as ``decorate``.
+    """
+    return decorate(func, **options)

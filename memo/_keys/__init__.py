@@ -1,0 +1,1 @@
+"""Keys: canonical encoding of arguments, code fingerprints and file-content digests (no I/O)."""

@@ -1,0 +1,337 @@
+"""Code fingerprints: what a function does, independent of where it sits in its file.
+
+A fingerprint covers the instruction stream (opcodes with their constants and names, so every
+constant type and nested functions count, while line numbers, comments and docstrings do not),
+default values, closure values, the values of globals the code reads, and, recursively with a
+cycle guard, the functions and classes it uses from the user's own modules. Code from the
+standard library contributes its name; code from installed packages its name and version.
+"""
+
+from __future__ import annotations
+
+import dis
+import functools
+import importlib.metadata
+import os
+import site
+import sys
+import sysconfig
+import threading
+import types
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import xxhash
+
+from .._exceptions import EncodingError
+from ._canonical import UnencodableError, encode
+
+__all__ = ["class_fingerprint", "function_fingerprint", "hash_code", "module_kind"]
+
+_GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"})
+_ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM", "LOAD_SUPER_ATTR"})
+# Attributes that never change behaviour or are covered another way.
+_CLASS_SKIP = frozenset(
+    {"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__firstlineno__",
+     "__static_attributes__", "__annotations__", "__dataclass_fields__", "__dataclass_params__",
+     "__match_args__", "__parameters__", "__orig_bases__", "__slots__", "__abstractmethods__",
+     "_abc_impl", "__annotate__", "__annotate_func__", "__annotations_cache__"}
+)  # fmt: skip
+
+_cache: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_cache_lock = threading.RLock()
+
+
+def hash_code(func: Callable[..., Any]) -> str:
+    """Return the xxh3_128 hex digest of what ``func`` does (its code fingerprint).
+
+    It changes when the bytecode, a constant, a default, a closure value, a global value read
+    by the code, or a helper function or class from the user's own modules changes; it does not
+    change for comments, docstrings, blank lines or moving the function within its file.
+    """
+    if isinstance(func, type):
+        return class_fingerprint(func)
+    return function_fingerprint(func)
+
+
+def function_fingerprint(func: Callable[..., Any]) -> str:
+    """The code fingerprint of a function (cached per function object for the process)."""
+    return _fingerprint(_unwrap(func))
+
+
+def class_fingerprint(cls: type) -> str:
+    """The fingerprint of a class: its methods' code for user classes, else name and version."""
+    return _fingerprint(cls)
+
+
+_local = threading.local()
+
+
+def _fingerprint(target: Any) -> str:
+    try:
+        with _cache_lock:
+            cached = _cache.get(target)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None:
+        return cached
+    walker: _Fingerprinter | None = getattr(_local, "walker", None)
+    if walker is not None:
+        # Reached again from inside a walk (e.g. a function stored in a global list): share the
+        # walk's cycle guard, and leave caching to the outermost call, whose result is complete.
+        return walker.fingerprint(target).hex()
+    walker = _local.walker = _Fingerprinter()
+    try:
+        digest = walker.fingerprint(target).hex()
+    finally:
+        _local.walker = None
+    try:
+        with _cache_lock:
+            _cache[target] = digest
+    except TypeError:
+        pass
+    return digest
+
+
+def _unwrap(func: Any) -> Any:
+    # A memoized helper is fingerprinted by the function it wraps.
+    inner = getattr(func, "__memo_wrapped__", None)
+    return inner if inner is not None else func
+
+
+@functools.cache
+def _library_roots() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    paths = sysconfig.get_paths()
+    stdlib = {os.path.realpath(paths[name]) for name in ("stdlib", "platstdlib") if name in paths}
+    packages = {os.path.realpath(p) for p in site.getsitepackages()}
+    packages.add(os.path.realpath(site.getusersitepackages()))
+    for name in ("purelib", "platlib"):
+        if name in paths:
+            packages.add(os.path.realpath(paths[name]))
+    return tuple(sorted(stdlib)), tuple(sorted(packages))
+
+
+@functools.cache
+def module_kind(module_name: str) -> str:
+    """``"user"``, ``"stdlib"`` or ``"package"``: how code from this module enters fingerprints."""
+    top = module_name.partition(".")[0]
+    if top == "memo":
+        return "package"
+    if module_name == "__main__":
+        return "user"
+    if top in sys.builtin_module_names or top in sys.stdlib_module_names:
+        return "stdlib"
+    module = sys.modules.get(module_name) or sys.modules.get(top)
+    filename = getattr(module, "__file__", None)
+    if not filename:
+        return "package" if module is not None else "user"
+    path = os.path.realpath(filename)
+    stdlib, packages = _library_roots()
+    if "site-packages" in path or "dist-packages" in path:
+        return "package"
+    if any(path.startswith(root + os.sep) for root in packages):
+        return "package"
+    if any(path.startswith(root + os.sep) for root in stdlib):
+        return "stdlib"
+    return "user"
+
+
+@functools.cache
+def package_version(module_name: str) -> str:
+    """The installed version of the distribution that provides ``module_name``."""
+    top = module_name.partition(".")[0]
+    try:
+        return importlib.metadata.version(top)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for dist in importlib.metadata.packages_distributions().get(top, []):
+        try:
+            return f"{dist}=={importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    version = getattr(sys.modules.get(top), "__version__", None)
+    return str(version) if version is not None else "unknown"
+
+
+class _Fingerprinter:
+    """One traversal: sub-results are shared within it, and cycles end in a named reference."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, bytes] = {}
+        self.active: set[int] = set()
+        self.keep: list[Any] = []  # keeps ids in `done` from being reused during the walk
+
+    def fingerprint(self, obj: Any) -> bytes:
+        ident = id(obj)
+        if ident in self.done:
+            return self.done[ident]
+        if ident in self.active:
+            return b"cycle:" + _name(obj).encode()
+        self.active.add(ident)
+        try:
+            hasher = xxhash.xxh3_128()
+            for chunk in self._parts(obj):
+                hasher.update(len(chunk).to_bytes(8, "little"))
+                hasher.update(chunk)
+            digest = hasher.digest()
+        finally:
+            self.active.discard(ident)
+        self.done[ident] = digest
+        self.keep.append(obj)
+        return digest
+
+    def _parts(self, obj: Any) -> Iterator[bytes]:
+        if isinstance(obj, type):
+            yield from self._class_parts(obj)
+        elif isinstance(obj, types.FunctionType):
+            yield from self._function_parts(obj)
+        elif isinstance(obj, types.MethodType):
+            yield b"method"
+            yield self.reference(obj.__func__)
+        elif isinstance(obj, functools.partial):
+            yield b"partial"
+            yield self.reference(obj.func)
+            yield self.value(obj.args)
+            yield self.value(obj.keywords)
+        else:
+            yield b"callable"
+            yield _name(obj).encode()
+            yield self.reference(type(obj))
+
+    def _function_parts(self, func: types.FunctionType) -> Iterator[bytes]:
+        yield b"function"
+        yield _name(func).encode()
+        code = func.__code__
+        global_names: set[str] = set()
+        attr_names: set[str] = set()
+        yield from self._code_parts(code, global_names, attr_names)
+        yield self.value(func.__defaults__)
+        yield self.value(func.__kwdefaults__)
+        for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=False):
+            yield b"free:" + name.encode()
+            try:
+                contents = cell.cell_contents
+            except ValueError:
+                yield b"<empty cell>"
+                continue
+            yield self.reference(contents)
+        namespace = func.__globals__
+        builtins_ns = namespace.get("__builtins__", {})
+        for name in sorted(global_names):
+            yield b"global:" + name.encode()
+            if name in namespace:
+                yield self.reference(namespace[name], attr_names)
+            elif isinstance(builtins_ns, dict) and name in builtins_ns:
+                yield b"builtin"
+            else:
+                yield b"<undefined>"
+
+    def _code_parts(
+        self, code: types.CodeType, global_names: set[str], attr_names: set[str]
+    ) -> Iterator[bytes]:
+        yield b"code"
+        yield code.co_name.encode()
+        yield b"%d %d %d %d" % (
+            code.co_argcount,
+            code.co_posonlyargcount,
+            code.co_kwonlyargcount,
+            code.co_flags,
+        )
+        for instruction in dis.get_instructions(code):
+            opname = instruction.opname
+            if opname in {"CACHE", "NOP", "EXTENDED_ARG"}:
+                continue
+            argval = instruction.argval
+            if opname in _GLOBAL_OPS:
+                global_names.add(argval)
+            elif opname in _ATTR_OPS and isinstance(argval, str):
+                attr_names.add(argval)
+            if isinstance(argval, types.CodeType):
+                yield opname.encode()
+                yield from self._code_parts(argval, global_names, attr_names)
+            else:
+                yield opname.encode() + b" " + self.value(argval)
+
+    def _class_parts(self, cls: type) -> Iterator[bytes]:
+        yield b"class"
+        yield _name(cls).encode()
+        kind = module_kind(cls.__module__)
+        if kind != "user":
+            yield kind.encode()
+            if kind == "package":
+                yield package_version(cls.__module__).encode()
+            return
+        for base in cls.__bases__:
+            yield self.reference(base)
+        for name in sorted(vars(cls)):
+            if name in _CLASS_SKIP:
+                continue
+            yield b"attr:" + name.encode()
+            yield self.reference(_underlying(vars(cls)[name]))
+
+    def reference(self, value: Any, attr_names: set[str] | None = None) -> bytes:
+        """How a value the code refers to (global, closure cell, attribute) enters the print."""
+        value = _unwrap(value)
+        if isinstance(value, types.ModuleType):
+            return self._module(value, attr_names)
+        if isinstance(value, type | types.MethodType | functools.partial):
+            return self.fingerprint(value)
+        if isinstance(value, property):
+            return b"property " + b"\0".join(
+                self.reference(part) for part in (value.fget, value.fset, value.fdel)
+            )
+        if isinstance(value, types.FunctionType) or _is_code_like(value):
+            module = getattr(value, "__module__", None) or ""
+            kind = module_kind(module)
+            if kind == "user" and isinstance(value, types.FunctionType):
+                return self.fingerprint(value)
+            version = b" " + package_version(module).encode() if kind == "package" else b""
+            return f"{kind} {_name(value)}".encode() + version
+        return self.value(value)
+
+    def _module(self, module: types.ModuleType, attr_names: set[str] | None) -> bytes:
+        kind = module_kind(module.__name__)
+        head = f"module {module.__name__} {kind}".encode()
+        if kind == "package":
+            return head + b" " + package_version(module.__name__).encode()
+        if kind == "stdlib" or not attr_names:
+            return head
+        # A user module used as `helpers.scale(x)`: the attributes the code names count.
+        parts = [head]
+        namespace = vars(module)
+        for attr in sorted(attr_names):
+            if attr in namespace:
+                parts.append(attr.encode() + b"=" + self.reference(namespace[attr]))
+        return b"\0".join(parts)
+
+    def value(self, value: Any) -> bytes:
+        """A constant or data value: its canonical encoding, or its type when none exists."""
+        try:
+            return encode(value)
+        except (UnencodableError, EncodingError):
+            return b"opaque " + self.reference(type(value))
+
+
+def _is_code_like(value: Any) -> bool:
+    return isinstance(
+        value,
+        types.FunctionType
+        | types.BuiltinFunctionType
+        | types.MethodType
+        | functools.partial
+        | types.MethodWrapperType
+        | types.WrapperDescriptorType,
+    )
+
+
+def _underlying(attribute: Any) -> Any:
+    if isinstance(attribute, staticmethod | classmethod):
+        return attribute.__func__
+    return attribute
+
+
+def _name(obj: Any) -> str:
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return f"{module}:{qualname}" if qualname else f"<{type(obj).__qualname__}>"

@@ -1,0 +1,201 @@
+"""Cache keys for calls of one function: bind the arguments, encode them, hash with the rest.
+
+key = xxh3_128 over: key-format version, Python implementation and major.minor, the function's
+module and qualified name, its code fingerprint, ``version``, the bound arguments (defaults
+applied, ignored names removed) or the user's ``key`` callable's result, and
+``_extra_cache_key``. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import xxhash
+
+from .._exceptions import ConfigError, EncodingError
+from ._canonical import UnencodableError, encode, stream_digest, text
+from ._code import function_fingerprint
+from ._encoder import encoding_error
+
+__all__ = ["EXTRA", "KEY_FORMAT", "NO_EXTRA", "KeyMaker"]
+
+KEY_FORMAT = 1
+EXTRA = "_extra_cache_key"
+PYTHON = f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.minor}"
+_MISSING: Any = object()
+NO_EXTRA: Any = _MISSING  # "no _extra_cache_key was passed"
+_P = inspect.Parameter
+
+
+class KeyMaker:
+    """Computes keys for one function; everything that can be decided once is decided here."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        ignore: Sequence[str] = (),
+        version: Any = None,
+        key: Callable[[inspect.BoundArguments], Any] | None = None,
+    ) -> None:
+        self.func = func
+        self.qualname = f"{func.__module__}:{func.__qualname__}"
+        self.signature = inspect.signature(func)
+        params = list(self.signature.parameters.values())
+        names = [p.name for p in params]
+        self.declares_extra = EXTRA in names
+        self.var_keyword = any(p.kind is _P.VAR_KEYWORD for p in params)
+        self.ignore = frozenset(ignore)
+        unknown = self.ignore - set(names)
+        if unknown and not self.var_keyword:
+            raise ConfigError(
+                f"ignore={sorted(unknown)!r}: {self.qualname} has no such parameter; "
+                f"its parameters are {names!r}"
+            )
+        if EXTRA in self.ignore:
+            raise ConfigError(f"{EXTRA} is always part of the key and cannot be ignored")
+        try:
+            self.version_bytes = encode(version)
+        except UnencodableError as exc:
+            raise ConfigError(
+                f"version={version!r} cannot be encoded ({exc.value_type.__qualname__}); "
+                "use a number, string or tuple of them"
+            ) from None
+        self.key_fn = key
+        self._ignored_extra = self.ignore - set(names)  # names hidden inside **kwargs
+        self.names = names
+        self.labels = [text(name) for name in names]
+        self.index = {p.name: i for i, p in enumerate(params) if p.kind is not _P.POSITIONAL_ONLY}
+        self.required = [i for i, p in enumerate(params) if p.default is _P.empty]
+        self.defaults = [p.default if p.default is not _P.empty else _MISSING for p in params]
+        self.kept = [i for i, name in enumerate(names) if name not in self.ignore]
+        self.all_kept = len(self.kept) == len(names)
+        self.kept_labels = [self.labels[i] for i in self.kept]
+        self.n_params = len(names)
+        self.n_positional = sum(
+            p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD) for p in params
+        )
+        self.fast = key is None and all(
+            p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+            for p in params
+        )
+        self._prefix: bytes | None = None
+        self.code_fingerprint = ""
+
+    @property
+    def prefix(self) -> bytes:
+        """Everything in the key but the arguments; computed at the first call, then kept."""
+        if self._prefix is None:
+            # Not at decoration time: helpers may be defined below the decorated function.
+            self.code_fingerprint = function_fingerprint(self.func)
+            self._prefix = b"".join(
+                (
+                    b"memo-key",
+                    text(str(KEY_FORMAT)),
+                    text(PYTHON),
+                    text(self.qualname),
+                    text(self.code_fingerprint),
+                    self.version_bytes,
+                    b"K" if self.key_fn is not None else b"A",
+                )
+            )
+        return self._prefix
+
+    def split_extra(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """Remove an undeclared ``_extra_cache_key`` from the call's keywords."""
+        if not self.declares_extra and EXTRA in kwargs:
+            kwargs = dict(kwargs)
+            return kwargs, kwargs.pop(EXTRA)
+        return kwargs, _MISSING
+
+    def labelled(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Sequence[bytes], Sequence[Any]]:
+        """The labels and values that make up the argument part of the key."""
+        if self.fast:
+            if not kwargs and len(args) == self.n_params:
+                values: Any = args
+            else:
+                values = self._bind_fast(args, kwargs)
+            if values is not None:
+                if self.all_kept:
+                    return self.labels, values
+                return self.kept_labels, [values[i] for i in self.kept]
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.func.__qualname__}() {exc}") from None
+        bound.apply_defaults()
+        if self.key_fn is not None:
+            return (b"key=",), (self.key_fn(bound),)
+        labels, kept = [], []
+        for name, value in bound.arguments.items():
+            if name in self.ignore:
+                continue
+            if self._ignored_extra and self.signature.parameters[name].kind is _P.VAR_KEYWORD:
+                value = {k: v for k, v in value.items() if k not in self._ignored_extra}
+            labels.append(text(name))
+            kept.append(value)
+        return labels, kept
+
+    def _bind_fast(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
+        if len(args) > self.n_positional:
+            return None
+        values = list(args)
+        values.extend(self.defaults[len(args) :])
+        for name, value in kwargs.items():
+            position = self.index.get(name)
+            if position is None or position < len(args):
+                return None  # let Signature.bind raise Python's own TypeError
+            values[position] = value
+        for position in self.required:
+            if values[position] is _MISSING:
+                return None
+        return values
+
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any], extra: Any = NO_EXTRA) -> str:
+        """The hex key of a call; raises ``EncodingError`` naming the failing argument."""
+        labels, values = self.labelled(args, kwargs)
+        if extra is not NO_EXTRA:
+            labels, values = [*labels, _EXTRA_LABEL], [*values, extra]
+        try:
+            return stream_digest(self.prefix, labels, values)
+        except UnencodableError as exc:
+            raise self._error(exc, labels) from None
+
+    def components(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], extra: Any = NO_EXTRA
+    ) -> dict[str, Any]:
+        """Digests of each key component, recorded in an entry's metadata (never the values)."""
+        labels, values = self.labelled(args, kwargs)
+        arguments = {
+            _label_name(label): stream_digest(b"", (b"",), (value,))
+            for label, value in zip(labels, values, strict=True)
+        }
+        return {
+            "key_format": KEY_FORMAT,
+            "python": PYTHON,
+            "function": self.qualname,
+            "code": self.code_fingerprint,
+            "version": xxhash.xxh3_64_hexdigest(self.version_bytes),
+            "arguments": arguments,
+            "extra": None if extra is NO_EXTRA else stream_digest(b"", (b"",), (extra,)),
+        }
+
+    def _error(self, exc: UnencodableError, labels: Sequence[bytes]) -> EncodingError:
+        parameter = _label_name(labels[exc.index]) if 0 <= exc.index < len(labels) else None
+        return encoding_error(exc, self.qualname, parameter)
+
+
+_EXTRA_LABEL = b"\0" + text(EXTRA)
+
+
+def _label_name(label: bytes) -> str:
+    if label == b"key=":
+        return "key"
+    if label == _EXTRA_LABEL:
+        return EXTRA
+    return label[8:].decode("utf-8", "surrogatepass")

@@ -1,0 +1,247 @@
+"""Encoding rules for standard-library types, dataclasses, namedtuples, functions and numpy.
+
+numpy rules apply only when the user has imported numpy; memo never imports it for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import fractions
+import functools
+import pathlib
+import sys
+import types
+import uuid
+from typing import Any
+
+from ._canonical import (
+    Context,
+    Handler,
+    UnencodableError,
+    _dict,
+    _int,
+    _list,
+    _tuple,
+    add_plugin,
+    add_rules,
+    encode_into,
+    enter,
+    leave,
+    pack_q,
+    qualified,
+    text,
+)
+
+__all__: list[str] = []
+
+
+def _path(obj: Any, out: bytearray, ctx: Context) -> None:
+    flavour = b"w" if isinstance(obj, pathlib.PureWindowsPath) else b"p"
+    out += b"P" + flavour
+    out += text(str(obj))
+
+
+def _enum(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"E"
+    out += qualified(type(obj))
+    out += text(obj.name)
+
+
+def _datetime(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"D"
+    out += text(obj.isoformat())
+    out += b"1" if obj.fold else b"0"
+
+
+def _date(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"a"
+    out += text(obj.isoformat())
+
+
+def _time(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"h"
+    out += text(obj.isoformat())
+    out += b"1" if obj.fold else b"0"
+
+
+def _timedelta(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"e"
+    _tuple((obj.days, obj.seconds, obj.microseconds), out, ctx)
+
+
+def _decimal(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"M"
+    out += text(str(obj))
+
+
+def _fraction(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"Q"
+    _int(obj.numerator, out, ctx)
+    _int(obj.denominator, out, ctx)
+
+
+def _uuid(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"U"
+    out += obj.bytes
+
+
+def _range(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"r"
+    _tuple((obj.start, obj.stop, obj.step), out, ctx)
+
+
+def _slice(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"x"
+    _tuple((obj.start, obj.stop, obj.step), out, ctx)
+
+
+def _dataclass(obj: Any, out: bytearray, ctx: Context) -> None:
+    ident = enter(obj, ctx)
+    out += b"C"
+    out += qualified(type(obj))
+    fields = dataclasses.fields(obj)
+    out += pack_q(len(fields))
+    for field in fields:
+        out += text(field.name)
+        try:
+            encode_into(getattr(obj, field.name), out, ctx)
+        except UnencodableError as exc:
+            exc.path.append(f".{field.name}")
+            raise
+    leave(ident, ctx)
+
+
+def _namedtuple(obj: Any, out: bytearray, ctx: Context) -> None:
+    ident = enter(obj, ctx)
+    out += b"n"
+    out += qualified(type(obj))
+    out += pack_q(len(obj))
+    for name, value in zip(obj._fields, obj, strict=True):
+        out += text(name)
+        try:
+            encode_into(value, out, ctx)
+        except UnencodableError as exc:
+            exc.path.append(f".{name}")
+            raise
+    leave(ident, ctx)
+
+
+def _type(obj: Any, out: bytearray, ctx: Context) -> None:
+    from ._code import class_fingerprint
+
+    out += b"K"
+    out += text(class_fingerprint(obj))
+
+
+def _function(obj: Any, out: bytearray, ctx: Context) -> None:
+    from ._code import function_fingerprint
+
+    out += b"L"
+    out += text(function_fingerprint(obj))
+
+
+def _builtin(obj: Any, out: bytearray, ctx: Context) -> None:
+    owner = getattr(obj, "__self__", None)
+    out += b"W"
+    out += text(f"{getattr(obj, '__module__', None)}:{obj.__qualname__}")
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        encode_into(owner, out, ctx)
+    else:
+        out += b"N"
+
+
+def _method(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"m"
+    _function(obj.__func__, out, ctx)
+    try:
+        encode_into(obj.__self__, out, ctx)
+    except UnencodableError as exc:
+        exc.path.append(".__self__")
+        raise
+
+
+def _partial(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"_"
+    encode_into(obj.func, out, ctx)
+    _tuple(obj.args, out, ctx)
+    _dict(obj.keywords, out, ctx)
+
+
+# --- numpy (only when the user imported it) ----------------------------------------------------
+
+
+def _ndarray(obj: Any, out: bytearray, ctx: Context) -> None:
+    import numpy as np
+
+    out += b"A"
+    out += text(type(obj).__qualname__)
+    dtype = obj.dtype
+    out += text(str(dtype.descr) if dtype.fields is not None else dtype.str)
+    _tuple(tuple(obj.shape), out, ctx)
+    if dtype.hasobject:
+        _list(obj.tolist(), out, ctx)
+        return
+    contiguous = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
+    raw = contiguous.reshape(-1).view(np.uint8)
+    out += pack_q(raw.nbytes)
+    ctx.feed(out, raw.data)
+
+
+def _numpy_scalar(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"g"
+    dtype = obj.dtype
+    out += text(str(dtype.descr) if dtype.fields is not None else dtype.str)
+    if dtype.hasobject:
+        encode_into(obj.item(), out, ctx)
+    else:
+        data = obj.tobytes()
+        out += pack_q(len(data))
+        out += data
+
+
+def _plugin(tp: type) -> Handler | None:
+    if dataclasses.is_dataclass(tp):
+        return _dataclass
+    if issubclass(tp, tuple) and hasattr(tp, "_fields"):
+        return _namedtuple
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        if issubclass(tp, numpy.ndarray):
+            return _ndarray
+        if issubclass(tp, numpy.generic):
+            return _numpy_scalar
+    if issubclass(tp, types.FunctionType):
+        return _function
+    return None
+
+
+add_rules(
+    {
+        datetime.datetime: _datetime,
+        datetime.date: _date,
+        datetime.time: _time,
+        datetime.timedelta: _timedelta,
+        decimal.Decimal: _decimal,
+        fractions.Fraction: _fraction,
+        uuid.UUID: _uuid,
+        range: _range,
+        slice: _slice,
+        types.FunctionType: _function,
+        types.BuiltinFunctionType: _builtin,
+        types.MethodType: _method,
+        functools.partial: _partial,
+    },
+    [
+        (enum.Enum, _enum),
+        (pathlib.PurePath, _path),
+        (datetime.datetime, _datetime),
+        (datetime.date, _date),
+        (datetime.time, _time),
+        (datetime.timedelta, _timedelta),
+        (type, _type),
+    ],
+)
+add_plugin(_plugin)

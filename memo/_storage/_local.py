@@ -1,0 +1,318 @@
+"""A store in a local directory: one file per entry, published atomically, checked on read.
+
+Entries are ``<name>-<key>.memo`` files (see ``_format``), so a directory listing shows which
+function each belongs to. Writes go to ``.tmp/`` and are renamed into place, so a reader sees
+the old entry, the new one, or none, never a partial one. Reads take no lock. The store knows
+nothing about functions: it maps (name, key) to values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import warn_once
+from ._format import DamagedEntryError, pack, read_metadata_line, unpack
+from ._locks import KeyLocks
+from ._serializers import Serializer, get_serializer
+
+__all__ = ["MISS", "LocalStore", "StoreError", "sanitize"]
+
+SUFFIX = ".memo"
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_CREATE = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+_KEY = re.compile(r"^[0-9a-f]{32}$")
+_TEMP_MAX_AGE = 24 * 3600.0
+_SMALL = 1 << 20
+
+
+class _Miss:
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+MISS: Any = _Miss()
+
+
+class StoreError(Exception):
+    """Internal: a store operation failed; ``reason`` is one line for the user."""
+
+
+def sanitize(name: str) -> str:
+    """A file-name-safe form of a function's name (letters, digits, ``_`` and ``.``)."""
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "f"
+    return cleaned[:80]
+
+
+class LocalStore:
+    """Entries in one local directory (created ``0o700`` on first write)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self._root = str(self.root)
+        self._tmp = os.path.join(self._root, ".tmp")
+        self._locks = KeyLocks(self._root)
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self._root!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LocalStore) and other._root == self._root
+
+    def __hash__(self) -> int:
+        return hash(self._root)
+
+    def path(self, name: str, key: str) -> str:
+        """Where the entry for ``key`` of ``name`` lives."""
+        return f"{self._root}/{name}-{key}{SUFFIX}"
+
+    # --- reading -------------------------------------------------------------------------
+
+    def load(self, name: str, key: str) -> Any:
+        """The stored value, or ``MISS``; a damaged or unreadable entry is a miss, warned once."""
+        path = f"{self._root}/{name}-{key}{SUFFIX}"
+        try:
+            fd = os.open(path, _O_READ)
+        except FileNotFoundError:
+            return MISS
+        except OSError as exc:
+            self._warn_read(path, exc)
+            return MISS
+        try:
+            data = _read_all(fd)
+        except OSError as exc:
+            self._warn_read(path, exc)
+            return MISS
+        finally:
+            os.close(fd)
+        try:
+            serializer_name, payload = unpack(data, bytes.fromhex(key))
+        except DamagedEntryError as exc:
+            warn_once(
+                ("damaged", path),
+                f"memo: the cache entry {path} is damaged ({exc}); it is ignored, "
+                "recomputed and replaced",
+            )
+            return MISS
+        try:
+            return get_serializer(serializer_name).loads(payload)
+        except Exception as exc:
+            warn_once(
+                ("unloadable", path),
+                f"memo: the cache entry {path} passed its integrity check but could not be "
+                f"loaded ({type(exc).__name__}: {exc}); it is recomputed and replaced",
+            )
+            return MISS
+
+    def contains(self, name: str, key: str) -> bool:
+        """Whether a readable, undamaged entry exists (checks the digest, does not load)."""
+        path = self.path(name, key)
+        try:
+            fd = os.open(path, _O_READ)
+        except OSError:
+            return False
+        try:
+            unpack(_read_all(fd), bytes.fromhex(key))
+        except (OSError, DamagedEntryError):
+            return False
+        finally:
+            os.close(fd)
+        return True
+
+    def _warn_read(self, path: str, exc: OSError) -> None:
+        if exc.errno == errno.ELOOP:
+            message = f"memo: {path} is a symbolic link; memo never follows links in a cache"
+        else:
+            message = f"memo: could not read the cache entry {path}: {exc}"
+        warn_once(("read", path, str(exc.errno)), message + "; the value is recomputed")
+
+    # --- writing -------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the directory (``0o700``) and its temp folder; done once, before writing."""
+        if self._ready:
+            return
+        os.makedirs(self._root, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(self._tmp, 0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(self._tmp).st_mode):
+                raise StoreError(f"{self._tmp} exists and is not a directory") from None
+        self._ready = True
+        self._sweep_temp()
+
+    def _sweep_temp(self) -> None:
+        """Remove temporary files left by writers that died (their pid is gone, or very old)."""
+        try:
+            names = os.listdir(self._tmp)
+        except OSError:
+            return
+        now = time.time()
+        for name in names:
+            pid_text = name.rsplit(".", 3)[-3] if name.count(".") >= 3 else ""
+            full = os.path.join(self._tmp, name)
+            try:
+                age = now - os.lstat(full).st_mtime
+                if not _alive(pid_text) or age > _TEMP_MAX_AGE:
+                    os.unlink(full)
+            except (OSError, ValueError):
+                continue
+
+    def save(
+        self,
+        name: str,
+        key: str,
+        value: Any,
+        metadata: dict[str, Any],
+        serializer: Serializer,
+    ) -> int:
+        """Serialize and publish an entry atomically; returns its size in bytes.
+
+        Raises ``StoreError`` (nothing partial left behind) if serializing or writing fails.
+        """
+        try:
+            payload = serializer.dumps(value)
+        except Exception as exc:
+            raise StoreError(
+                f"the result ({type(value).__qualname__}) could not be serialized with "
+                f"{serializer.name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        size = sum(memoryview(chunk).nbytes for chunk in payload)
+        metadata = {**metadata, "serializer": serializer.name, "payload_bytes": size}
+        line = json.dumps(metadata, separators=(",", ":"), default=str).encode()
+        chunks = pack(line, bytes.fromhex(key), serializer.name, payload)
+        try:
+            self.prepare()
+            temp = os.path.join(self._tmp, f"{name}-{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+            fd = os.open(temp, _O_CREATE, 0o600)
+        except OSError as exc:
+            raise StoreError(f"could not write to {self._root}: {exc}") from exc
+        try:
+            try:
+                total = _write_all(fd, chunks)
+            finally:
+                os.close(fd)
+            os.replace(temp, self.path(name, key))
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"could not write to {self._root}: {exc}") from exc
+            raise
+        return total
+
+    def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
+        """Hold ``key``'s lock (yields False when ``timeout`` ran out)."""
+        self.prepare()
+        return self._locks.hold(key, timeout)
+
+    @property
+    def locks(self) -> KeyLocks:
+        """The store's key locks (for async callers)."""
+        return self._locks
+
+    # --- managing ------------------------------------------------------------------------
+
+    def delete(self, name: str, key: str) -> bool:
+        """Remove one entry; True if it existed."""
+        try:
+            os.unlink(self.path(name, key))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_entries(self, name: str | None = None) -> Iterator[tuple[str, str, Path]]:
+        """(name, key, path) of the entries, optionally only those stored under ``name``."""
+        try:
+            scan = os.scandir(self._root)
+        except FileNotFoundError:
+            return
+        with scan:
+            for item in scan:
+                stem, dot, suffix = item.name.rpartition(".")
+                if not dot or "." + suffix != SUFFIX or not item.is_file(follow_symlinks=False):
+                    continue
+                entry_name, dash, key = stem.rpartition("-")
+                if not dash or not _KEY.match(key):
+                    continue
+                if name is None or entry_name == name:
+                    yield entry_name, key, Path(item.path)
+
+    def metadata(self, path: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """The metadata recorded in an entry file, or None if it cannot be read."""
+        try:
+            fd = os.open(os.fspath(path), _O_READ)
+        except OSError:
+            return None
+        try:
+            line = read_metadata_line(os.read(fd, 1 << 17))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if line is None:
+            return None
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+
+def _read_all(fd: int) -> bytes | bytearray:
+    size = os.fstat(fd).st_size
+    if size < _SMALL:
+        # One byte more than expected, so a file that grew meanwhile fails the size check.
+        return os.read(fd, size + 1)
+    buffer = bytearray(size + 1)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(buffer):
+        count = os.readv(fd, [view[filled:]])
+        if count == 0:
+            break
+        filled += count
+    del view
+    del buffer[filled:]
+    return buffer
+
+
+def _write_all(fd: int, chunks: list[Any]) -> int:
+    total = 0
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        while view:
+            written = os.write(fd, view)
+            total += written
+            view = view[written:]
+    return total
+
+
+def _alive(pid_text: str) -> bool:
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

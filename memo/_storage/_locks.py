@@ -1,0 +1,221 @@
+"""Per-key locks that stop concurrent processes and threads from computing the same entry twice.
+
+Locks only avoid duplicate work; correctness never depends on them (publishing is atomic).
+
+On POSIX every key locks one byte of a single ``.lock`` file per store, at an offset derived from
+the key (``fcntl.lockf`` record locks). That costs two system calls and creates no file per key:
+a per-key lock file would cost more than the whole store write. The kernel drops a process's
+record locks when it dies, so a killed holder never blocks anyone. Record locks belong to the
+process, so threads of one process are kept apart by an in-process lock per key first. Elsewhere
+(Windows) it falls back to one ``filelock.FileLock`` per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["KeyLocks"]
+
+_POLL_START = 0.001
+_POLL_MAX = 0.05
+
+_lock_files: dict[tuple[int, int], int] = {}
+_lock_files_guard = threading.Lock()
+
+
+class _InProcess:
+    """Refcounted per-key thread locks, dropped when no thread uses them."""
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.table: dict[str, list[Any]] = {}
+
+    def get(self, name: str) -> threading.Lock:
+        with self.guard:
+            slot = self.table.get(name)
+            if slot is None:
+                slot = self.table[name] = [threading.Lock(), 0]
+            slot[1] += 1
+            lock: threading.Lock = slot[0]
+            return lock
+
+    def put(self, name: str) -> None:
+        with self.guard:
+            slot = self.table[name]
+            slot[1] -= 1
+            if slot[1] == 0:
+                del self.table[name]
+
+
+_threads = _InProcess()
+
+
+def _after_fork() -> None:
+    # A lock held by a parent's thread would never be released in the child.
+    global _threads
+    _threads = _InProcess()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _open_lock_file(path: str) -> int:
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, 0o600)
+    st = os.fstat(fd)
+    identity = (st.st_dev, st.st_ino)
+    with _lock_files_guard:
+        known = _lock_files.get(identity)
+        if known is not None:
+            # Closing a second descriptor would drop every record lock this process holds on
+            # the file, so one descriptor per lock file is kept for the life of the process.
+            os.close(fd)
+            return known
+        _lock_files[identity] = fd
+        return fd
+
+
+class KeyLocks:
+    """Locks for the keys of one store directory."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._fd: int | None = None
+
+    def _lock_fd(self) -> int:
+        if self._fd is None:
+            self._fd = _open_lock_file(os.path.join(self.directory, ".lock"))
+        return self._fd
+
+    @staticmethod
+    def _offset(key: str) -> int:
+        return int(key[:15], 16)
+
+    def _try_record(self, key: str) -> bool:
+        try:
+            fcntl.lockf(self._lock_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
+        except (BlockingIOError, PermissionError):
+            return False
+        return True
+
+    def _release_record(self, key: str) -> None:
+        fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, self._offset(key))
+
+    @contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[bool]:
+        """Hold the lock for ``key`` while in the block; yields False if ``timeout`` ran out.
+
+        Raises ``OSError`` if the lock file cannot be used (read-only directory, ...); callers
+        then go on without the lock.
+        """
+        if fcntl is None:  # pragma: no cover - Windows
+            with self._hold_filelock(key, timeout) as held:
+                yield held
+            return
+        deadline = time.monotonic() + timeout
+        threads = _threads
+        thread_lock = threads.get(key)
+        try:
+            wait = -1 if timeout == float("inf") else max(timeout, 0.0)
+            if not thread_lock.acquire(timeout=wait):
+                yield False
+                return
+            try:
+                held = self._wait_record(key, deadline)
+                try:
+                    yield held
+                finally:
+                    if held:
+                        self._release_record(key)
+            finally:
+                thread_lock.release()
+        finally:
+            threads.put(key)
+
+    def _wait_record(self, key: str, deadline: float) -> bool:
+        pause = _POLL_START
+        while not self._try_record(key):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _POLL_MAX)
+        return True
+
+    async def acquire_async(self, key: str, timeout: float) -> bool:
+        """Wait for ``key``'s lock without blocking the event loop; True when held."""
+        if fcntl is None:  # pragma: no cover - Windows
+            return await asyncio.to_thread(self._acquire_filelock, key, timeout)
+        deadline = time.monotonic() + timeout
+        threads = _threads
+        thread_lock = threads.get(key)
+        pause = _POLL_START
+        while True:
+            if thread_lock.acquire(blocking=False):
+                if self._try_record(key):
+                    return True
+                thread_lock.release()
+            if time.monotonic() >= deadline:
+                threads.put(key)
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+
+    def release_async(self, key: str) -> None:
+        """Release a lock taken with ``acquire_async``."""
+        if fcntl is None:  # pragma: no cover - Windows
+            self._release_filelock(key)
+            return
+        threads = _threads
+        self._release_record(key)
+        slot = threads.table.get(key)
+        if slot is not None:
+            slot[0].release()
+            threads.put(key)
+
+    # --- Windows fallback ----------------------------------------------------------------
+
+    _filelocks: dict[str, Any]
+
+    def _filelock(self, key: str) -> Any:  # pragma: no cover - Windows
+        import filelock
+
+        locks = self.__dict__.setdefault("_filelocks", {})
+        if key not in locks:
+            folder = os.path.join(self.directory, ".locks")
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            locks[key] = filelock.FileLock(os.path.join(folder, key + ".lock"))
+        return locks[key]
+
+    @contextmanager
+    def _hold_filelock(self, key: str, timeout: float) -> Iterator[bool]:  # pragma: no cover
+        held = self._acquire_filelock(key, timeout)
+        try:
+            yield held
+        finally:
+            if held:
+                self._release_filelock(key)
+
+    def _acquire_filelock(self, key: str, timeout: float) -> bool:  # pragma: no cover
+        import filelock
+
+        try:
+            self._filelock(key).acquire(timeout=-1 if timeout == float("inf") else timeout)
+        except filelock.Timeout:
+            return False
+        return True
+
+    def _release_filelock(self, key: str) -> None:  # pragma: no cover - Windows
+        self._filelock(key).release()

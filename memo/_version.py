@@ -1,0 +1,3 @@
+"""The installed memo version."""
+
+__version__ = "0.1.0"
