@@ -167,7 +167,7 @@ class _Fingerprinter:
         if ident in self.done:
             return self.done[ident]
         if ident in self.active:
-            return b"cycle:" + _name(obj).encode()
+            return b"cycle:" + _local_name(obj).encode()
         self.active.add(ident)
         try:
             hasher = xxhash.xxh3_128()
@@ -201,7 +201,7 @@ class _Fingerprinter:
 
     def _function_parts(self, func: types.FunctionType) -> Iterator[bytes]:
         yield b"function"
-        yield _name(func).encode()
+        yield _local_name(func).encode()
         code = func.__code__
         global_names: set[str] = set()
         attr_names: set[str] = set()
@@ -255,13 +255,14 @@ class _Fingerprinter:
 
     def _class_parts(self, cls: type) -> Iterator[bytes]:
         yield b"class"
-        yield _name(cls).encode()
         kind = module_kind(cls.__module__)
         if kind != "user":
+            yield _name(cls).encode()
             yield kind.encode()
             if kind == "package":
                 yield package_version(cls.__module__).encode()
             return
+        yield _local_name(cls).encode()
         for base in cls.__bases__:
             yield self.reference(base)
         for name in sorted(vars(cls)):
@@ -329,6 +330,12 @@ def _underlying(attribute: Any) -> Any:
     if isinstance(attribute, staticmethod | classmethod):
         return attribute.__func__
     return attribute
+
+
+def _local_name(obj: Any) -> str:
+    # User code is identified by what it is called, not by which file it sits in: the key
+    # names the decorated function's module separately.
+    return str(getattr(obj, "__qualname__", None) or getattr(obj, "__name__", "?"))
 
 
 def _name(obj: Any) -> str:

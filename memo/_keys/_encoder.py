@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import inspect
 import json
+import sys
 import pathlib
 import types
 import typing
@@ -96,7 +97,8 @@ class Encoder(json.JSONEncoder):
             def _(point: Point) -> tuple[float, float]:
                 return (point.x, point.y)
         """
-        targets = _annotated_types(func)
+        # Postponed annotations may name classes local to the caller's scope.
+        targets = _annotated_types(func, sys._getframe(1).f_locals)
         with resolve_lock():
             for target in targets:
                 cls._registry[target] = func
@@ -158,12 +160,12 @@ class Encoder(json.JSONEncoder):
         return {"type": f"{tp.__module__}.{tp.__qualname__}", "xxh3_128": digest}
 
 
-def _annotated_types(func: Callable[..., Any]) -> list[type]:
+def _annotated_types(func: Callable[..., Any], local_names: dict[str, Any]) -> list[type]:
     if not callable(func):
         raise ConfigError(f"Encoder.register takes a function, got {func!r}")
     try:
         params = list(inspect.signature(func).parameters.values())
-        hints = typing.get_type_hints(func)
+        hints = typing.get_type_hints(func, localns=local_names)
     except (TypeError, ValueError, NameError) as exc:
         raise ConfigError(
             f"Encoder.register could not read the annotations of {func!r}: {exc}"

@@ -55,7 +55,11 @@ class StoreError(Exception):
 
 
 def sanitize(name: str) -> str:
-    """A file-name-safe form of a function's name (letters, digits, ``_`` and ``.``)."""
+    """A file-name-safe form of a function's name (letters, digits, ``_`` and ``.``).
+
+    ``outer.<locals>.inner`` becomes ``inner``: the key, not the name, tells entries apart.
+    """
+    name = name.rpartition("<locals>.")[2]
     cleaned = _UNSAFE.sub("_", name).strip("._") or "f"
     return cleaned[:80]
 

@@ -1,0 +1,202 @@
+"""Keys of calls: signature binding, ignore, version, key=, and _extra_cache_key."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memo
+
+
+def test_binding_applies_defaults(cache_dir: Path) -> None:
+    """f(1), f(a=1) and f(1, b=<default>) share a key; another b does not."""
+
+    @memo.cache(cache_path=cache_dir)
+    def f(a: int, b: int = 2, *, c: str = "x") -> int:
+        return a
+
+    key = f.key(1)
+    assert key == f.key(a=1) == f.key(1, 2) == f.key(1, b=2) == f.key(b=2, a=1)
+    assert key == f.key(1, c="x")
+    assert key != f.key(1, 3)
+    assert key != f.key(1, c="y")
+    assert len(key) == 32
+
+
+def test_positional_only_and_varargs(cache_dir: Path) -> None:
+    """*args and **kwargs are part of the key, keyword order is not."""
+
+    @memo.cache(cache_path=cache_dir)
+    def g(a: int, /, *rest: int, **options: Any) -> int:
+        return a
+
+    assert g.key(1, 2, 3, x=1, y=2) == g.key(1, 2, 3, y=2, x=1)
+    assert g.key(1, 2, 3) != g.key(1, 2)
+    assert g.key(1, x=1) != g.key(1, x=2)
+
+
+def test_wrong_arguments_raise_type_error(cache_dir: Path) -> None:
+    """A call that does not fit the signature fails like the plain function would."""
+
+    @memo.cache(cache_path=cache_dir)
+    def f(a: int, b: int = 2) -> int:
+        return a
+
+    with pytest.raises(TypeError, match="f()"):
+        f()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        f(1, 2, 3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        f(1, c=3)  # type: ignore[call-arg]
+
+
+def test_ignore_leaves_names_out(cache_dir: Path) -> None:
+    """Ignored arguments do not change the key, even inside **kwargs."""
+
+    @memo.cache(cache_path=cache_dir, ignore=["verbose"])
+    def f(x: int, verbose: bool = False) -> int:
+        return x
+
+    assert f.key(1, verbose=True) == f.key(1, verbose=False) == f.key(1)
+
+    @memo.cache(cache_path=cache_dir, ignore=["timeout_min"])
+    def launch(config: str, **options: Any) -> str:
+        return config
+
+    assert launch.key("a", timeout_min=5) == launch.key("a", timeout_min=60) == launch.key("a")
+    assert launch.key("a", nodes=2) != launch.key("a", nodes=3)
+
+
+def test_ignore_unknown_name_is_an_error(cache_dir: Path) -> None:
+    """Ignoring a parameter the function does not have fails at decoration time."""
+    with pytest.raises(TypeError, match="no such parameter"):
+
+        @memo.cache(cache_path=cache_dir, ignore=["verbsoe"])
+        def f(x: int, verbose: bool = False) -> int:
+            return x
+
+
+def test_version_is_part_of_the_key(cache_dir: Path) -> None:
+    """Bumping version gives new keys; the same version the same keys."""
+
+    def body(x: int) -> int:
+        return x
+
+    one = memo.decorate(body, cache_path=cache_dir, version=1)
+    one_again = memo.decorate(body, cache_path=cache_dir, version=1)
+    two = memo.decorate(body, cache_path=cache_dir, version=2)
+    assert one.key(5) == one_again.key(5)
+    assert one.key(5) != two.key(5)
+
+
+def test_custom_key_callable(cache_dir: Path) -> None:
+    """key= replaces the argument part with the callable's result."""
+    seen: list[inspect.BoundArguments] = []
+
+    def by_name(bound: inspect.BoundArguments) -> Any:
+        seen.append(bound)
+        return bound.arguments["config"]["name"]
+
+    @memo.cache(cache_path=cache_dir, key=by_name)
+    def run(config: dict[str, Any], workers: int = 4) -> str:
+        return str(config["name"])
+
+    assert run.key({"name": "a", "seed": 1}) == run.key({"name": "a", "seed": 2}, workers=8)
+    assert run.key({"name": "a"}) != run.key({"name": "b"})
+    assert seen[0].arguments["workers"] == 4  # defaults are applied
+
+
+def test_extra_cache_key_undeclared(cache_dir: Path) -> None:
+    """An undeclared _extra_cache_key changes the key and is not passed to the function."""
+    received: list[dict[str, Any]] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def load(path: str, **kwargs: Any) -> str:
+        received.append(kwargs)
+        return path
+
+    assert load("p", _extra_cache_key="v1") == "p"
+    assert received == [{}]
+    assert load("p", _extra_cache_key="v1") == "p"
+    assert len(received) == 1
+    assert load("p", _extra_cache_key="v2") == "p"
+    assert len(received) == 2
+    assert load.key("p", _extra_cache_key="v1") != load.key("p")
+
+
+def test_extra_cache_key_declared(cache_dir: Path) -> None:
+    """A declared _extra_cache_key is passed through and is part of the key."""
+    received: list[Any] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def load(path: str, _extra_cache_key: Any = None) -> str:
+        received.append(_extra_cache_key)
+        return path
+
+    load("p", _extra_cache_key="h1")
+    load("p", "h1")
+    load("p", _extra_cache_key="h2")
+    assert received == ["h1", "h2"]
+
+
+def test_extra_cache_key_cannot_be_ignored(cache_dir: Path) -> None:
+    """_extra_cache_key is always part of the key."""
+    with pytest.raises(ValueError, match="_extra_cache_key"):
+
+        @memo.cache(cache_path=cache_dir, ignore=["_extra_cache_key"])
+        def load(path: str, _extra_cache_key: Any = None) -> str:
+            return path
+
+
+def test_unencodable_argument_names_parameter_before_body_runs(cache_dir: Path) -> None:
+    """EncodingError names the parameter, its type and the fixes; the body never runs."""
+    ran: list[int] = []
+
+    class Opaque:
+        pass
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: int, model: Any) -> int:
+        ran.append(x)
+        return x
+
+    with pytest.raises(memo.EncodingError) as info:
+        f(1, {"layers": [Opaque()]})
+    message = str(info.value)
+    assert "'model'" in message
+    assert "Opaque" in message
+    assert "['layers'][0]" in message
+    assert "Encoder.register" in message
+    assert "ignore=['model']" in message
+    assert ran == []
+
+
+def test_cyclic_argument_is_a_clear_error(cache_dir: Path) -> None:
+    """A self-containing argument raises EncodingError mentioning the cycle."""
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: Any) -> int:
+        return 1
+
+    loop: list[Any] = [1]
+    loop.append(loop)
+    with pytest.raises(memo.EncodingError, match="cycle"):
+        f(loop)
+
+
+def test_functions_as_arguments_key_by_code(cache_dir: Path) -> None:
+    """A function argument is keyed by its code fingerprint, not its identity."""
+
+    @memo.cache(cache_path=cache_dir)
+    def apply(fn: Any, x: int) -> int:
+        return int(fn(x))
+
+    def make(k: int) -> Any:
+        return lambda v: v * k
+
+    assert apply.key(make(2), 1) == apply.key(make(2), 1)
+    assert apply.key(make(2), 1) != apply.key(make(3), 1)
+    assert apply(make(2), 5) == 10
