@@ -58,6 +58,10 @@ class Memoized(Generic[P, R]):
     ``__wrapped__`` and signature, and adds methods to inspect and manage its cache.
     """
 
+    __name__: str
+    __qualname__: str
+    __wrapped__: Callable[P, R]
+
     def __init__(self, func: Callable[P, R], options: Options) -> None:
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise ConfigError(
@@ -115,7 +119,7 @@ class Memoized(Generic[P, R]):
             value = self._lookup(state.store, key)
             if value is not MISS:
                 return cast(R, value)
-        return self._compute(state, key, args, kwargs, extra, state.skip)
+        return cast(R, self._compute(state, key, args, kwargs, extra, state.skip))
 
     def _lookup(self, store: LocalStore, key: str) -> Any:
         if self._max_age is not None and _age(store.path(self._name, key)) > self._max_age:
@@ -246,9 +250,9 @@ class Memoized(Generic[P, R]):
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call, overwrite its stored result and return the new value."""
         state = self._setup()
-        kwargs, extra = self._maker.split_extra(kwargs)
-        key = self._maker.key(args, kwargs, extra)
-        return cast(R, self._compute(state, key, args, kwargs, extra, True))
+        call_kwargs, extra = self._maker.split_extra(kwargs)
+        key = self._maker.key(args, call_kwargs, extra)
+        return cast(R, self._compute(state, key, args, call_kwargs, extra, True))
 
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of this function's stored entries, newest first."""
@@ -394,7 +398,7 @@ def decorate(
         if isinstance(target, Memoized):
             raise ConfigError(f"{target!r} is already memoized")
         if inspect.iscoroutinefunction(target):
-            wrapper: Memoized[P, R] = _AsyncMemoized(target, parsed)
+            wrapper: Memoized[P, R] = _AsyncMemoized(cast(Any, target), parsed)
             mark = getattr(inspect, "markcoroutinefunction", None)
             if mark is not None:  # Python 3.12+: iscoroutinefunction(wrapper) is then True
                 mark(wrapper)

@@ -364,9 +364,9 @@ def _resolve(tp: type) -> Handler:
         if issubclass(tp, base):
             return handler
     for plugin in _plugins:
-        handler = plugin(tp)
-        if handler is not None:
-            return handler
+        found = plugin(tp)
+        if found is not None:
+            return found
     for base, handler in _SUBCLASSABLE:
         if issubclass(tp, base):
             return _subclass(handler, tp)

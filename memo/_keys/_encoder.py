@@ -7,8 +7,8 @@ import dataclasses
 import enum
 import inspect
 import json
-import sys
 import pathlib
+import sys
 import types
 import typing
 from collections.abc import Callable

@@ -94,7 +94,9 @@ class LocalStore:
         path = f"{self._root}/{name}-{key}{SUFFIX}"
         try:
             fd = os.open(path, _O_READ)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # No entry can exist (e.g. the cache path is under a regular file); failing to
+            # store there is what gets reported, once.
             return MISS
         except OSError as exc:
             self._warn_read(path, exc)
