@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import inspect
 import logging
 import os
@@ -88,6 +89,10 @@ class Memoized(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<memo.Memoized {self._maker.qualname}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by reference, like a plain function, so process pools can receive it.
+        return (_lookup_qualified, (self.__module__, self.__qualname__))
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -328,6 +333,13 @@ class _BoundMemoized:
         if name in {"key", "is_cached", "invalidate", "refresh"}:
             return functools.partial(attribute, self._instance)
         return attribute
+
+
+def _lookup_qualified(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _age(path: str) -> float:

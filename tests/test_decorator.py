@@ -313,3 +313,28 @@ def test_memoized_helper_inside_memoized_function(cache_dir: Path) -> None:
     outer.invalidate(1)
     assert outer(1) == 4
     assert inner_calls == [1]
+
+
+@memo.cache
+def module_level_square(x: int) -> int:
+    """A module-level memoized function, importable by reference."""
+    return x * x
+
+
+def test_memoized_functions_pickle_by_reference() -> None:
+    """A module-level memoized function pickles by reference and stays the same object."""
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(module_level_square))
+    assert clone is module_level_square
+
+
+def test_memoized_functions_work_in_process_pools(tmp_path: Path) -> None:
+    """A process pool can run a memoized function; results land in the shared store."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
+        assert list(pool.map(module_level_square, [2, 3])) == [4, 9]
+    assert module_level_square.is_cached(2)

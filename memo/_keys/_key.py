@@ -162,7 +162,7 @@ class KeyMaker:
         if extra is not NO_EXTRA:
             labels, values = [*labels, _EXTRA_LABEL], [*values, extra]
         try:
-            return stream_digest(self.prefix, labels, values)
+            return stream_digest(self._prefix or self.prefix, labels, values)
         except UnencodableError as exc:
             raise self._error(exc, labels) from None
 

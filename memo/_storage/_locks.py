@@ -104,8 +104,9 @@ class KeyLocks:
         return int(key[:15], 16)
 
     def _try_record(self, key: str) -> bool:
+        fd = self._lock_fd()  # an OSError opening it (read-only directory) is not "busy"
         try:
-            fcntl.lockf(self._lock_fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
         except (BlockingIOError, PermissionError):
             return False
         return True
@@ -164,7 +165,13 @@ class KeyLocks:
         pause = _POLL_START
         while True:
             if thread_lock.acquire(blocking=False):
-                if self._try_record(key):
+                try:
+                    got = self._try_record(key)
+                except BaseException:
+                    thread_lock.release()
+                    threads.put(key)
+                    raise
+                if got:
                     return True
                 thread_lock.release()
             if time.monotonic() >= deadline:

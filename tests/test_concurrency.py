@@ -1,0 +1,291 @@
+"""Real processes and threads sharing one store: compute once, survive kills, fail safely."""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import random
+import resource
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memo
+from memo._exceptions import reset_warnings
+from memo._storage._local import MISS, LocalStore
+
+CTX = multiprocessing.get_context("fork")
+JOIN = 30.0  # no child should take this long; a hang fails the test instead of the suite
+BIG = 48 * 2**20
+PATTERN = bytes(range(256)) * (BIG // 256)
+
+
+def square_slowly(log: str, delay: float, n: int) -> int:
+    """Append one line per run of the body to ``log`` (O_APPEND), then sleep ``delay`` s."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    time.sleep(delay)
+    return n * n
+
+
+def big_result(n: int, stamp: int) -> tuple[int, bytes]:
+    """A large result (48 MiB), so that writing it takes a while; ``stamp`` is not in the key."""
+    return stamp, PATTERN
+
+
+def large_bytes(n: int) -> bytes:
+    """4 MiB of bytes, more than the file-size limit of the disk-full test."""
+    return bytes([n % 256]) * (4 * 2**20)
+
+
+def _runs(log: Path) -> int:
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def _slow(cache_dir: Path) -> memo.Memoized[[str, float, int], int]:
+    return memo.decorate(square_slowly, cache_path=cache_dir, ignore=["delay"])
+
+
+def _start(target: Callable[..., Any], *args: Any) -> Any:
+    process = CTX.Process(target=target, args=args, daemon=True)
+    process.start()
+    return process
+
+
+@pytest.fixture
+def children() -> Iterator[list[Any]]:
+    """Processes started by a test; any still alive at the end are killed."""
+    started: list[Any] = []
+    yield started
+    for process in started:
+        if process.is_alive():
+            process.kill()
+        process.join(JOIN)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.002)
+
+
+# --- compute once -------------------------------------------------------------------------
+
+
+def test_processes_compute_a_missing_key_once(
+    cache_dir: Path, tmp_path: Path, children: list[Any]
+) -> None:
+    """Eight processes asking for one missing key at once run the body exactly once."""
+    log = tmp_path / "runs.log"
+    func = _slow(cache_dir)
+    barrier = CTX.Barrier(8)
+    receive, send = CTX.Pipe(duplex=False)
+
+    def worker() -> None:
+        barrier.wait(JOIN)
+        send.send((os.getpid(), func(str(log), 0.5, 12)))
+
+    children.extend(_start(worker) for _ in range(8))
+    send.close()
+    results = []
+    for _ in range(8):
+        assert receive.poll(JOIN), "a worker did not answer"
+        results.append(receive.recv())
+    for process in children:
+        process.join(JOIN)
+        assert process.exitcode == 0
+    assert sorted(pid for pid, _ in results) == sorted(p.pid for p in children)
+    assert [value for _, value in results] == [144] * 8
+    assert _runs(log) == 1
+    assert func.is_cached(str(log), 0.0, 12)
+
+
+def test_threads_compute_a_missing_key_once(cache_dir: Path, tmp_path: Path) -> None:
+    """Eight threads of one process asking for one missing key run the body exactly once."""
+    log = tmp_path / "runs.log"
+    func = _slow(cache_dir)
+    barrier = threading.Barrier(8)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait(JOIN)
+            results.append(func(str(log), 0.3, 7))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN)
+        assert not thread.is_alive()
+    assert errors == []
+    assert results == [49] * 8
+    assert _runs(log) == 1
+    assert (func.misses, func.stores) == (1, 1)
+
+
+def test_killed_lock_holder_does_not_block_others(
+    cache_dir: Path, tmp_path: Path, children: list[Any]
+) -> None:
+    """A process SIGKILLed while computing (holding the key's lock) does not block the next."""
+    log = tmp_path / "runs.log"
+    func = _slow(cache_dir)
+    holder = _start(func, str(log), 30.0, 5)
+    children.append(holder)
+    _wait_for(lambda: _runs(log) == 1, JOIN, "the first process to start computing")
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(JOIN)
+    assert holder.exitcode == -signal.SIGKILL
+
+    def second() -> None:
+        os._exit(0 if func(str(log), 0.0, 5) == 25 else 1)
+
+    started = time.monotonic()
+    other = _start(second)
+    children.append(other)
+    other.join(JOIN)
+    elapsed = time.monotonic() - started
+    assert other.exitcode == 0
+    assert elapsed < 10, f"the second process waited {elapsed:.1f} s for a dead holder's lock"
+    assert _runs(log) == 2, "the second process must compute the value itself"
+    assert func(str(log), 0.0, 5) == 25
+    assert _runs(log) == 2
+
+
+# --- crash safety -------------------------------------------------------------------------
+
+
+def _big(cache_dir: Path) -> memo.Memoized[[int, int], tuple[int, bytes]]:
+    return memo.decorate(big_result, cache_path=cache_dir, ignore=["stamp"])
+
+
+def _check_entries(cache_dir: Path, stamps: range) -> int:
+    """Every entry file loads as a value some writer wrote, or is a miss; returns the count."""
+    store = LocalStore(cache_dir)
+    loaded = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", memo.MemoWarning)
+        for name, key, _ in store.iter_entries():
+            value = store.load(name, key)
+            if value is MISS:
+                continue
+            stamp, data = value
+            assert stamp in stamps
+            assert data == PATTERN
+            loaded += 1
+    return loaded
+
+
+def _writing_or_done(tmp: Path, writer: Any) -> bool:
+    return bool(os.listdir(tmp)) or not writer.is_alive()
+
+
+def test_writer_killed_at_random_moments_never_leaves_a_wrong_value(
+    cache_dir: Path, children: list[Any]
+) -> None:
+    """Killing a writer of a large entry at any moment leaves the old entry, the new, or none."""
+    func = _big(cache_dir)
+    tmp = cache_dir / ".tmp"
+
+    def write(stamp: int) -> None:
+        func.refresh(0, stamp)
+
+    started = time.monotonic()
+    first = _start(write, 0)
+    children.append(first)
+    first.join(JOIN)
+    write_time = time.monotonic() - started
+    assert first.exitcode == 0
+    assert _check_entries(cache_dir, range(1)) == 1
+
+    rng = random.Random(1234)
+    killed_mid_write = 0
+    for stamp in range(1, 16):
+        writer = _start(write, stamp)
+        children.append(writer)
+        if stamp % 3 == 0:
+            # Kill as soon as the temp file exists: deterministically in the middle of a write.
+            _wait_for(functools.partial(_writing_or_done, tmp, writer), JOIN, "a temp file")
+        else:
+            time.sleep(rng.uniform(0, write_time))
+        if writer.is_alive():
+            os.kill(writer.pid, signal.SIGKILL)
+        writer.join(JOIN)
+        assert writer.exitcode in (0, -signal.SIGKILL)
+        killed_mid_write += stamp % 3 == 0 and writer.exitcode == -signal.SIGKILL
+        # The entry is published atomically, so it is always a complete one.
+        assert _check_entries(cache_dir, range(stamp + 1)) == 1
+        assert func(0, 99)[1] == PATTERN
+    assert killed_mid_write >= 1
+    leftovers = os.listdir(tmp)
+    assert leftovers, "writers killed mid-write leave their temp file behind"
+
+    later = _big(cache_dir)  # a new store, as in a new process: its first write sweeps
+    stamp, data = later(0, 99)
+    assert stamp in range(16)
+    assert data == PATTERN
+    assert later.refresh(0, 100) == (100, PATTERN)
+    assert os.listdir(tmp) == []
+    assert later(0, 101) == (100, PATTERN)
+
+
+# --- disk full ----------------------------------------------------------------------------
+
+
+def _disk_full_child(cache_dir: str, limit: int, send: Connection) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    reset_warnings()
+    func = memo.decorate(large_bytes, cache_path=cache_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        correct = [func(3) == large_bytes(3) for _ in range(5)]
+    send.send(
+        {
+            "correct": correct,
+            "warnings": [f"{w.category.__name__}: {w.message}" for w in caught],
+            "counts": (func.misses, func.stores, func.errors, func.hits),
+        }
+    )
+
+
+def test_disk_full_returns_the_value_and_leaves_nothing(
+    cache_dir: Path, children: list[Any]
+) -> None:
+    """A write that hits the file-size limit returns the value, warns once, leaves no file."""
+    limit = 2**20
+    receive, send = CTX.Pipe(duplex=False)
+    child = _start(_disk_full_child, str(cache_dir), limit, send)
+    children.append(child)
+    send.close()
+    assert receive.poll(JOIN), "the child did not answer"
+    report = receive.recv()
+    child.join(JOIN)
+    assert child.exitcode == 0
+    assert report["correct"] == [True] * 5
+    assert len(report["warnings"]) == 1, report["warnings"]
+    assert report["warnings"][0].startswith("MemoWarning: memo: could not cache")
+    assert "File too large" in report["warnings"][0]
+    assert report["counts"] == (5, 0, 5, 0)
+    assert list(cache_dir.glob("*.memo")) == []
+    assert os.listdir(cache_dir / ".tmp") == []
+
+    func = memo.decorate(large_bytes, cache_path=cache_dir)  # no limit here: it is stored
+    assert func(3) == large_bytes(3)
+    assert func.is_cached(3)
