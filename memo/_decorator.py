@@ -85,6 +85,7 @@ class Memoized(Generic[P, R]):
         self._lock_timeout = options.effective_lock_timeout()
         self._state: _State | None = None
         self._declares_extra = self._maker.declares_extra
+        self._plain = self._max_age is None and self._validate is None
         self.hits = self.misses = self.stores = self.errors = 0
 
     def __repr__(self) -> str:
@@ -121,12 +122,23 @@ class Memoized(Generic[P, R]):
             return self._func(*args, **kwargs)
         key = self._maker.key(args, kwargs, extra)
         if not state.skip:
-            value = self._lookup(state.store, key)
-            if value is not MISS:
-                return cast(R, value)
+            if self._plain:
+                # The hit path with no expiry or validation: nothing but load.
+                value = state.store.load(self._name, key)
+                if value is not MISS:
+                    self.hits += 1
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug("hit %s %s", self._maker.qualname, key[:12])
+                    return cast(R, value)
+            else:
+                value = self._lookup(state.store, key)
+                if value is not MISS:
+                    return cast(R, value)
         return cast(R, self._compute(state, key, args, kwargs, extra, state.skip))
 
-    def _lookup(self, store: LocalStore, key: str) -> Any:
+    def _lookup(self, store: LocalStore, key: str, *, known_missing: bool = False) -> Any:
+        if known_missing and not store.exists(self._name, key):
+            return MISS
         if self._max_age is not None and _age(store.path(self._name, key)) > self._max_age:
             return MISS
         value = store.load(self._name, key)
@@ -148,22 +160,28 @@ class Memoized(Generic[P, R]):
         extra: Any,
         skip: bool,
     ) -> Any:
-        with contextlib.ExitStack() as stack:
-            try:
-                held = stack.enter_context(state.store.lock(key, self._lock_timeout))
-            except (OSError, StoreError):
-                held = False  # cannot lock (e.g. read-only directory): compute anyway
+        lock: contextlib.AbstractContextManager[bool] | None = None
+        try:
+            lock = state.store.lock(key, self._lock_timeout)
+            held = lock.__enter__()
+        except (OSError, StoreError):
+            lock, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
+        try:
             if held and not skip:
-                value = self._lookup(state.store, key)
+                # Another process may have stored it while we waited for the lock.
+                value = self._lookup(state.store, key, known_missing=True)
                 if value is not MISS:
                     return value
-            elif not held and self._lock_timeout > 0:
+            elif not held:
                 logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
             self.misses += 1
             started = time.perf_counter()
             value = self._func(*args, **kwargs)
             self._store(state.store, key, value, args, kwargs, extra, time.perf_counter() - started)
             return value
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
 
     def _store(
         self,
@@ -216,14 +234,14 @@ class Memoized(Generic[P, R]):
     def _metadata(
         self, key: str, args: Any, kwargs: Any, extra: Any, seconds: float
     ) -> dict[str, Any]:
-        now = time.time()
+        components, summary = self._maker.describe(args, kwargs, extra, _summarize)
         return {
             "function": self._maker.qualname,
             "name": self._name,
             "key": key,
-            "components": self._maker.components(args, kwargs, extra),
-            "arguments": _summarize(self._maker.signature, args, kwargs),
-            "created": now,
+            "components": components,
+            "arguments": summary,
+            "created": time.time(),
             "compute_seconds": round(seconds, 6),
             "memo": __version__,
             "python": platform.python_version(),
@@ -349,21 +367,12 @@ def _age(path: str) -> float:
         return 0.0
 
 
-def _summarize(signature: inspect.Signature, args: Any, kwargs: Any) -> dict[str, str]:
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError:
-        return {}
-    summary = {}
-    for name, value in bound.arguments.items():
-        if isinstance(value, (*_PLAIN, os.PathLike)):
-            text = _summary.repr(value)
-        else:
-            shape = getattr(value, "shape", None)
-            kind = f"{type(value).__module__}.{type(value).__qualname__}"
-            text = f"<{kind} shape={shape}>" if isinstance(shape, tuple) else f"<{kind}>"
-        summary[name] = text
-    return summary
+def _summarize(value: Any) -> str:
+    if isinstance(value, (*_PLAIN, os.PathLike)):
+        return _summary.repr(value)
+    shape = getattr(value, "shape", None)
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    return f"<{kind} shape={shape}>" if isinstance(shape, tuple) else f"<{kind}>"
 
 
 @overload

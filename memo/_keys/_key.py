@@ -166,16 +166,21 @@ class KeyMaker:
         except UnencodableError as exc:
             raise self._error(exc, labels) from None
 
-    def components(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], extra: Any = NO_EXTRA
-    ) -> dict[str, Any]:
-        """Digests of each key component, recorded in an entry's metadata (never the values)."""
+    def describe(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        extra: Any,
+        summarize: Callable[[Any], str],
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Digests of each key component (for metadata; never the values) and short summaries."""
         labels, values = self.labelled(args, kwargs)
-        arguments = {
-            _label_name(label): stream_digest(b"", (b"",), (value,))
-            for label, value in zip(labels, values, strict=True)
-        }
-        return {
+        arguments, summary = {}, {}
+        for label, value in zip(labels, values, strict=True):
+            name = _label_name(label)
+            arguments[name] = stream_digest(b"", (b"",), (value,))
+            summary[name] = summarize(value)
+        components = {
             "key_format": KEY_FORMAT,
             "python": PYTHON,
             "function": self.qualname,
@@ -184,6 +189,7 @@ class KeyMaker:
             "arguments": arguments,
             "extra": None if extra is NO_EXTRA else stream_digest(b"", (b"",), (extra,)),
         }
+        return components, summary
 
     def _error(self, exc: UnencodableError, labels: Sequence[bytes]) -> EncodingError:
         parameter = _label_name(labels[exc.index]) if 0 <= exc.index < len(labels) else None

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import pickle
 import re
 import secrets
 import stat
@@ -118,6 +119,8 @@ class LocalStore:
             )
             return MISS
         try:
+            if serializer_name == "pickle":
+                return pickle.loads(payload)  # the default, without a lookup
             return get_serializer(serializer_name).loads(payload)
         except Exception as exc:
             warn_once(
@@ -126,6 +129,10 @@ class LocalStore:
                 f"loaded ({type(exc).__name__}: {exc}); it is recomputed and replaced",
             )
             return MISS
+
+    def exists(self, name: str, key: str) -> bool:
+        """Whether an entry file is present (cheap: no exception, no read, no check)."""
+        return os.access(f"{self._root}/{name}-{key}{SUFFIX}", os.F_OK)
 
     def contains(self, name: str, key: str) -> bool:
         """Whether a readable, undamaged entry exists (checks the digest, does not load)."""
