@@ -12,6 +12,7 @@ import contextlib
 import functools
 import importlib
 import inspect
+import json
 import logging
 import os
 import platform
@@ -37,6 +38,7 @@ _summary = reprlib.Repr()
 _summary.maxstring = 60
 _summary.maxother = 60
 _summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
+_ATOMS = frozenset({int, float, bool, type(None)})
 _PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
 
 
@@ -86,6 +88,7 @@ class Memoized(Generic[P, R]):
         self._state: _State | None = None
         self._declares_extra = self._maker.declares_extra
         self._plain = self._max_age is None and self._validate is None
+        self._fixed: tuple[int, bytes] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
 
     def __repr__(self) -> str:
@@ -197,7 +200,7 @@ class Memoized(Generic[P, R]):
             return
         try:
             metadata = self._metadata(key, args, kwargs, extra, seconds)
-            store.save(self._name, key, value, metadata, self._serializer)
+            store.save(self._name, key, value, metadata, self._serializer, self._fixed_metadata())
         except StoreError as exc:
             self.errors += 1
             warn_once(
@@ -234,19 +237,29 @@ class Memoized(Generic[P, R]):
     def _metadata(
         self, key: str, args: Any, kwargs: Any, extra: Any, seconds: float
     ) -> dict[str, Any]:
-        components, summary = self._maker.describe(args, kwargs, extra, _summarize)
         return {
-            "function": self._maker.qualname,
-            "name": self._name,
             "key": key,
-            "components": components,
-            "arguments": summary,
+            **self._maker.describe(args, kwargs, extra, _summarize),
             "created": time.time(),
             "compute_seconds": round(seconds, 6),
-            "memo": __version__,
-            "python": platform.python_version(),
-            "pid": os.getpid(),
         }
+
+    def _fixed_metadata(self) -> bytes:
+        """The metadata members shared by all of this process's entries, encoded once."""
+        pid = os.getpid()
+        cached = self._fixed
+        if cached is None or cached[0] != pid:
+            members = {
+                "function": self._maker.qualname,
+                "name": self._name,
+                "memo": __version__,
+                "python": platform.python_version(),
+                "pid": pid,
+                "components": self._maker.components(),
+            }
+            encoded = json.dumps(members, separators=(",", ":")).encode()[1:-1]
+            cached = self._fixed = (pid, encoded)
+        return cached[1]
 
     # --- inspecting and managing ---------------------------------------------------------
 
@@ -368,11 +381,14 @@ def _age(path: str) -> float:
 
 
 def _summarize(value: Any) -> str:
+    kind = type(value)
+    if kind in _ATOMS or (kind is str and len(value) <= 60):
+        return repr(value)
     if isinstance(value, (*_PLAIN, os.PathLike)):
         return _summary.repr(value)
     shape = getattr(value, "shape", None)
-    kind = f"{type(value).__module__}.{type(value).__qualname__}"
-    return f"<{kind} shape={shape}>" if isinstance(shape, tuple) else f"<{kind}>"
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    return f"<{name} shape={shape}>" if isinstance(shape, tuple) else f"<{name}>"
 
 
 @overload

@@ -20,6 +20,7 @@ import pytest
 
 import memo
 from memo._exceptions import reset_warnings
+from memo._storage import _local
 from memo._storage._local import MISS, LocalStore
 
 CTX = multiprocessing.get_context("fork")
@@ -192,8 +193,19 @@ def _check_entries(cache_dir: Path, stamps: range) -> int:
     return loaded
 
 
-def _writing_or_done(tmp: Path, writer: Any) -> bool:
-    return bool(os.listdir(tmp)) or not writer.is_alive()
+def _paused_or_done(marker: Path, writer: Any) -> bool:
+    return marker.exists() or not writer.is_alive()
+
+
+def _pause_at(phase: str, marker: Path) -> None:
+    """In a writer: stop forever at ``phase`` of publishing, after touching ``marker``."""
+
+    def hook(reached: str) -> None:
+        if reached == phase:
+            marker.touch()
+            time.sleep(3600)
+
+    _local.phase_hook = hook
 
 
 def test_writer_killed_at_random_moments_never_leaves_a_wrong_value(
@@ -203,7 +215,9 @@ def test_writer_killed_at_random_moments_never_leaves_a_wrong_value(
     func = _big(cache_dir)
     tmp = cache_dir / ".tmp"
 
-    def write(stamp: int) -> None:
+    def write(stamp: int, phase: str | None = None) -> None:
+        if phase is not None:
+            _pause_at(phase, cache_dir.parent / f"paused-{stamp}")
         func.refresh(0, stamp)
 
     started = time.monotonic()
@@ -217,24 +231,29 @@ def test_writer_killed_at_random_moments_never_leaves_a_wrong_value(
     rng = random.Random(1234)
     killed_mid_write = 0
     for stamp in range(1, 16):
-        writer = _start(write, stamp)
+        # Every third writer stops with all bytes written but unpublished, or with them under
+        # a temporary name: deterministic kills in the middle of publishing.
+        phase = {0: "written", 1: "named"}.get(stamp % 3) if stamp % 3 != 2 else None
+        writer = _start(write, stamp, phase)
         children.append(writer)
-        if stamp % 3 == 0:
-            # Kill as soon as the temp file exists: deterministically in the middle of a write.
-            _wait_for(functools.partial(_writing_or_done, tmp, writer), JOIN, "a temp file")
+        if phase is not None:
+            marker = cache_dir.parent / f"paused-{stamp}"
+            _wait_for(functools.partial(_paused_or_done, marker, writer), JOIN, "the pause")
         else:
             time.sleep(rng.uniform(0, write_time))
         if writer.is_alive():
             os.kill(writer.pid, signal.SIGKILL)
         writer.join(JOIN)
         assert writer.exitcode in (0, -signal.SIGKILL)
-        killed_mid_write += stamp % 3 == 0 and writer.exitcode == -signal.SIGKILL
+        killed_mid_write += phase is not None and writer.exitcode == -signal.SIGKILL
+        if phase == "named":
+            assert os.listdir(tmp), "a writer killed while its file had a temporary name"
+        elif phase == "written":
+            assert not os.listdir(tmp), "an unnamed file vanishes with its writer"
         # The entry is published atomically, so it is always a complete one.
         assert _check_entries(cache_dir, range(stamp + 1)) == 1
         assert func(0, 99)[1] == PATTERN
-    assert killed_mid_write >= 1
-    leftovers = os.listdir(tmp)
-    assert leftovers, "writers killed mid-write leave their temp file behind"
+    assert killed_mid_write == 10
 
     later = _big(cache_dir)  # a new store, as in a new process: its first write sweeps
     stamp, data = later(0, 99)

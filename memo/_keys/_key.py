@@ -172,24 +172,32 @@ class KeyMaker:
         kwargs: dict[str, Any],
         extra: Any,
         summarize: Callable[[Any], str],
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """Digests of each key component (for metadata; never the values) and short summaries."""
+    ) -> dict[str, Any]:
+        """A call's part of an entry's metadata: per-argument digests and short summaries.
+
+        Digests let a later call say which argument changed without storing the arguments.
+        """
         labels, values = self.labelled(args, kwargs)
-        arguments, summary = {}, {}
+        digests, summary = {}, {}
         for label, value in zip(labels, values, strict=True):
             name = _label_name(label)
-            arguments[name] = stream_digest(b"", (b"",), (value,))
+            digests[name] = stream_digest(b"", (b"",), (value,))
             summary[name] = summarize(value)
-        components = {
+        return {
+            "arguments": summary,
+            "argument_digests": digests,
+            "extra": None if extra is NO_EXTRA else stream_digest(b"", (b"",), (extra,)),
+        }
+
+    def components(self) -> dict[str, Any]:
+        """The key components shared by every call (known after the first call)."""
+        return {
             "key_format": KEY_FORMAT,
             "python": PYTHON,
             "function": self.qualname,
             "code": self.code_fingerprint,
             "version": xxhash.xxh3_64_hexdigest(self.version_bytes),
-            "arguments": arguments,
-            "extra": None if extra is NO_EXTRA else stream_digest(b"", (b"",), (extra,)),
         }
-        return components, summary
 
     def _error(self, exc: UnencodableError, labels: Sequence[bytes]) -> EncodingError:
         parameter = _label_name(labels[exc.index]) if 0 <= exc.index < len(labels) else None

@@ -17,7 +17,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ _O_CREATE = (
     | getattr(os, "O_NOFOLLOW", 0)
     | getattr(os, "O_CLOEXEC", 0)
 )
+_O_TMPFILE = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | getattr(os, "O_CLOEXEC", 0)
+_HAVE_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+# Errors that mean "this filesystem or kernel cannot make unnamed files".
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 _TEMP_MAX_AGE = 24 * 3600.0
@@ -74,6 +78,7 @@ class LocalStore:
         self._tmp = os.path.join(self._root, ".tmp")
         self._locks = KeyLocks(self._root)
         self._ready = False
+        self._tmpfile = _HAVE_TMPFILE
 
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r})"
@@ -195,10 +200,13 @@ class LocalStore:
         value: Any,
         metadata: dict[str, Any],
         serializer: Serializer,
+        fixed_metadata: bytes = b"",
     ) -> int:
         """Serialize and publish an entry atomically; returns its size in bytes.
 
-        Raises ``StoreError`` (nothing partial left behind) if serializing or writing fails.
+        ``fixed_metadata`` is JSON members (``"a":1,"b":2``) the caller encodes once and
+        reuses; they are written before ``metadata``'s. Raises ``StoreError`` (nothing partial
+        left behind) if serializing or writing fails.
         """
         try:
             payload = serializer.dumps(value)
@@ -210,26 +218,75 @@ class LocalStore:
         size = sum(memoryview(chunk).nbytes for chunk in payload)
         metadata = {**metadata, "serializer": serializer.name, "payload_bytes": size}
         line = json.dumps(metadata, separators=(",", ":"), default=str).encode()
+        if fixed_metadata:
+            line = b"{" + fixed_metadata + b"," + line[1:]
         chunks = pack(line, bytes.fromhex(key), serializer.name, payload)
         try:
             self.prepare()
-            temp = os.path.join(self._tmp, f"{name}-{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-            fd = os.open(temp, _O_CREATE, 0o600)
+            try:
+                return self._publish(name, key, chunks)
+            except FileNotFoundError:
+                # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it.
+                self._ready = False
+                self.prepare()
+                return self._publish(name, key, chunks)
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
+
+    def _publish(self, name: str, key: str, chunks: list[Any]) -> int:
+        final = self.path(name, key)
+        if self._tmpfile:
+            try:
+                fd = os.open(self._root, _O_TMPFILE, 0o600)
+            except OSError as exc:
+                if exc.errno not in _NO_TMPFILE:
+                    raise
+                self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
+            else:
+                try:
+                    return self._publish_unnamed(fd, name, key, final, chunks)
+                finally:
+                    os.close(fd)
+        temp = self._temp_name(name, key)
+        fd = os.open(temp, _O_CREATE, 0o600)
         try:
             try:
                 total = _write_all(fd, chunks)
             finally:
                 os.close(fd)
-            os.replace(temp, self.path(name, key))
-        except BaseException as exc:
+            _reached("written")
+            _reached("named")
+            os.replace(temp, final)
+        except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
-            if isinstance(exc, OSError):
-                raise StoreError(f"could not write to {self._root}: {exc}") from exc
             raise
         return total
+
+    def _publish_unnamed(self, fd: int, name: str, key: str, final: str, chunks: list[Any]) -> int:
+        # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
+        # leaves nothing behind, and linking it publishes the whole entry at once.
+        total = _write_all(fd, chunks)
+        _reached("written")
+        source = f"/proc/self/fd/{fd}"
+        try:
+            _link(source, final)
+        except FileExistsError:
+            # Replacing an entry (refresh, damaged or racing writer): link under a temporary
+            # name, then rename over the old one, which is atomic.
+            temp = self._temp_name(name, key)
+            _link(source, temp)
+            _reached("named")
+            try:
+                os.replace(temp, final)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+        return total
+
+    def _temp_name(self, name: str, key: str) -> str:
+        return os.path.join(self._tmp, f"{name}-{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
     def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold ``key``'s lock (yields False when ``timeout`` ran out)."""
@@ -287,6 +344,29 @@ class LocalStore:
         except ValueError:
             return None
         return parsed if isinstance(parsed, dict) else None
+
+
+# Tests set this to stop a writer at a known phase of publishing ("written": all bytes are
+# in an unpublished file; "named": that file has a temporary name) and kill it there.
+phase_hook: Callable[[str], None] | None = None
+
+
+def _reached(phase: str) -> None:
+    if phase_hook is not None:
+        phase_hook(phase)
+
+
+_anchor_fd: int | None = None
+
+
+def _link(source: str, target: str) -> None:
+    """``linkat(source, target, AT_SYMLINK_FOLLOW)``: names the file behind /proc/self/fd/N."""
+    global _anchor_fd
+    if _anchor_fd is None:
+        _anchor_fd = os.open("/", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    # CPython calls plain link(2), which does not follow the /proc symlink, unless a directory
+    # descriptor is given; both paths are absolute, so the descriptor itself is never used.
+    os.link(source, target, dst_dir_fd=_anchor_fd, follow_symlinks=True)
 
 
 def _read_all(fd: int) -> bytes | bytearray:

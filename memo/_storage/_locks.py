@@ -13,6 +13,7 @@ process, so threads of one process are kept apart by an in-process lock per key 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -87,6 +88,50 @@ def _open_lock_file(path: str) -> int:
         return fd
 
 
+class _Held:
+    """The lock of one key while a block runs (a class: cheaper than a generator)."""
+
+    __slots__ = ("held", "key", "locks", "thread_lock", "threads", "timeout")
+
+    def __init__(self, locks: KeyLocks, key: str, timeout: float) -> None:
+        self.locks = locks
+        self.key = key
+        self.timeout = timeout
+        self.held = False
+        self.thread_lock: threading.Lock | None = None
+        self.threads = _threads
+
+    def __enter__(self) -> bool:
+        started = time.monotonic()
+        threads = self.threads
+        thread_lock = threads.get(self.key)
+        wait = -1 if self.timeout == float("inf") else max(self.timeout, 0.0)
+        if not thread_lock.acquire(timeout=wait):
+            threads.put(self.key)
+            return False
+        try:
+            remaining = self.timeout - (time.monotonic() - started)
+            self.held = self.locks._wait_record(self.key, remaining)
+        except BaseException:
+            thread_lock.release()
+            threads.put(self.key)
+            raise
+        self.thread_lock = thread_lock
+        return self.held
+
+    def __exit__(self, *exc_info: object) -> None:
+        thread_lock = self.thread_lock
+        if thread_lock is None:
+            return
+        self.thread_lock = None
+        try:
+            if self.held:
+                self.locks._release_record(self.key)
+        finally:
+            thread_lock.release()
+            self.threads.put(self.key)
+
+
 class KeyLocks:
     """Locks for the keys of one store directory."""
 
@@ -114,38 +159,20 @@ class KeyLocks:
     def _release_record(self, key: str) -> None:
         fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, self._offset(key))
 
-    @contextmanager
-    def hold(self, key: str, timeout: float) -> Iterator[bool]:
-        """Hold the lock for ``key`` while in the block; yields False if ``timeout`` ran out.
+    def hold(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
+        """Hold the lock for ``key`` while in the block; it gives False if ``timeout`` ran out.
 
-        Raises ``OSError`` if the lock file cannot be used (read-only directory, ...); callers
-        then go on without the lock.
+        Entering raises ``OSError`` if the lock file cannot be used (read-only directory,
+        ...); callers then go on without the lock.
         """
         if fcntl is None:  # pragma: no cover - Windows
-            with self._hold_filelock(key, timeout) as held:
-                yield held
-            return
-        deadline = time.monotonic() + timeout
-        threads = _threads
-        thread_lock = threads.get(key)
-        try:
-            wait = -1 if timeout == float("inf") else max(timeout, 0.0)
-            if not thread_lock.acquire(timeout=wait):
-                yield False
-                return
-            try:
-                held = self._wait_record(key, deadline)
-                try:
-                    yield held
-                finally:
-                    if held:
-                        self._release_record(key)
-            finally:
-                thread_lock.release()
-        finally:
-            threads.put(key)
+            return self._hold_filelock(key, timeout)
+        return _Held(self, key, timeout)
 
-    def _wait_record(self, key: str, deadline: float) -> bool:
+    def _wait_record(self, key: str, timeout: float) -> bool:
+        if self._try_record(key):
+            return True
+        deadline = time.monotonic() + timeout
         pause = _POLL_START
         while not self._try_record(key):
             remaining = deadline - time.monotonic()
