@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import platform
 import select
 import shutil
@@ -28,7 +29,8 @@ from hypothesis import strategies as st
 import memo
 from memo._exceptions import reset_warnings
 from memo._storage._format import DIGEST, HEADER
-from memo._storage._local import sanitize
+from memo._storage._local import LocalStore, sanitize
+from memo._storage._serializers import PickleSerializer
 
 # The autouse fixture in conftest only sets environment variables and clears warnings, which is
 # harmless to share between examples; every example makes its own directory and resets warnings.
@@ -645,3 +647,38 @@ def test_temp_files_of_dead_writers_are_swept(cache_dir: Path) -> None:
     assert live.exists()
     assert _temp_files(cache_dir) == [live.name]
     assert later(3) == 9
+
+
+def test_named_temp_files_where_unnamed_ones_are_unavailable(cache_dir: Path) -> None:
+    """Without O_TMPFILE, entries go through named temp files and nothing is left behind."""
+    store = LocalStore(cache_dir)
+    store._tmpfile = False  # as on a filesystem that refuses O_TMPFILE
+    serializer = PickleSerializer()
+    key = "0123456789abcdef" * 2
+    store.save("f", key, {"a": 1}, {"key": key}, serializer)
+    assert store.load("f", key) == {"a": 1}
+    store.save("f", key, {"a": 2}, {"key": key}, serializer)  # replaces the entry
+    assert store.load("f", key) == {"a": 2}
+    assert os.listdir(cache_dir / ".tmp") == []
+    assert store.metadata(store.path("f", key)) == {
+        "key": key,
+        "serializer": "pickle",
+        "payload_bytes": len(pickle.dumps({"a": 2}, protocol=5)),
+    }
+
+
+def test_cache_directory_removed_while_running_is_recreated(cache_dir: Path) -> None:
+    """Deleting the cache directory under a live store does not lose later results."""
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    f(1)
+    shutil.rmtree(cache_dir)
+    assert f(2) == 2
+    assert f.is_cached(2)
+    assert f(2) == 2
+    assert calls == [1, 2]

@@ -226,8 +226,10 @@ class LocalStore:
             try:
                 return self._publish(name, key, chunks)
             except FileNotFoundError:
-                # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it.
+                # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
+                # and its lock file, so other processes share our locks again.
                 self._ready = False
+                self._locks.forget_lock_file()
                 self.prepare()
                 return self._publish(name, key, chunks)
         except OSError as exc:
@@ -250,17 +252,14 @@ class LocalStore:
         temp = self._temp_name(name, key)
         fd = os.open(temp, _O_CREATE, 0o600)
         try:
-            try:
-                total = _write_all(fd, chunks)
-            finally:
-                os.close(fd)
-            _reached("written")
-            _reached("named")
-            os.replace(temp, final)
+            total = _write_all(fd, chunks)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            _discard(temp)
             raise
+        finally:
+            os.close(fd)
+        _reached("written")
+        _rename_into_place(temp, final)
         return total
 
     def _publish_unnamed(self, fd: int, name: str, key: str, final: str, chunks: list[Any]) -> int:
@@ -276,13 +275,7 @@ class LocalStore:
             # name, then rename over the old one, which is atomic.
             temp = self._temp_name(name, key)
             _link(source, temp)
-            _reached("named")
-            try:
-                os.replace(temp, final)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
+            _rename_into_place(temp, final)
         return total
 
     def _temp_name(self, name: str, key: str) -> str:
@@ -357,6 +350,21 @@ def _reached(phase: str) -> None:
 
 
 _anchor_fd: int | None = None
+
+
+def _discard(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _rename_into_place(temp: str, final: str) -> None:
+    """Atomically replace ``final`` with the complete file at ``temp`` (removed on failure)."""
+    _reached("named")
+    try:
+        os.replace(temp, final)
+    except BaseException:
+        _discard(temp)
+        raise
 
 
 def _link(source: str, target: str) -> None:

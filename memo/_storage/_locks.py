@@ -139,6 +139,10 @@ class KeyLocks:
         self.directory = directory
         self._fd: int | None = None
 
+    def forget_lock_file(self) -> None:
+        """Open the lock file anew at next use (after the directory was recreated)."""
+        self._fd = None
+
     def _lock_fd(self) -> int:
         if self._fd is None:
             self._fd = _open_lock_file(os.path.join(self.directory, ".lock"))
