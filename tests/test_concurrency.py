@@ -20,7 +20,7 @@ import pytest
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _local
+from memo._storage import _files
 from memo._storage._local import MISS, LocalStore
 
 CTX = multiprocessing.get_context("fork")
@@ -205,7 +205,7 @@ def _pause_at(phase: str, marker: Path) -> None:
             marker.touch()
             time.sleep(3600)
 
-    _local.phase_hook = hook
+    _files.phase_hook = hook
 
 
 def test_writer_killed_at_random_moments_never_leaves_a_wrong_value(

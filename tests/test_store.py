@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage._format import DIGEST, HEADER
+from memo._storage._format import CHECK, HEADER
 from memo._storage._local import LocalStore, sanitize
 from memo._storage._serializers import PickleSerializer
 
@@ -93,12 +93,12 @@ def record() -> Iterator[list[warnings.WarningMessage]]:
 def _regions(data: bytes) -> dict[str, tuple[int, int]]:
     """The [start, end) byte ranges of an entry's metadata line, header, payload and digest."""
     start = data.index(b"\n") + 1
-    magic, _fmt, _flags, name_len, length, _key = struct.unpack_from("<4sBBHQ16s", data, start)
+    magic, _fmt, _flags, name_len, length = struct.unpack_from("<4sBBHQ", data, start)
     assert magic == b"MEMO"
     name_end = start + HEADER + name_len
     offset = name_end + (-name_end % 64)
     end = offset + length
-    assert end + DIGEST == len(data)
+    assert end + CHECK == len(data)
     return {
         "metadata": (0, start),
         "header": (start, offset),
@@ -188,10 +188,10 @@ def test_directories_are_private(cache_dir: Path) -> None:
         ("metadata line only", lambda data, tmp: data[: data.index(b"\n") + 1]),
         ("inside the header", lambda data, tmp: data[: _regions(data)["header"][0] + 10]),
         ("inside the payload", lambda data, tmp: data[: sum(_regions(data)["payload"]) // 2]),
-        ("digest removed", lambda data, tmp: data[:-DIGEST]),
+        ("digest removed", lambda data, tmp: data[:-CHECK]),
         ("last byte removed", lambda data, tmp: data[:-1]),
         ("zero-filled tail", lambda data, tmp: data[:-100] + bytes(100)),
-        ("zero-filled digest", lambda data, tmp: data[:-DIGEST] + bytes(DIGEST)),
+        ("zero-filled digest", lambda data, tmp: data[:-CHECK] + bytes(CHECK)),
         ("trailing garbage", lambda data, tmp: data + b"garbage"),
         ("one trailing zero", lambda data, tmp: data + b"\0"),
         ("all zeros", lambda data, tmp: bytes(len(data))),
@@ -663,7 +663,7 @@ def test_named_temp_files_where_unnamed_ones_are_unavailable(cache_dir: Path) ->
     assert store.metadata(store.path("f", key)) == {
         "key": key,
         "serializer": "pickle",
-        "payload_bytes": len(pickle.dumps({"a": 2}, protocol=5)),
+        "payload_bytes": 8 + len(pickle.dumps({"a": 2}, protocol=5)),
     }
 
 

@@ -3,38 +3,51 @@
 An entry file is::
 
     <metadata JSON, one line>\\n
-    b"MEMO" | format (1) | flags (1) | serializer-name length (2) | payload length (8) | key (16)
-    <serializer name> <zero padding to a multiple of 64> <payload> <digest (16)>
+    b"MEMO" | format (1) | flags (1) | serializer-name length (2) | payload length (8)
+           | key (16) | fingerprint (16) | created, ns since the epoch (8)
+    <serializer name> <zero padding to a multiple of 64> <payload>
+    <check (16)> [<signature (32)>]
 
-The digest is xxh3_128 over everything before it, so truncation, trailing garbage, a bit flip
-anywhere, or a file copied from another key's entry is caught before the payload reaches a
-deserializer. Padding keeps the payload aligned for memory mapping; the digest trails so that
-the checked bytes are one contiguous run.
+``fingerprint`` is xxh3_128 of the payload: it identifies the stored value (two entries holding
+the same bytes share it) and checks the payload. ``check`` is xxh3_128 of everything before the
+payload, so the metadata, header and fingerprint are covered too; together they catch
+truncation, trailing garbage, a bit flip anywhere, or a file copied from another key's entry,
+before the payload reaches a deserializer. A memory-mapped load checks everything but the
+payload's own digest (reading 400 MB to hash it would defeat the mapping). With signing, the
+signature is HMAC-SHA256 over everything before it. Padding aligns the payload for mapping.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import xxhash
 
 __all__ = [
-    "DIGEST",
     "HEADER",
     "MAX_METADATA",
     "DamagedEntryError",
+    "Header",
+    "check_trailer",
     "pack",
+    "parse_header",
     "read_metadata_line",
     "unpack",
+    "verify_signature",
 ]
 
 MAGIC = b"MEMO"
-FORMAT = 1
-_HEAD = struct.Struct("<4sBBHQ16s")
+FORMAT = 2
+SIGNED = 1
+_HEAD = struct.Struct("<4sBBHQ16s16sq")
 HEADER = _HEAD.size
-DIGEST = 16
+CHECK = 16
+SIGNATURE = 32
 _ALIGN = 64
 MAX_METADATA = 1 << 16
 _digest = xxhash.xxh3_128_digest
@@ -44,49 +57,124 @@ class DamagedEntryError(Exception):
     """Internal: an entry's bytes fail a check; the message says which."""
 
 
-def pack(metadata: bytes, key: bytes, serializer: str, payload: Sequence[Any]) -> list[Any]:
-    """The chunks to write, in order, for an entry holding ``payload`` (a list of buffers)."""
+class Header(NamedTuple):
+    """What the header of an entry says, once its check has passed."""
+
+    serializer: str
+    fingerprint: bytes
+    created_ns: int
+    offset: int
+    length: int
+    signed: bool
+
+
+def pack(
+    metadata: bytes,
+    key: bytes,
+    serializer: str,
+    payload: Sequence[Any],
+    secret: bytes | None = None,
+) -> tuple[list[Any], bytes]:
+    """The chunks to write, in order, for an entry holding ``payload`` (a list of buffers),
+    and the payload's fingerprint."""
     if b"\n" in metadata or len(metadata) > MAX_METADATA:
         raise ValueError("metadata must be one line of JSON of at most 64 KiB")
     name = serializer.encode("ascii")
-    length = sum(memoryview(chunk).nbytes for chunk in payload)
-    head = metadata + b"\n" + _HEAD.pack(MAGIC, FORMAT, 0, len(name), length, key) + name
+    views = [memoryview(chunk).cast("B") for chunk in payload]
+    length = sum(view.nbytes for view in views)
+    if len(views) == 1:
+        fingerprint = _digest(views[0])
+    else:
+        hasher = xxhash.xxh3_128()
+        for view in views:
+            hasher.update(view)
+        fingerprint = hasher.digest()
+    flags = SIGNED if secret is not None else 0
+    created = time.time_ns()
+    head = (
+        metadata
+        + b"\n"
+        + _HEAD.pack(MAGIC, FORMAT, flags, len(name), length, key, fingerprint, created)
+    )
+    head += name
     head += b"\0" * (-len(head) % _ALIGN)
-    if len(payload) == 1 and length < (1 << 20):
-        body = head + bytes(payload[0])
-        return [body + _digest(body)]
-    hasher = xxhash.xxh3_128()
-    hasher.update(head)
-    for chunk in payload:
-        hasher.update(chunk)
-    return [head, *payload, hasher.digest()]
+    trailer = _digest(head)
+    if secret is not None:
+        signer = hmac.new(secret, head, hashlib.sha256)
+        for view in views:
+            signer.update(view)
+        trailer += signer.digest()
+    if len(views) == 1 and length < (1 << 20):
+        return [head + views[0] + trailer], fingerprint
+    return [head, *views, trailer], fingerprint
 
 
-def unpack(data: bytes | bytearray, key: bytes) -> tuple[str, memoryview]:
-    """Check an entry's bytes; return (serializer name, payload view) or raise DamagedEntryError."""
+def parse_header(data: bytes | bytearray, size: int, key: bytes) -> Header:
+    """Read the header of an entry of ``size`` bytes whose first bytes are ``data``.
+
+    ``data`` must reach the payload's start. The caller checks the header against the trailer
+    with ``check_trailer`` before trusting it. Raises DamagedEntryError.
+    """
     start = data.find(b"\n", 0, MAX_METADATA + 1) + 1
     if not start:
         raise DamagedEntryError("no metadata line")
-    if len(data) < start + HEADER + DIGEST:
+    if len(data) < start + HEADER:
         raise DamagedEntryError("shorter than its header")
-    magic, fmt, _flags, name_len, length, stored_key = _HEAD.unpack_from(data, start)
+    magic, fmt, flags, name_len, length, stored_key, fingerprint, created = _HEAD.unpack_from(
+        data, start
+    )
     if magic != MAGIC or fmt != FORMAT:
         raise DamagedEntryError("not a memo entry of a known format")
     name_end = start + HEADER + name_len
     offset = name_end + (-name_end % _ALIGN)
-    end = offset + length
-    if end + DIGEST != len(data):
-        raise DamagedEntryError(f"size is {len(data)} bytes, expected {end + DIGEST}")
+    signed = bool(flags & SIGNED)
+    expected = offset + length + CHECK + (SIGNATURE if signed else 0)
+    if expected != size:
+        raise DamagedEntryError(f"size is {size} bytes, expected {expected}")
     if stored_key != key:
         raise DamagedEntryError("it belongs to another key")
-    view = memoryview(data)
-    if _digest(view[:end]) != data[end:]:
-        raise DamagedEntryError("digest mismatch")
+    if len(data) < offset:
+        raise DamagedEntryError("shorter than its header")
     try:
-        name = data[start + HEADER : name_end].decode("ascii")
+        name = bytes(data[start + HEADER : name_end]).decode("ascii")
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
-    return name, view[offset:end]
+    return Header(name, fingerprint, created, offset, length, signed)
+
+
+def check_trailer(head: Any, trailer: bytes) -> None:
+    """Check ``head`` (the bytes before the payload) against the trailer's check digest."""
+    if _digest(head) != trailer[:CHECK]:
+        raise DamagedEntryError("header digest mismatch")
+
+
+def verify_signature(data: Any, header: Header, trailer: bytes, secrets: Sequence[bytes]) -> None:
+    """Check the HMAC over everything before the signature against any accepted key."""
+    if not header.signed:
+        raise DamagedEntryError("it is not signed, and a secret key is set")
+    signature = trailer[CHECK:]
+    signed = memoryview(data)[: header.offset + header.length]
+    for secret in secrets:
+        if hmac.compare_digest(hmac.new(secret, signed, hashlib.sha256).digest(), signature):
+            return
+    raise DamagedEntryError("its signature does not match any accepted secret key")
+
+
+def unpack(
+    data: bytes | bytearray, key: bytes, secrets: Sequence[bytes] = ()
+) -> tuple[Header, memoryview]:
+    """Check a whole entry; return its header and payload view, or raise DamagedEntryError."""
+    header = parse_header(data, len(data), key)
+    view = memoryview(data)
+    end = header.offset + header.length
+    trailer = bytes(view[end:])
+    check_trailer(view[: header.offset], trailer)
+    payload = view[header.offset : end]
+    if _digest(payload) != header.fingerprint:
+        raise DamagedEntryError("payload digest mismatch")
+    if secrets:
+        verify_signature(data, header, trailer, secrets)
+    return header, payload
 
 
 def read_metadata_line(data: bytes) -> bytes | None:

@@ -1,21 +1,45 @@
-"""Serializers: how a result becomes bytes in an entry and back."""
+"""Serializers: how a result becomes the payload of an entry and back.
+
+Each turns a value into a list of buffers written one after another (so large arrays go to
+disk without an extra copy) and back from one contiguous view. A serializer that can also
+``load_file`` may memory-map its payload instead of reading it.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import pickle
+import struct
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["PickleSerializer", "Serializer", "get_serializer"]
+__all__ = [
+    "JsonSerializer",
+    "NpySerializer",
+    "ParquetSerializer",
+    "PickleSerializer",
+    "Serializer",
+    "get_serializer",
+]
+
+_COUNT = struct.Struct("<Q")
+_ALIGN = 64
 
 
 @runtime_checkable
 class Serializer(Protocol):
-    """Turns results into buffers and back. ``name`` is recorded in each entry."""
+    """Turns results into bytes and back; ``name`` is recorded in each entry.
+
+    ``dumps`` returns a list of bytes-like buffers (written in order without being joined);
+    ``loads`` gets one read-only or writable ``memoryview`` of their concatenation, already
+    checked for integrity. Names are ASCII; built-in names are pickle, json, npy, parquet.
+    """
 
     name: str
 
-    def dumps(self, value: Any) -> list[Any]:
-        """The value as a list of bytes-like buffers, written one after another."""
+    def dumps(self, value: Any) -> Sequence[Any]:
+        """The value as buffers."""
         ...
 
     def loads(self, data: memoryview) -> Any:
@@ -23,28 +47,203 @@ class Serializer(Protocol):
         ...
 
 
+def _missing(extra: str, package: str) -> ImportError:
+    return ImportError(
+        f'this serializer needs {package}; install it with: pip install "memo[{extra}]"'
+    )
+
+
 class PickleSerializer:
-    """Pickle (protocol 5); falls back to cloudpickle for lambdas, closures and local classes."""
+    """Pickle protocol 5 with out-of-band buffers, so large arrays are neither copied nor
+    re-encoded; falls back to cloudpickle for lambdas, closures and local classes."""
 
     name = "pickle"
 
     def dumps(self, value: Any) -> list[Any]:
-        """Pickle ``value``; the fast C pickler first, cloudpickle when it cannot."""
+        """A small index, the pickle stream, then each out-of-band buffer, aligned."""
+        buffers: list[pickle.PickleBuffer] = []
         try:
-            return [pickle.dumps(value, protocol=5)]
+            stream = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         except (pickle.PicklingError, TypeError, AttributeError):
             import cloudpickle
 
-            return [cloudpickle.dumps(value, protocol=5)]
+            buffers = []
+            stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        if not buffers:
+            return [b"\0" * 8, stream]
+        raws = [buffer.raw() for buffer in buffers]
+        sizes = [len(stream), *(raw.nbytes for raw in raws)]
+        index = _COUNT.pack(len(sizes)) + b"".join(_COUNT.pack(size) for size in sizes)
+        chunks: list[Any] = [index, stream]
+        position = len(index) + len(stream)
+        for raw in raws:
+            pad = -position % _ALIGN
+            if pad:
+                chunks.append(b"\0" * pad)
+                position += pad
+            chunks.append(raw)
+            position += raw.nbytes
+        return chunks
 
     def loads(self, data: memoryview) -> Any:
-        """Unpickle a payload that has already passed the integrity check."""
-        return pickle.loads(data)
+        """Unpickle a checked payload; out-of-band buffers are views into ``data``."""
+        (count,) = _COUNT.unpack_from(data, 0)
+        if count == 0:
+            return pickle.loads(data[8:])
+        sizes = [_COUNT.unpack_from(data, 8 + 8 * i)[0] for i in range(count)]
+        position = 8 + 8 * count
+        stream = data[position : position + sizes[0]]
+        position += sizes[0]
+        views = []
+        for size in sizes[1:]:
+            position += -position % _ALIGN
+            views.append(data[position : position + size])
+            position += size
+        if data.readonly:
+            # Arrays rebuilt on read-only memory would be read-only; callers expect to write.
+            views = [memoryview(bytearray(view)) for view in views]
+        return pickle.loads(stream, buffers=views)
 
 
-_BUILTIN: dict[str, Serializer] = {"pickle": PickleSerializer()}
+class JsonSerializer:
+    """JSON text a person can open; refuses values that would not come back equal."""
+
+    name = "json"
+
+    def dumps(self, value: Any) -> list[Any]:
+        """UTF-8 JSON; raises ValueError if the value does not round-trip exactly."""
+        text = json.dumps(value, ensure_ascii=False, indent=1, allow_nan=True)
+        if not _same(json.loads(text), value):
+            raise ValueError(
+                "the result does not survive JSON unchanged (tuples, non-str keys, sets, ...); "
+                "use serializer='pickle' for it"
+            )
+        return [text.encode()]
+
+    def loads(self, data: memoryview) -> Any:
+        """Parse the JSON payload."""
+        return json.loads(bytes(data))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return isinstance(a, float) and isinstance(b, float)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return a == b or (a != a and b != b)
+    return bool(a == b)
+
+
+class NpySerializer:
+    """numpy arrays in ``.npy`` format; with ``mmap_mode`` a hit maps the file instead of
+    reading it (the payload's digest is then not checked at load: header, size, key are)."""
+
+    name = "npy"
+
+    def __init__(self, mmap_mode: str | None = None) -> None:
+        if mmap_mode not in (None, "r", "r+", "c"):
+            raise ValueError(f"mmap_mode must be None, 'r', 'r+' or 'c', not {mmap_mode!r}")
+        self.mmap_mode = mmap_mode
+
+    def __repr__(self) -> str:
+        return f"NpySerializer(mmap_mode={self.mmap_mode!r})"
+
+    def dumps(self, value: Any) -> list[Any]:
+        """The .npy header, then the array's own memory."""
+        try:
+            import numpy as np
+        except ImportError:
+            raise _missing("numpy", "numpy") from None
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"the npy serializer stores numpy arrays, not {type(value).__name__}")
+        if value.dtype.hasobject:
+            raise TypeError("the npy serializer cannot store object arrays; use 'pickle'")
+        array = value if value.flags.c_contiguous else np.ascontiguousarray(value)
+        header = io.BytesIO()
+        meta = np.lib.format.header_data_from_array_1_0(array)
+        np.lib.format.write_array_header_2_0(header, meta)
+        return [header.getvalue(), array.reshape(-1).view(np.uint8).data]
+
+    def _header(self, data: memoryview) -> tuple[Any, tuple[int, ...], bool, int]:
+        import numpy as np
+
+        stream = io.BytesIO(bytes(data[: 1 << 16]))
+        version = np.lib.format.read_magic(stream)
+        reader = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = reader(stream)
+        return dtype, shape, fortran, stream.tell()
+
+    def loads(self, data: memoryview) -> Any:
+        """The array, viewing the payload's memory (no copy)."""
+        import numpy as np
+
+        dtype, shape, fortran, start = self._header(data)
+        count = int(np.prod(shape, dtype=np.int64))
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+        return array.reshape(shape, order="F" if fortran else "C")
+
+    def load_file(self, path: str, offset: int, length: int) -> Any:
+        """Memory-map the payload at ``offset`` of ``path`` (only with ``mmap_mode``)."""
+        import numpy as np
+
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            head = handle.read(min(length, 1 << 16))
+        dtype, shape, fortran, start = self._header(memoryview(head))
+        return np.memmap(  # type: ignore[call-overload]
+            path,
+            dtype=dtype,
+            mode=self.mmap_mode,
+            offset=offset + start,
+            shape=shape,
+            order="F" if fortran else "C",
+        )
+
+
+class ParquetSerializer:
+    """pandas DataFrames as Parquet (pyarrow): compact, typed, readable by other tools."""
+
+    name = "parquet"
+
+    def dumps(self, value: Any) -> list[Any]:
+        """Parquet bytes of a DataFrame (index and dtypes kept through pandas metadata)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise _missing("pandas", "pandas and pyarrow") from None
+        if not isinstance(value, pd.DataFrame):
+            raise TypeError(f"the parquet serializer stores DataFrames, not {type(value).__name__}")
+        buffer = io.BytesIO()
+        value.to_parquet(buffer, engine="pyarrow")
+        return [buffer.getbuffer()]
+
+    def loads(self, data: memoryview) -> Any:
+        """Read the DataFrame back."""
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+
+
+_BUILTIN: dict[str, Serializer] = {
+    "pickle": PickleSerializer(),
+    "json": JsonSerializer(),
+    "npy": NpySerializer(),
+    "parquet": ParquetSerializer(),
+}
 
 
 def get_serializer(name: str) -> Serializer:
     """The serializer registered under ``name``; raises ``KeyError`` for an unknown one."""
     return _BUILTIN[name]
+
+
+def register_serializer(serializer: Serializer) -> None:
+    """Make a serializer known by its name, so entries written with it can be read back."""
+    _BUILTIN[serializer.name] = serializer

@@ -1,0 +1,86 @@
+"""Results that persist themselves: the ``Cacheable`` protocol and its entry directories.
+
+A ``Cacheable`` result writes its own files into a directory (``to_cache``) and is rebuilt from
+it (``from_cache``). The entry's payload is then a manifest naming the class and every file
+with its size and digest, so a directory that was changed, truncated or swapped is detected
+before ``from_cache`` sees it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol, Self, runtime_checkable
+
+import xxhash
+
+from ._format import DamagedEntryError
+
+__all__ = ["CACHEABLE", "Cacheable", "read_directory", "write_directory"]
+
+CACHEABLE = "cacheable"
+
+
+@runtime_checkable
+class Cacheable(Protocol):
+    """A result that persists itself into its entry's own directory.
+
+    ``to_cache(directory)`` writes any files it likes there; ``from_cache(directory)`` (a
+    classmethod) rebuilds the object. memo records each file's size and digest and checks them
+    before calling ``from_cache``.
+    """
+
+    def to_cache(self, directory: Path) -> None:
+        """Write this object's files into ``directory`` (which exists and is empty)."""
+        ...
+
+    @classmethod
+    def from_cache(cls, directory: Path) -> Self:
+        """Rebuild an object from the files ``to_cache`` wrote into ``directory``."""
+        ...
+
+
+def _digest(path: Path) -> str:
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return str(hasher.hexdigest())
+
+
+def _files(directory: Path) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {}
+    for folder, subfolders, names in os.walk(directory):
+        for name in [*names, *subfolders]:
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise DamagedEntryError(f"{path} is a symbolic link; memo never follows links")
+        for name in names:
+            path = Path(folder) / name
+            relative = path.relative_to(directory).as_posix()
+            found[relative] = [path.stat().st_size, _digest(path)]
+    return dict(sorted(found.items()))
+
+
+def write_directory(value: Any, directory: Path) -> bytes:
+    """Let ``value`` write itself into ``directory``; return the manifest (the payload)."""
+    cls = type(value)
+    value.to_cache(directory)
+    manifest = {"class": f"{cls.__module__}:{cls.__qualname__}", "files": _files(directory)}
+    return json.dumps(manifest, separators=(",", ":")).encode()
+
+
+def read_directory(payload: memoryview, directory: Path) -> Any:
+    """Check ``directory`` against the manifest, then rebuild the object from it."""
+    manifest = json.loads(bytes(payload))
+    if not directory.is_dir() or directory.is_symlink():
+        raise DamagedEntryError(f"its directory {directory} is missing")
+    if _files(directory) != manifest["files"]:
+        raise DamagedEntryError(f"the files in {directory} differ from those recorded")
+    module, _, qualname = manifest["class"].partition(":")
+    cls: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    return cls.from_cache(directory)
