@@ -5,22 +5,31 @@ and later run, and recomputed exactly when the arguments, the code (including he
 an input file or a declared version change.
 """
 
-from ._decorator import Memoized, cache, decorate
+from ._decorator import cache, decorate
 from ._exceptions import ConfigError, EncodingError, MemoError, MemoWarning
 from ._keys._code import hash_code
 from ._keys._contents import File, hash_contents
 from ._keys._encoder import Encoder, hash_args
+from ._lazy import Lazy, add_metadata
+from ._memoized import Memoized
+from ._storage._cacheable import Cacheable
+from ._storage._serializers import NpySerializer, Serializer
 from ._version import __version__
 
 __all__ = [
+    "Cacheable",
     "ConfigError",
     "Encoder",
     "EncodingError",
     "File",
+    "Lazy",
     "MemoError",
     "MemoWarning",
     "Memoized",
+    "NpySerializer",
+    "Serializer",
     "__version__",
+    "add_metadata",
     "cache",
     "decorate",
     "hash_args",

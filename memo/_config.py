@@ -14,8 +14,10 @@ __all__ = [
     "default_cache_dir",
     "disabled_from_env",
     "lock_timeout_from_env",
+    "max_size_from_env",
     "parse_duration",
     "parse_size",
+    "secret_keys_from_env",
 ]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -76,6 +78,18 @@ def lock_timeout_from_env() -> float | None:
     if raw.lower() in {"none", "inf", "forever"}:
         return float("inf")
     return parse_duration(raw, what="MEMO_LOCK_TIMEOUT")
+
+
+def max_size_from_env() -> int | None:
+    """``MEMO_MAX_SIZE`` (e.g. ``10GB``): the size budget of every store, if set."""
+    raw = os.environ.get("MEMO_MAX_SIZE", "").strip()
+    return parse_size(raw, what="MEMO_MAX_SIZE") if raw else None
+
+
+def secret_keys_from_env() -> list[bytes]:
+    """``MEMO_SECRET_KEY``: the signing key, then (comma-separated) older keys still accepted."""
+    raw = os.environ.get("MEMO_SECRET_KEY", "")
+    return [part.strip().encode() for part in raw.split(",") if part.strip()]
 
 
 def default_cache_dir() -> Path:

@@ -1,394 +1,21 @@
-"""The decorator: ``decorate``/``cache`` and the ``Memoized`` wrapper they return.
-
-Data flows one way: a call is bound and encoded into a key (``_keys``), then looked up in, or
-computed and written to, a store (``_storage``). Everything that can be decided once (options,
-argument binding strategy, the store) is decided at decoration time or at the first call, so a
-cache hit does only: bind, encode, hash, open, verify, load.
-"""
+"""The decorators: ``decorate`` (genno-compatible core) and ``cache`` (the friendly front)."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib
 import inspect
-import json
-import logging
 import os
-import platform
-import reprlib
-import time
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._config import cache_skip_from_env, default_cache_dir, disabled_from_env
-from ._exceptions import ConfigError, warn_once
-from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
-from ._options import Options, parse_options
-from ._storage._local import MISS, LocalStore, StoreError, sanitize
-from ._storage._serializers import PickleSerializer, Serializer
-from ._version import __version__
+from ._exceptions import ConfigError
+from ._memoized import Memoized
+from ._options import parse_options
+from ._variants import AsyncMemoized, LazyMemoized
 
-__all__ = ["Memoized", "cache", "decorate"]
+__all__ = ["cache", "decorate"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-logger = logging.getLogger("memo")
-_summary = reprlib.Repr()
-_summary.maxstring = 60
-_summary.maxother = 60
-_summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
-_ATOMS = frozenset({int, float, bool, type(None)})
-_PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
-
-
-class _State:
-    """What the first call settles: the store and the environment switches."""
-
-    __slots__ = ("disabled", "skip", "store")
-
-    def __init__(self, options: Options) -> None:
-        root = options.cache_path if options.cache_path is not None else default_cache_dir()
-        self.store = LocalStore(root)
-        self.disabled = disabled_from_env()
-        self.skip = options.cache_skip or cache_skip_from_env()
-
-
-class Memoized(Generic[P, R]):
-    """A function whose results are stored and reused across calls, processes and runs.
-
-    Call it like the function. It keeps the function's ``__name__``, ``__doc__``,
-    ``__wrapped__`` and signature, and adds methods to inspect and manage its cache.
-    """
-
-    __name__: str
-    __qualname__: str
-    __wrapped__: Callable[P, R]
-
-    def __init__(self, func: Callable[P, R], options: Options) -> None:
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise ConfigError(
-                f"{func.__qualname__} is a generator function; memo cannot store a generator. "
-                "Return a list (or other concrete value) instead and decorate that function."
-            )
-        if not callable(func):
-            raise ConfigError(f"memo can only decorate functions, not {type(func).__name__}")
-        self.__memo_wrapped__ = func
-        functools.update_wrapper(self, func)
-        self._func = func
-        self._options = options
-        self._maker = KeyMaker(
-            func, ignore=options.ignore, version=options.version, key=options.key
-        )
-        self._name = sanitize(func.__qualname__)
-        self._serializer: Serializer = options.serializer or PickleSerializer()
-        self._validate = options.validate
-        self._max_age = options.max_age
-        self._lock_timeout = options.effective_lock_timeout()
-        self._state: _State | None = None
-        self._declares_extra = self._maker.declares_extra
-        self._plain = self._max_age is None and self._validate is None
-        self._fixed: tuple[int, bytes] | None = None
-        self.hits = self.misses = self.stores = self.errors = 0
-
-    def __repr__(self) -> str:
-        return f"<memo.Memoized {self._maker.qualname}>"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by reference, like a plain function, so process pools can receive it.
-        return (_lookup_qualified, (self.__module__, self.__qualname__))
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return _BoundMemoized(self, instance)
-
-    @property
-    def store(self) -> LocalStore:
-        """The store this function's entries live in."""
-        return self._setup().store
-
-    def _setup(self) -> _State:
-        state = self._state
-        if state is None:
-            state = self._state = _State(self._options)
-        return state
-
-    # --- calling -------------------------------------------------------------------------
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        state = self._state or self._setup()
-        extra: Any = NO_EXTRA
-        if kwargs and EXTRA in kwargs and not self._declares_extra:
-            extra = kwargs.pop(EXTRA)
-        if state.disabled:
-            return self._func(*args, **kwargs)
-        key = self._maker.key(args, kwargs, extra)
-        if not state.skip:
-            if self._plain:
-                # The hit path with no expiry or validation: nothing but load.
-                value = state.store.load(self._name, key)
-                if value is not MISS:
-                    self.hits += 1
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug("hit %s %s", self._maker.qualname, key[:12])
-                    return cast(R, value)
-            else:
-                value = self._lookup(state.store, key)
-                if value is not MISS:
-                    return cast(R, value)
-        return cast(R, self._compute(state, key, args, kwargs, extra, state.skip))
-
-    def _lookup(self, store: LocalStore, key: str, *, known_missing: bool = False) -> Any:
-        if known_missing and not store.exists(self._name, key):
-            return MISS
-        if self._max_age is not None and _age(store.path(self._name, key)) > self._max_age:
-            return MISS
-        value = store.load(self._name, key)
-        if value is MISS:
-            return MISS
-        if self._validate is not None and not self._passes(value, key, cached=True):
-            return MISS
-        self.hits += 1
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("hit %s %s", self._maker.qualname, key[:12])
-        return value
-
-    def _compute(
-        self,
-        state: _State,
-        key: str,
-        args: Any,
-        kwargs: Any,
-        extra: Any,
-        skip: bool,
-    ) -> Any:
-        lock: contextlib.AbstractContextManager[bool] | None = None
-        try:
-            lock = state.store.lock(key, self._lock_timeout)
-            held = lock.__enter__()
-        except (OSError, StoreError):
-            lock, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
-        try:
-            if held and not skip:
-                # Another process may have stored it while we waited for the lock.
-                value = self._lookup(state.store, key, known_missing=True)
-                if value is not MISS:
-                    return value
-            elif not held:
-                logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
-            self.misses += 1
-            started = time.perf_counter()
-            value = self._func(*args, **kwargs)
-            self._store(state.store, key, value, args, kwargs, extra, time.perf_counter() - started)
-            return value
-        finally:
-            if lock is not None:
-                lock.__exit__(None, None, None)
-
-    def _store(
-        self,
-        store: LocalStore,
-        key: str,
-        value: Any,
-        args: Any,
-        kwargs: Any,
-        extra: Any,
-        seconds: float,
-    ) -> None:
-        if self._validate is not None and not self._passes(value, key, cached=False):
-            return
-        try:
-            metadata = self._metadata(key, args, kwargs, extra, seconds)
-            store.save(self._name, key, value, metadata, self._serializer, self._fixed_metadata())
-        except StoreError as exc:
-            self.errors += 1
-            warn_once(
-                ("store", self._maker.qualname, type(exc.__cause__).__name__),
-                f"memo: could not cache the result of {self._maker.qualname}: {exc}. "
-                "The result was returned but not stored; later calls recompute it.",
-                stacklevel=5,
-            )
-            return
-        self.stores += 1
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], seconds)
-
-    def _passes(self, value: Any, key: str, *, cached: bool) -> bool:
-        assert self._validate is not None
-        try:
-            ok = bool(self._validate(value))
-        except Exception as exc:
-            ok = False
-            reason = f"validate raised {type(exc).__name__}: {exc}"
-        else:
-            reason = "validate returned False"
-        if not ok:
-            where = "a cached value" if cached else "a freshly computed value"
-            what = "recomputed" if cached else "returned but not stored"
-            warn_once(
-                ("validate", self._maker.qualname, key, str(cached)),
-                f"memo: {where} of {self._maker.qualname} failed validation ({reason}); "
-                f"it is {what}",
-                stacklevel=5,
-            )
-        return ok
-
-    def _metadata(
-        self, key: str, args: Any, kwargs: Any, extra: Any, seconds: float
-    ) -> dict[str, Any]:
-        return {
-            "key": key,
-            **self._maker.describe(args, kwargs, extra, _summarize),
-            "created": time.time(),
-            "compute_seconds": round(seconds, 6),
-        }
-
-    def _fixed_metadata(self) -> bytes:
-        """The metadata members shared by all of this process's entries, encoded once."""
-        pid = os.getpid()
-        cached = self._fixed
-        if cached is None or cached[0] != pid:
-            members = {
-                "function": self._maker.qualname,
-                "name": self._name,
-                "memo": __version__,
-                "python": platform.python_version(),
-                "pid": pid,
-                "components": self._maker.components(),
-            }
-            encoded = json.dumps(members, separators=(",", ":")).encode()[1:-1]
-            cached = self._fixed = (pid, encoded)
-        return cached[1]
-
-    # --- inspecting and managing ---------------------------------------------------------
-
-    def _key_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        kwargs, extra = self._maker.split_extra(kwargs)
-        return self._maker.key(args, kwargs, extra)
-
-    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The cache key (32 hex digits) this call would use."""
-        return self._key_of(args, kwargs)
-
-    def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Whether this call has an undamaged stored result (checked, not loaded)."""
-        key = self._key_of(args, kwargs)
-        store = self._setup().store
-        if self._max_age is not None and _age(store.path(self._name, key)) > self._max_age:
-            return False
-        return store.contains(self._name, key)
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Delete this call's stored result; True if there was one."""
-        return self._setup().store.delete(self._name, self._key_of(args, kwargs))
-
-    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Recompute this call, overwrite its stored result and return the new value."""
-        state = self._setup()
-        call_kwargs, extra = self._maker.split_extra(kwargs)
-        key = self._maker.key(args, call_kwargs, extra)
-        return cast(R, self._compute(state, key, args, call_kwargs, extra, True))
-
-    def entries(self) -> list[dict[str, Any]]:
-        """Metadata of this function's stored entries, newest first."""
-        store = self._setup().store
-        found = []
-        for _, _, path in store.iter_entries(self._name):
-            meta = store.metadata(path)
-            if meta is not None and meta.get("function") == self._maker.qualname:
-                found.append({**meta, "path": str(path)})
-        return sorted(found, key=lambda meta: meta.get("created", 0), reverse=True)
-
-    def clear(self) -> int:
-        """Delete every stored entry of this function (all arguments, all code versions)."""
-        store = self._setup().store
-        removed = 0
-        for name, key, path in list(store.iter_entries(self._name)):
-            meta = store.metadata(path)
-            if meta is None or meta.get("function") == self._maker.qualname:
-                removed += store.delete(name, key)
-        return removed
-
-
-class _AsyncMemoized(Memoized[P, R]):
-    """A memoized ``async def``: the awaited value is what is stored."""
-
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:  # type: ignore[override]
-        state = self._state or self._setup()
-        extra: Any = NO_EXTRA
-        if kwargs and EXTRA in kwargs and not self._declares_extra:
-            extra = kwargs.pop(EXTRA)
-        if state.disabled:
-            return await cast(Any, self._func(*args, **kwargs))
-        key = self._maker.key(args, kwargs, extra)
-        store = state.store
-        if not state.skip:
-            value = self._lookup(store, key)
-            if value is not MISS:
-                return value
-        try:
-            store.prepare()
-            held = await store.locks.acquire_async(key, self._lock_timeout)
-        except (OSError, StoreError):
-            held = False
-        try:
-            if held and not state.skip:
-                value = self._lookup(store, key)
-                if value is not MISS:
-                    return value
-            self.misses += 1
-            started = time.perf_counter()
-            value = await cast(Any, self._func(*args, **kwargs))
-            self._store(store, key, value, args, kwargs, extra, time.perf_counter() - started)
-            return value
-        finally:
-            if held:
-                store.locks.release_async(key)
-
-
-class _BoundMemoized:
-    """A memoized method looked up on an instance: the instance is the first argument."""
-
-    __slots__ = ("_instance", "_memoized")
-
-    def __init__(self, memoized: Memoized[..., Any], instance: Any) -> None:
-        self._memoized = memoized
-        self._instance = instance
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._memoized(self._instance, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._memoized, name)
-        if name in {"key", "is_cached", "invalidate", "refresh"}:
-            return functools.partial(attribute, self._instance)
-        return attribute
-
-
-def _lookup_qualified(module: str, qualname: str) -> Any:
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _age(path: str) -> float:
-    try:
-        return time.time() - os.stat(path, follow_symlinks=False).st_mtime
-    except OSError:
-        return 0.0
-
-
-def _summarize(value: Any) -> str:
-    kind = type(value)
-    if kind in _ATOMS or (kind is str and len(value) <= 60):
-        return repr(value)
-    if isinstance(value, (*_PLAIN, os.PathLike)):
-        return _summary.repr(value)
-    shape = getattr(value, "shape", None)
-    name = f"{kind.__module__}.{kind.__qualname__}"
-    return f"<{name} shape={shape}>" if isinstance(shape, tuple) else f"<{name}>"
 
 
 @overload
@@ -426,8 +53,9 @@ def decorate(
     Works as ``@decorate``, ``@decorate(...)`` and ``functools.partial(decorate, cache_path=...)``.
     ``cache_path`` is a directory (default: ``MEMO_CACHE_DIR``, else the user cache directory);
     ``cache_skip=True`` recomputes and overwrites. Options (keyword-only, checked now):
-    ``version``, ``ignore``, ``key``, ``serializer``, ``validate``, ``max_age``,
-    ``lock_timeout``. A bad option raises ``ConfigError`` (a TypeError and ValueError) here.
+    ``version``, ``ignore``, ``key``, ``serializer``, ``validate``, ``max_age``, ``max_size``,
+    ``lazy``, ``secret_key``, ``lock_timeout``. A bad option raises ``ConfigError`` (a
+    TypeError and ValueError) here.
     """
     parsed = parse_options(cache_path, cache_skip, options)
 
@@ -435,11 +63,15 @@ def decorate(
         if isinstance(target, Memoized):
             raise ConfigError(f"{target!r} is already memoized")
         if inspect.iscoroutinefunction(target):
-            wrapper: Memoized[P, R] = _AsyncMemoized(cast(Any, target), parsed)
+            if parsed.lazy:
+                raise ConfigError("lazy=True is not available for async functions")
+            wrapper: Memoized[P, R] = AsyncMemoized(cast(Any, target), parsed)
             mark = getattr(inspect, "markcoroutinefunction", None)
             if mark is not None:  # Python 3.12+: iscoroutinefunction(wrapper) is then True
                 mark(wrapper)
             return wrapper
+        if parsed.lazy:
+            return LazyMemoized(target, parsed)
         return Memoized(target, parsed)
 
     if func is None:

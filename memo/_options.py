@@ -5,17 +5,28 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._config import lock_timeout_from_env, parse_duration
+from ._config import lock_timeout_from_env, parse_duration, parse_size
 from ._exceptions import ConfigError
-from ._storage._serializers import Serializer, get_serializer
+from ._storage._serializers import Serializer, get_serializer, register_serializer
 
 __all__ = ["Options", "parse_options"]
 
 DEFAULT_LOCK_TIMEOUT = 3600.0
-_KNOWN = ("version", "ignore", "key", "serializer", "validate", "max_age", "lock_timeout")
+_KNOWN = (
+    "version",
+    "ignore",
+    "key",
+    "serializer",
+    "validate",
+    "max_age",
+    "max_size",
+    "lazy",
+    "secret_key",
+    "lock_timeout",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,9 +38,13 @@ class Options:
     version: Any = None
     ignore: tuple[str, ...] = ()
     key: Callable[[inspect.BoundArguments], Any] | None = None
-    serializer: Serializer | None = None
+    # By result type; a single serializer for everything is stored under `object`.
+    serializers: dict[type, Serializer] = dataclasses.field(default_factory=dict)
     validate: Callable[[Any], bool] | None = None
     max_age: float | None = None
+    max_size: int | None = None
+    lazy: bool = False
+    secret_keys: tuple[bytes, ...] = ()
     lock_timeout: float | None = None
 
     def effective_lock_timeout(self) -> float:
@@ -40,25 +55,70 @@ class Options:
         return from_env if from_env is not None else DEFAULT_LOCK_TIMEOUT
 
 
-def parse_options(cache_path: object, cache_skip: object, options: dict[str, Any]) -> Options:
-    """Check every option; raise ``ConfigError`` (TypeError and ValueError) at the first bad one."""
+def _serializer(value: object) -> Serializer:
+    if isinstance(value, str):
+        try:
+            return get_serializer(value)
+        except KeyError:
+            raise ConfigError(
+                f"unknown serializer {value!r}; available: 'pickle', 'json', 'npy', 'parquet', "
+                "or an object with name, dumps and loads"
+            ) from None
+    if isinstance(value, Serializer) and isinstance(getattr(value, "name", None), str):
+        if not value.name.isascii() or not value.name:
+            raise ConfigError(f"a serializer's name must be non-empty ASCII, not {value.name!r}")
+        try:
+            known = get_serializer(value.name)
+        except KeyError:
+            register_serializer(value)  # so entries it wrote can be read back by name
+        else:
+            if type(known) is not type(value):
+                raise ConfigError(
+                    f"the serializer name {value.name!r} is already taken by {known!r}"
+                )
+        return value
+    raise ConfigError(
+        "serializer must be a name ('pickle', 'json', 'npy', 'parquet'), an object with name, "
+        f"dumps and loads, or a dict from result types to those, not {value!r}"
+    )
+
+
+def _serializers(value: object) -> dict[type, Serializer]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        chosen = {}
+        for tp, each in value.items():
+            if not isinstance(tp, type):
+                raise ConfigError(f"serializer mapping keys must be types, not {tp!r}")
+            chosen[tp] = _serializer(each)
+        return chosen
+    return {object: _serializer(value)}
+
+
+def _secret_keys(value: object) -> tuple[bytes, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str | bytes) else value
+    if not isinstance(items, Sequence) or not items:
+        raise ConfigError("secret_key must be a str, bytes, or a list of them (first signs)")
+    keys = []
+    for item in items:
+        if isinstance(item, str):
+            item = item.encode()
+        if not isinstance(item, bytes) or len(item) < 16:
+            raise ConfigError("each secret key must be a str or bytes of at least 16 characters")
+        keys.append(item)
+    return tuple(keys)
+
+
+def _check_simple(options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - set(_KNOWN))
     if unknown:
         raise ConfigError(
             f"unknown memo option(s) {', '.join(map(repr, unknown))}; "
             f"the options are cache_path, cache_skip, {', '.join(_KNOWN)}"
         )
-    if cache_path is not None and not isinstance(cache_path, str | os.PathLike):
-        raise ConfigError(
-            f"cache_path must be a str or os.PathLike, not {type(cache_path).__name__}"
-        )
-    if isinstance(cache_path, str) and "://" in cache_path and not cache_path.startswith("file://"):
-        raise ConfigError(
-            f"cache_path={cache_path!r}: remote (fsspec) stores are not available in this "
-            "version of memo; use a local directory"
-        )
-    if not isinstance(cache_skip, bool):
-        raise ConfigError(f"cache_skip must be True or False, not {cache_skip!r}")
     ignore = options.get("ignore", ())
     if isinstance(ignore, str) or not isinstance(ignore, Sequence | set | frozenset):
         raise ConfigError(
@@ -69,32 +129,46 @@ def parse_options(cache_path: object, cache_skip: object, options: dict[str, Any
     for name in ("key", "validate"):
         if options.get(name) is not None and not callable(options[name]):
             raise ConfigError(f"{name} must be a callable, not {type(options[name]).__name__}")
-    serializer = options.get("serializer")
-    if isinstance(serializer, str):
-        try:
-            serializer = get_serializer(serializer)
-        except KeyError:
-            raise ConfigError(f"unknown serializer {serializer!r}; available: 'pickle'") from None
-    elif serializer is not None and not isinstance(serializer, Serializer):
+    if not isinstance(options.get("lazy", False), bool):
+        raise ConfigError(f"lazy must be True or False, not {options['lazy']!r}")
+
+
+def _cache_path(cache_path: object) -> str | os.PathLike[str] | None:
+    if cache_path is not None and not isinstance(cache_path, str | os.PathLike):
         raise ConfigError(
-            "serializer must be a name such as 'pickle' or an object with name, dumps and loads"
+            f"cache_path must be a str or os.PathLike, not {type(cache_path).__name__}"
         )
+    if isinstance(cache_path, str) and "://" in cache_path:
+        if cache_path.startswith("file://"):
+            return cache_path[len("file://") :]
+        raise ConfigError(
+            f"cache_path={cache_path!r}: remote (fsspec) stores are not available in this "
+            "version of memo; use a local directory"
+        )
+    return cache_path
+
+
+def parse_options(cache_path: object, cache_skip: object, options: dict[str, Any]) -> Options:
+    """Check every option; raise ``ConfigError`` (TypeError and ValueError) at the first bad one."""
+    _check_simple(options)
+    if not isinstance(cache_skip, bool):
+        raise ConfigError(f"cache_skip must be True or False, not {cache_skip!r}")
     max_age = options.get("max_age")
+    max_size = options.get("max_size")
     lock_timeout = options.get("lock_timeout")
+    if lock_timeout is not None and lock_timeout != float("inf"):
+        lock_timeout = parse_duration(lock_timeout, what="lock_timeout")
     return Options(
-        cache_path=cache_path[len("file://") :]
-        if isinstance(cache_path, str) and cache_path.startswith("file://")
-        else cache_path,
+        cache_path=_cache_path(cache_path),
         cache_skip=cache_skip,
         version=options.get("version"),
-        ignore=tuple(sorted(ignore)),
+        ignore=tuple(sorted(options.get("ignore", ()))),
         key=options.get("key"),
-        serializer=serializer,
+        serializers=_serializers(options.get("serializer")),
         validate=options.get("validate"),
         max_age=None if max_age is None else parse_duration(max_age, what="max_age"),
-        lock_timeout=None
-        if lock_timeout is None
-        else parse_duration(lock_timeout, what="lock_timeout")
-        if lock_timeout != float("inf")
-        else float("inf"),
+        max_size=None if max_size is None else parse_size(max_size, what="max_size"),
+        lazy=options.get("lazy", False),
+        secret_keys=_secret_keys(options.get("secret_key")),
+        lock_timeout=lock_timeout,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from memo._exceptions import reset_warnings
+from memo._storage import _local
 
 
 @pytest.fixture(autouse=True)
@@ -17,6 +18,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEMO_CACHE_DIR", str(tmp_path / "default-cache"))
     reset_warnings()
+    _local._shared.clear()  # each test starts with no store objects, as a new process would
     yield
     reset_warnings()
 

@@ -20,7 +20,7 @@ import pytest
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _files
+from memo._storage import _files, _local
 from memo._storage._local import MISS, LocalStore
 
 CTX = multiprocessing.get_context("fork")
@@ -255,7 +255,8 @@ def test_writer_killed_at_random_moments_never_leaves_a_wrong_value(
         assert func(0, 99)[1] == PATTERN
     assert killed_mid_write == 10
 
-    later = _big(cache_dir)  # a new store, as in a new process: its first write sweeps
+    _local._shared.clear()  # as in a new process: a new store, whose first write sweeps
+    later = _big(cache_dir)
     stamp, data = later(0, 99)
     assert stamp in range(16)
     assert data == PATTERN

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
+from memo._storage import _local
 from memo._storage._format import CHECK, HEADER
 from memo._storage._local import LocalStore, sanitize
 from memo._storage._serializers import PickleSerializer
@@ -639,7 +640,8 @@ def test_temp_files_of_dead_writers_are_swept(cache_dir: Path) -> None:
     live = tmp / f"square-{key}.1.abcd5678.tmp"  # pid 1 is always alive
     live.write_bytes(b"a live writer's entry")
 
-    later = memo.decorate(square, cache_path=cache_dir)  # a new store, as in a new process
+    _local._shared.clear()  # as in a new process: a new store object
+    later = memo.decorate(square, cache_path=cache_dir)
     assert later(2) == 4
     assert stale.exists(), "a hit does not write, so it does not sweep"
     assert later(3) == 9

@@ -18,7 +18,13 @@ import xxhash
 
 from ._format import DamagedEntryError
 
-__all__ = ["CACHEABLE", "Cacheable", "read_directory", "write_directory"]
+__all__ = [
+    "CACHEABLE",
+    "CACHEABLE_SERIALIZER",
+    "Cacheable",
+    "read_directory",
+    "write_directory",
+]
 
 CACHEABLE = "cacheable"
 
@@ -40,6 +46,21 @@ class Cacheable(Protocol):
     def from_cache(cls, directory: Path) -> Self:
         """Rebuild an object from the files ``to_cache`` wrote into ``directory``."""
         ...
+
+
+class _DirectorySerializer:
+    """Marks entries whose value lives in their own directory; the store does the work."""
+
+    name = CACHEABLE
+
+    def dumps(self, value: Any) -> list[Any]:
+        raise TypeError("Cacheable results are written by the store into a directory")
+
+    def loads(self, data: memoryview) -> Any:
+        raise TypeError("Cacheable results are read by the store from a directory")
+
+
+CACHEABLE_SERIALIZER = _DirectorySerializer()
 
 
 def _digest(path: Path) -> str:

@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any
 
 from .._exceptions import warn_once
 from . import _files
+from ._budget import Budget
 from ._cacheable import CACHEABLE, read_directory, write_directory
 from ._format import (
     DamagedEntryError,
@@ -46,6 +48,10 @@ _KEY = re.compile(r"^[0-9a-f]{32}$")
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
 _HEAD_READ = (1 << 16) + 4096
 _NO_BUFFERS = b"\0" * 8
+
+
+_shared: dict[str, LocalStore] = {}
+_shared_lock = threading.Lock()
 
 
 class _Miss:
@@ -80,6 +86,28 @@ class LocalStore:
         self._locks = KeyLocks(self._root)
         self._ready = False
         self._tmpfile = _files.HAVE_TMPFILE
+        self._budget: Budget | None = None
+
+    @classmethod
+    def shared(cls, root: str | os.PathLike[str]) -> LocalStore:
+        """The one store object of this process for ``root`` (so budgets and locks are shared)."""
+        path = str(Path(root).expanduser().absolute())
+        with _shared_lock:
+            store = _shared.get(path)
+            if store is None:
+                store = _shared[path] = cls(path)
+            return store
+
+    def limit_size(self, max_bytes: int) -> None:
+        """Keep the store under ``max_bytes``, evicting least-recently-used entries as it
+        writes (the smallest limit wins if several functions set one)."""
+        if self._budget is None or max_bytes < self._budget.limit:
+            self._budget = Budget(self._root, max_bytes)
+
+    @property
+    def max_size(self) -> int | None:
+        """The size budget in bytes, if one is set."""
+        return self._budget.limit if self._budget is not None else None
 
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r})"
@@ -279,6 +307,14 @@ class LocalStore:
                 f"{serializer.name!r}: {type(exc).__name__}: {exc}"
             ) from exc
         size = sum(memoryview(chunk).nbytes for chunk in payload)
+        budget = self._budget
+        if budget is not None and not budget.fits(size):
+            if serializer.name == CACHEABLE:
+                shutil.rmtree(self.directory(name, key), ignore_errors=True)
+            raise StoreError(
+                f"the result ({size} bytes) is larger than the store's whole size budget "
+                f"({budget.limit} bytes), so it is not stored"
+            )
         metadata = {**metadata, "serializer": serializer.name, "payload_bytes": size}
         line = json.dumps(metadata, separators=(",", ":"), default=str).encode()
         if fixed_metadata:
@@ -286,16 +322,18 @@ class LocalStore:
         chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
         try:
             try:
-                self._publish(name, key, chunks)
+                written = self._publish(name, key, chunks)
             except FileNotFoundError:
                 # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
                 # and its lock file, so other processes share our locks again.
                 self._ready = False
                 self._locks.forget_lock_file()
                 self.prepare()
-                self._publish(name, key, chunks)
+                written = self._publish(name, key, chunks)
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
+        if budget is not None:
+            budget.record(written)
         return fingerprint.hex()
 
     def _write_directory(self, name: str, key: str, value: Any) -> bytes:

@@ -1,0 +1,108 @@
+"""``Lazy``: a handle to a stored result, identified by the fingerprint of its stored bytes.
+
+``f.lazy(x)`` returns one without reading ``f``'s value (only the entry's header). Passed into
+another memoized function it is keyed by its fingerprint, so ``g(f.lazy(x))`` that hits in
+``g`` never loads ``f``'s result: Rasa's two-level cache (call key -> output fingerprint ->
+result) and curifactory's lazy objects are this one mechanism.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from ._keys._canonical import Context, Handler, add_plugin, text
+
+__all__ = ["Lazy", "add_metadata", "collecting_metadata"]
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A stored result that is read only when ``load()`` is called.
+
+    ``fingerprint`` identifies the stored value (xxh3-128 of its serialized bytes: two calls
+    that produced identical values share it) and is known without loading. A ``Lazy`` passed
+    to a memoized function is part of that call's key through its fingerprint alone.
+    """
+
+    __slots__ = ("_call", "_fingerprint", "_value")
+
+    def __init__(
+        self,
+        fingerprint: str,
+        call: tuple[Callable[..., T], tuple[Any, ...], dict[str, Any]],
+        value: tuple[T] | None = None,
+    ) -> None:
+        self._fingerprint = fingerprint
+        self._call = call
+        self._value = value
+
+    @property
+    def fingerprint(self) -> str:
+        """The hex fingerprint of the stored value (no load needed)."""
+        return self._fingerprint
+
+    def load(self) -> T:
+        """Read the value from the store (recomputing it if the entry has gone since)."""
+        if self._value is not None:
+            return self._value[0]
+        function, args, kwargs = self._call
+        return function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        function = getattr(self._call[0], "__qualname__", self._call[0])
+        return f"memo.Lazy({function}, fingerprint={self._fingerprint[:12]}...)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lazy) and other._fingerprint == self._fingerprint
+
+    def __hash__(self) -> int:
+        return hash(("memo.Lazy", self._fingerprint))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The value held for an uncacheable result is not sent along; it is recomputed.
+        return (Lazy, (self._fingerprint, self._call))
+
+
+def _encode_lazy(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"&"
+    out += text(obj.fingerprint)
+
+
+def _lazy_rule(tp: type) -> Handler | None:
+    return _encode_lazy if issubclass(tp, Lazy) else None
+
+
+add_plugin(_lazy_rule)
+
+_collected: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "memo_metadata", default=None
+)
+
+
+def add_metadata(**items: Any) -> bool:
+    """Attach ``items`` to the metadata of the entry the running memoized function will store.
+
+    Call it from inside a memoized function (or code it calls): the items appear under
+    ``"user"`` in the entry's metadata (``f.entries()``, the entry's JSON line). Values must be
+    JSON-serializable (others are stored as their ``str``). Returns False, and does nothing,
+    when no memoized function is computing in this thread or task.
+    """
+    collected = _collected.get()
+    if collected is None:
+        return False
+    collected.update(items)
+    return True
+
+
+def collecting_metadata() -> tuple[dict[str, Any], contextvars.Token[dict[str, Any] | None]]:
+    """Start collecting ``add_metadata`` items for one computation."""
+    collected: dict[str, Any] = {}
+    return collected, _collected.set(collected)
+
+
+def stop_collecting(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    """Stop collecting (the computation finished or failed)."""
+    _collected.reset(token)
