@@ -49,7 +49,9 @@ class Lazy(Generic[T]):
         if self._value is not None:
             return self._value[0]
         function, args, kwargs = self._call
-        return function(*args, **kwargs)
+        # A memoized function called eagerly, even if it was decorated with lazy=True.
+        eager = getattr(function, "_call_eagerly", function)
+        return eager(*args, **kwargs)
 
     def __repr__(self) -> str:
         function = getattr(self._call[0], "__qualname__", self._call[0])

@@ -344,7 +344,7 @@ class Memoized(Generic[P, R]):
         state = self._setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
         key = self._maker.key(args, call_kwargs, extra)
-        call = (cast(Callable[..., R], self._call_eagerly), args, dict(kwargs))
+        call = (cast(Callable[..., R], self), args, dict(kwargs))
         if not state.skip and not state.disabled:
             header = state.store.header(self._name, key)
             fresh = header is not None and (

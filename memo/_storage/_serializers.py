@@ -187,6 +187,8 @@ class NpySerializer:
         dtype, shape, fortran, start = self._header(data)
         count = int(np.prod(shape, dtype=np.int64))
         array = np.frombuffer(data, dtype=dtype, count=count, offset=start)
+        if data.readonly:
+            array = array.copy()  # small entries are read as bytes; np.load gives writable
         return array.reshape(shape, order="F" if fortran else "C")
 
     def load_file(self, path: str, offset: int, length: int) -> Any:
