@@ -1,0 +1,136 @@
+"""The entry format: checks before deserializing, and HMAC signing with key rotation."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memo
+from memo._storage._format import DamagedEntryError, pack, unpack
+
+KEY = bytes(range(16))
+SECRET = b"a-secret-key-of-some-length"
+OLD = b"the-previous-secret-key"
+
+
+def _entry(payload: bytes, secret: bytes | None = None) -> bytes:
+    chunks, _ = pack(b'{"m":1}', KEY, "pickle", [payload], secret)
+    return b"".join(bytes(memoryview(chunk)) for chunk in chunks)
+
+
+def test_round_trip_and_fingerprint() -> None:
+    """pack then unpack gives the payload back, its fingerprint and creation time."""
+    data = _entry(b"payload")
+    header, payload = unpack(data, KEY)
+    assert bytes(payload) == b"payload"
+    assert header.serializer == "pickle"
+    assert header.created_ns > 0
+    assert len(header.fingerprint) == 16
+    assert unpack(_entry(b"payload"), KEY)[0].fingerprint == header.fingerprint
+
+
+def test_multi_chunk_payload_is_identical_to_joined() -> None:
+    """A payload given as many buffers has the same fingerprint as the joined bytes."""
+    _, fp_one = pack(b"{}", KEY, "pickle", [b"abcdef" * 1000])
+    pieces = [b"abc", b"def" + b"abcdef" * 998 + b"abc", b"", b"def"]
+    _, fp_many = pack(b"{}", KEY, "pickle", pieces)
+    assert b"".join(pieces) == b"abcdef" * 1000
+    assert fp_one == fp_many
+
+
+def test_wrong_key_and_every_single_byte_change_are_detected() -> None:
+    """Any changed byte (or another key) fails before the payload is used."""
+    data = _entry(b"some payload bytes")
+    with pytest.raises(DamagedEntryError):
+        unpack(data, bytes(16))
+    for position in range(len(data)):
+        damaged = bytearray(data)
+        damaged[position] ^= 0x01
+        with pytest.raises(DamagedEntryError):
+            unpack(bytes(damaged), KEY)
+
+
+def test_signatures_verify_with_current_and_old_keys() -> None:
+    """A signed entry verifies with its key, also when listed as an old key."""
+    data = _entry(b"value", SECRET)
+    unpack(data, KEY, [SECRET])
+    unpack(data, KEY, [b"the-new-key-after-rotation", SECRET])
+    with pytest.raises(DamagedEntryError, match="signature"):
+        unpack(data, KEY, [OLD])
+    with pytest.raises(DamagedEntryError, match="not signed"):
+        unpack(_entry(b"value"), KEY, [SECRET])
+
+
+def test_forged_payload_with_matching_digests_is_rejected() -> None:
+    """Someone who rewrites the payload and recomputes the xxh3 digests cannot pass signing."""
+    genuine = _entry(b"harmless", SECRET)
+    unpack(genuine, KEY, [SECRET])
+    forged = _entry(b"malicious", b"attacker-does-not-know-the-key")
+    with pytest.raises(DamagedEntryError, match="signature"):
+        unpack(forged, KEY, [SECRET])
+    assert unpack(forged, KEY)[0].signed  # structurally fine: only the signature tells
+
+
+def test_signed_cache_rejects_unsigned_and_foreign_entries(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MEMO_SECRET_KEY set, entries not signed by an accepted key are never loaded."""
+    calls: list[int] = []
+
+    def body(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    unsigned = memo.decorate(body, cache_path=cache_dir)
+    unsigned(1)
+    monkeypatch.setenv("MEMO_SECRET_KEY", SECRET.decode())
+    signed = memo.decorate(body, cache_path=cache_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert signed(1) == 2
+    assert calls == [1, 1]
+    assert any("not signed" in str(w.message) for w in caught)
+    assert signed(1) == 2
+    assert calls == [1, 1]
+
+
+def test_key_rotation_through_environment(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries signed with an old key still load when it is listed after the new one."""
+    calls: list[int] = []
+
+    def body(x: int) -> int:
+        calls.append(x)
+        return x
+
+    monkeypatch.setenv("MEMO_SECRET_KEY", OLD.decode())
+    memo.decorate(body, cache_path=cache_dir)(5)
+    monkeypatch.setenv("MEMO_SECRET_KEY", f"{SECRET.decode()},{OLD.decode()}")
+    rotated = memo.decorate(body, cache_path=cache_dir)
+    assert rotated(5) == 5
+    assert calls == [5]
+    monkeypatch.setenv("MEMO_SECRET_KEY", SECRET.decode())
+    dropped = memo.decorate(body, cache_path=cache_dir)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        assert dropped(5) == 5
+    assert calls == [5, 5]
+
+
+def test_secret_key_option(cache_dir: Path) -> None:
+    """secret_key= signs; a short key is refused at decoration time."""
+
+    @memo.cache(cache_path=cache_dir, secret_key=SECRET)
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    assert f(1) == 1
+    assert f.hits == 1
+    data = Path(f.entries()[0]["path"]).read_bytes()
+    unpack(data, bytes.fromhex(f.key(1)), [SECRET])
+    bad: dict[str, Any] = {"secret_key": "short"}
+    with pytest.raises(ValueError, match="16"):
+        memo.cache(**bad)(lambda x: x)

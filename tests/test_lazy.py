@@ -1,0 +1,207 @@
+"""Lazy handles and output fingerprints; add_metadata."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import memo
+from memo._storage._local import LocalStore
+
+
+@pytest.fixture
+def counting_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the entries whose values were read from disk during the test."""
+    loaded: list[str] = []
+    real = LocalStore.load
+
+    def load(self: LocalStore, name: str, key: str, *args: Any, **kwargs: Any) -> Any:
+        loaded.append(name)
+        return real(self, name, key, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "load", load)
+    return loaded
+
+
+def test_chain_that_hits_downstream_loads_nothing_upstream(
+    cache_dir: Path, counting_loads: list[str]
+) -> None:
+    """g(f.lazy(x)) hitting in g performs zero loads of f's value."""
+    ran: list[str] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def produce(n: int) -> np.ndarray:
+        ran.append("produce")
+        return np.arange(n, dtype=np.float64)
+
+    @memo.cache(cache_path=cache_dir)
+    def consume(data: memo.Lazy[np.ndarray]) -> float:
+        ran.append("consume")
+        return float(data.load().sum())
+
+    assert consume(produce.lazy(1000)) == 499500.0
+    assert ran == ["produce", "consume"]
+    counting_loads.clear()
+    assert consume(produce.lazy(1000)) == 499500.0
+    assert ran == ["produce", "consume"]
+    assert "produce" not in counting_loads
+    assert counting_loads == ["consume"]
+
+
+def test_fingerprint_known_without_loading(cache_dir: Path, counting_loads: list[str]) -> None:
+    """A handle to a stored entry has its fingerprint before any load."""
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: int) -> list[int]:
+        return [x] * 3
+
+    f(2)
+    counting_loads.clear()
+    handle = f.lazy(2)
+    assert len(handle.fingerprint) == 32
+    assert counting_loads == []
+    assert handle.load() == [2, 2, 2]
+    assert counting_loads == ["f"]
+
+
+def test_identical_values_share_a_fingerprint(cache_dir: Path) -> None:
+    """Two calls producing identical values have the same fingerprint; different ones differ."""
+
+    @memo.cache(cache_path=cache_dir)
+    def parity(x: int) -> str:
+        return "even" if x % 2 == 0 else "odd"
+
+    assert parity.lazy(2).fingerprint == parity.lazy(4).fingerprint
+    assert parity.lazy(2).fingerprint != parity.lazy(3).fingerprint
+    assert parity.lazy(2) == parity.lazy(4)
+    assert hash(parity.lazy(2)) == hash(parity.lazy(4))
+    assert parity.key(2) != parity.key(4)
+
+
+def test_downstream_key_follows_upstream_value(cache_dir: Path) -> None:
+    """A new upstream value (same call) gives the downstream call a new key."""
+    state = {"offset": 0}
+
+    @memo.cache(cache_path=cache_dir)
+    def upstream(x: int) -> int:
+        return x + state["offset"]
+
+    @memo.cache(cache_path=cache_dir)
+    def downstream(value: memo.Lazy[int]) -> int:
+        return value.load() * 10
+
+    assert downstream(upstream.lazy(1)) == 10
+    first = downstream.key(upstream.lazy(1))
+    state["offset"] = 5
+    upstream.refresh(1)
+    assert downstream.key(upstream.lazy(1)) != first
+    assert downstream(upstream.lazy(1)) == 60
+
+
+def test_lazy_option_returns_handles(cache_dir: Path) -> None:
+    """lazy=True makes calls return memo.Lazy; load() gives the value."""
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir, lazy=True)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x * 3
+
+    handle: Any = f(2)
+    assert isinstance(handle, memo.Lazy)
+    assert handle.load() == 6
+    again: Any = f(2)
+    assert again.load() == 6
+    assert calls == [2]
+    assert "f" in repr(handle)
+
+
+def test_lazy_of_missing_entry_computes_once(cache_dir: Path) -> None:
+    """f.lazy on a miss computes and stores, and the handle then loads the stored value."""
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: int) -> dict[str, int]:
+        calls.append(x)
+        return {"x": x}
+
+    handle = f.lazy(7)
+    assert calls == [7]
+    assert f.is_cached(7)
+    assert handle.load() == {"x": 7}
+    assert calls == [7]
+
+
+def test_handle_recomputes_if_entry_is_gone(cache_dir: Path) -> None:
+    """A handle whose entry was evicted recomputes on load."""
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    handle = f.lazy(1)
+    f.clear()
+    assert handle.load() == 2
+    assert calls == [1, 1]
+
+
+def test_handle_of_unstorable_value_keeps_the_value(cache_dir: Path) -> None:
+    """When the value cannot be stored, the handle still loads it (and warns once)."""
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: int) -> Any:
+        return (i for i in range(x))  # generators cannot be pickled
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        handle = f.lazy(3)
+    assert any(issubclass(w.category, memo.MemoWarning) for w in caught)
+    assert list(handle.load()) == [0, 1, 2]
+
+
+def test_handles_pickle_by_reference(cache_dir: Path) -> None:
+    """A handle travels to other processes as (function, arguments, fingerprint)."""
+    handle = module_square.lazy(4)
+    clone = pickle.loads(pickle.dumps(handle))
+    assert clone == handle
+    assert clone.load() == 16
+
+
+@memo.cache
+def module_square(x: int) -> int:
+    """A module-level memoized function, importable by reference."""
+    return x * x
+
+
+def test_add_metadata_records_user_items(cache_dir: Path) -> None:
+    """Items added during the computation appear under "user" in the entry's metadata."""
+
+    @memo.cache(cache_path=cache_dir)
+    def f(x: int) -> int:
+        assert memo.add_metadata(rows=x, source="sensor")
+        return x
+
+    f(3)
+    (entry,) = f.entries()
+    assert entry["user"] == {"rows": 3, "source": "sensor"}
+    assert memo.add_metadata(outside=True) is False
+
+
+def test_add_metadata_in_async_function(cache_dir: Path) -> None:
+    """add_metadata works inside async memoized functions too."""
+    import asyncio
+
+    @memo.cache(cache_path=cache_dir)
+    async def f(x: int) -> int:
+        memo.add_metadata(step="async")
+        return x
+
+    assert asyncio.run(f(1)) == 1
+    assert f.entries()[0]["user"] == {"step": "async"}
