@@ -83,9 +83,10 @@ def link(source: str, target: str) -> None:
     os.link(source, target, dst_dir_fd=_anchor_fd, follow_symlinks=True)
 
 
-def read_all(fd: int) -> bytes | bytearray:
-    """The whole file (plus any byte it grew by, so a size check fails)."""
-    size = os.fstat(fd).st_size
+def read_all(fd: int, size: int | None = None) -> bytes | bytearray:
+    """The whole file of ``size`` bytes (plus any byte it grew by, so a size check fails)."""
+    if size is None:
+        size = os.fstat(fd).st_size
     if size < _SMALL:
         # One byte more than expected, so a file that grew meanwhile fails the size check.
         return os.read(fd, size + 1)

@@ -164,16 +164,37 @@ def unpack(
     data: bytes | bytearray, key: bytes, secrets: Sequence[bytes] = ()
 ) -> tuple[Header, memoryview]:
     """Check a whole entry; return its header and payload view, or raise DamagedEntryError."""
-    header = parse_header(data, len(data), key)
+    # The hit path: parse_header's checks, inlined.
+    start = data.find(b"\n", 0, MAX_METADATA + 1) + 1
+    if not start or len(data) < start + HEADER:
+        raise DamagedEntryError("no metadata line" if not start else "shorter than its header")
+    magic, fmt, flags, name_len, length, stored_key, fingerprint, created = _HEAD.unpack_from(
+        data, start
+    )
+    if magic != MAGIC or fmt != FORMAT:
+        raise DamagedEntryError("not a memo entry of a known format")
+    name_end = start + HEADER + name_len
+    offset = name_end + (-name_end % _ALIGN)
+    end = offset + length
+    signed = flags & SIGNED
+    expected = end + CHECK + (SIGNATURE if signed else 0)
+    if expected != len(data):
+        raise DamagedEntryError(f"size is {len(data)} bytes, expected {expected}")
+    if stored_key != key:
+        raise DamagedEntryError("it belongs to another key")
     view = memoryview(data)
-    end = header.offset + header.length
-    trailer = bytes(view[end:])
-    check_trailer(view[: header.offset], trailer)
-    payload = view[header.offset : end]
-    if _digest(payload) != header.fingerprint:
+    if _digest(view[:offset]) != data[end : end + CHECK]:
+        raise DamagedEntryError("header digest mismatch")
+    payload = view[offset:end]
+    if _digest(payload) != fingerprint:
         raise DamagedEntryError("payload digest mismatch")
+    try:
+        name = data[start + HEADER : name_end].decode("ascii")
+    except UnicodeDecodeError:
+        raise DamagedEntryError("unreadable serializer name") from None
+    header = Header(name, fingerprint, created, offset, length, bool(signed))
     if secrets:
-        verify_signature(data, header, trailer, secrets)
+        verify_signature(data, header, bytes(view[end:]), secrets)
     return header, payload
 
 

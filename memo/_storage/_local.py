@@ -47,7 +47,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
 _HEAD_READ = (1 << 16) + 4096
-_NO_BUFFERS = b"\0" * 8
 
 
 _shared: dict[str, LocalStore] = {}
@@ -153,16 +152,20 @@ class LocalStore:
             return MISS
         try:
             st = os.fstat(fd)
-            if getattr(serializer, "mmap_mode", None) and not secret_keys:
+            if (
+                serializer is not None
+                and getattr(serializer, "mmap_mode", None)
+                and not secret_keys
+            ):
                 return self._load_mapped(fd, st, name, key, serializer, max_age)
-            data = _files.read_all(fd)
+            data = _files.read_all(fd, st.st_size)
             header, payload = unpack(data, bytes.fromhex(key), secret_keys)
             if max_age is not None and _age(header) > max_age:
                 return MISS
             if st.st_atime_ns < time.time_ns() - _TOUCH_AFTER_NS:
                 _touch(fd, st)
-            if header.serializer == "pickle" and payload[:8] == _NO_BUFFERS:
-                return pickle.loads(payload[8:])  # the common case, without any lookup
+            if payload[0] == 0x80 and header.serializer == "pickle":
+                return pickle.loads(payload)  # a plain pickle, the common case: no lookups
             return self._deserialize(header, payload, name, key, serializer)
         except OSError as exc:
             self._warn_read(path, exc)

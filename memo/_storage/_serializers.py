@@ -70,10 +70,11 @@ class PickleSerializer:
             buffers = []
             stream = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
         if not buffers:
-            return [b"\0" * 8, stream]
+            return [stream]  # a plain pickle: starts with the PROTO opcode, 0x80
         raws = [buffer.raw() for buffer in buffers]
         sizes = [len(stream), *(raw.nbytes for raw in raws)]
-        index = _COUNT.pack(len(sizes)) + b"".join(_COUNT.pack(size) for size in sizes)
+        # Out-of-band layout: a zero byte (never the start of a pickle), the count, the sizes.
+        index = b"\0" + _COUNT.pack(len(sizes)) + b"".join(_COUNT.pack(size) for size in sizes)
         chunks: list[Any] = [index, stream]
         position = len(index) + len(stream)
         for raw in raws:
@@ -87,11 +88,11 @@ class PickleSerializer:
 
     def loads(self, data: memoryview) -> Any:
         """Unpickle a checked payload; out-of-band buffers are views into ``data``."""
-        (count,) = _COUNT.unpack_from(data, 0)
-        if count == 0:
-            return pickle.loads(data[8:])
-        sizes = [_COUNT.unpack_from(data, 8 + 8 * i)[0] for i in range(count)]
-        position = 8 + 8 * count
+        if data[0] != 0:
+            return pickle.loads(data)
+        (count,) = _COUNT.unpack_from(data, 1)
+        sizes = [_COUNT.unpack_from(data, 9 + 8 * i)[0] for i in range(count)]
+        position = 9 + 8 * count
         stream = data[position : position + sizes[0]]
         position += sizes[0]
         views = []
