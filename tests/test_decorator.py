@@ -142,6 +142,13 @@ def test_bad_env_flag_is_reported(cache_dir: Path, monkeypatch: pytest.MonkeyPat
         ({"cache_skip": "yes"}, TypeError),
         ({"version": object()}, TypeError),
         ({"cache_path": "s3://bucket/x"}, ValueError),
+        ({"lazy": "yes"}, TypeError),
+        ({"max_size": "lots"}, ValueError),
+        ({"max_size": -5}, ValueError),
+        ({"serializer": {"ndarray": "npy"}}, TypeError),
+        ({"serializer": {int: "nope"}}, ValueError),
+        ({"secret_key": 5}, TypeError),
+        ({"secret_key": []}, ValueError),
     ],
 )
 def test_bad_options_fail_at_decoration(options: dict[str, Any], error: type[Exception]) -> None:
