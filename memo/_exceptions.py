@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 
@@ -32,6 +33,7 @@ class MemoWarning(UserWarning):
 
 
 _warned: set[tuple[str, ...]] = set()
+_logger = logging.getLogger("memo")
 _warned_lock = threading.Lock()
 
 
@@ -45,6 +47,8 @@ def warn_once(identity: tuple[str, ...], message: str, *, stacklevel: int = 2) -
             return
         _warned.add(identity)
     warnings.warn(message, MemoWarning, stacklevel=stacklevel + 1)
+    if _logger.hasHandlers():  # the user set up logging: the problem belongs in their log too
+        _logger.warning("%s", message)
 
 
 def reset_warnings() -> None:

@@ -19,7 +19,7 @@ import platform
 import reprlib
 import time
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._config import (
     cache_skip_from_env,
@@ -29,6 +29,7 @@ from ._config import (
     secret_keys_from_env,
 )
 from ._exceptions import ConfigError, warn_once
+from ._explain import explain_text
 from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
 from ._lazy import Lazy, collecting_metadata, stop_collecting
 from ._options import Options
@@ -37,7 +38,7 @@ from ._storage._local import MISS, LocalStore, StoreError, sanitize
 from ._storage._serializers import PickleSerializer, Serializer
 from ._version import __version__
 
-__all__ = ["Memoized"]
+__all__ = ["CacheInfo", "Memoized"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,6 +50,15 @@ _summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
 _ATOMS = frozenset({int, float, bool, type(None)})
 _PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
 _PICKLE = PickleSerializer()
+
+
+class CacheInfo(NamedTuple):
+    """A memoized function's counts in this process (like ``functools.lru_cache``'s)."""
+
+    hits: int
+    misses: int
+    stores: int
+    errors: int
 
 
 class _State:
@@ -103,6 +113,7 @@ class Memoized(Generic[P, R]):
         self._state: _State | None = None
         self._declares_extra = self._maker.declares_extra
         self._own_serializer = _the_only(options.serializers)
+        self._by_name = {s.name: s for s in options.serializers.values()} or None
         self._plain = self._max_age is None and self._validate is None
         self._fixed: tuple[int, bytes] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
@@ -145,7 +156,7 @@ class Memoized(Generic[P, R]):
         if not state.skip:
             if self._plain and not state.secret_keys:
                 # The hit path with no expiry, validation or signing: nothing but load.
-                value = state.store.load(self._name, key, self._own_serializer)
+                value = state.store.load(self._name, key, self._by_name)
                 if value is not MISS:
                     self.hits += 1
                     if logger.isEnabledFor(logging.DEBUG):
@@ -161,7 +172,7 @@ class Memoized(Generic[P, R]):
         store = state.store
         if known_missing and not store.exists(self._name, key):
             return MISS
-        value = store.load(self._name, key, self._own_serializer, state.secret_keys, self._max_age)
+        value = store.load(self._name, key, self._by_name, state.secret_keys, self._max_age)
         if value is MISS:
             return MISS
         if self._validate is not None and not self._passes(value, key, cached=True):
@@ -195,6 +206,9 @@ class Memoized(Generic[P, R]):
             elif not held:
                 logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
             self.misses += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                what = "skip (recomputing)" if skip else "miss"
+                logger.debug("%s %s %s", what, self._maker.qualname, key[:12])
             started = time.perf_counter()
             collected, token = collecting_metadata()
             try:
@@ -361,6 +375,24 @@ class Memoized(Generic[P, R]):
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
         return Memoized.__call__(self, *args, **kwargs)
+
+    def explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Say whether this call would hit and, on a miss, which key component differs from
+        the nearest stored entry of this function: an argument (by name), the code (and which
+        function of yours changed), ``version``, ``_extra_cache_key`` or the Python version."""
+        state = self._setup()
+        call_kwargs, extra = self._maker.split_extra(kwargs)
+        key = self._maker.key(args, call_kwargs, extra)
+        call = {
+            **self._maker.describe(args, call_kwargs, extra, _summarize),
+            "components": self._maker.components(),
+        }
+        hit = state.store.contains(self._name, key, self._max_age)
+        return explain_text(self._maker.qualname, key, call, self.entries(), hit)
+
+    def cache_info(self) -> CacheInfo:
+        """This process's counts: hits, misses (computations), stores and store errors."""
+        return CacheInfo(self.hits, self.misses, self.stores, self.errors)
 
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of this function's stored entries, newest first."""

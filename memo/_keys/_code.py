@@ -27,7 +27,7 @@ import xxhash
 from .._exceptions import EncodingError
 from ._canonical import UnencodableError, encode
 
-__all__ = ["class_fingerprint", "function_fingerprint", "hash_code", "module_kind"]
+__all__ = ["class_fingerprint", "code_details", "function_fingerprint", "hash_code", "module_kind"]
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"})
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM", "LOAD_SUPER_ATTR"})
@@ -92,6 +92,29 @@ def _fingerprint(target: Any) -> str:
     except TypeError:
         pass
     return digest
+
+
+def code_details(func: Callable[..., Any]) -> dict[str, Any]:
+    """What a function's fingerprint is made of, for explaining a miss later.
+
+    ``own`` covers the function's own instructions, constants and names only; ``user_code``
+    maps each function and class of the user's modules reached from it (itself included) to a
+    short digest of its full fingerprint. Computed with a fresh walk; call it rarely.
+    """
+    target = _unwrap(func)
+    walker = _Fingerprinter()
+    previous = getattr(_local, "walker", None)
+    _local.walker = walker
+    try:
+        walker.fingerprint(target)
+        own = xxhash.xxh3_128()
+        if isinstance(target, types.FunctionType):
+            for chunk in walker._code_parts(target.__code__, set(), set()):
+                own.update(len(chunk).to_bytes(8, "little"))
+                own.update(chunk)
+    finally:
+        _local.walker = previous
+    return {"own": own.hexdigest()[:16], "user_code": dict(sorted(walker.user_code.items()))}
 
 
 def _unwrap(func: Any) -> Any:
@@ -161,6 +184,7 @@ class _Fingerprinter:
         self.done: dict[int, bytes] = {}
         self.active: set[int] = set()
         self.keep: list[Any] = []  # keeps ids in `done` from being reused during the walk
+        self.user_code: dict[str, str] = {}  # what explain() reports: user code seen, by name
 
     def fingerprint(self, obj: Any) -> bytes:
         ident = id(obj)
@@ -179,6 +203,11 @@ class _Fingerprinter:
             self.active.discard(ident)
         self.done[ident] = digest
         self.keep.append(obj)
+        if (
+            isinstance(obj, types.FunctionType | type)
+            and module_kind(getattr(obj, "__module__", "") or "") == "user"
+        ):
+            self.user_code[f"{obj.__module__}:{obj.__qualname__}"] = digest.hex()[:16]
         return digest
 
     def _parts(self, obj: Any) -> Iterator[bytes]:

@@ -17,7 +17,7 @@ import xxhash
 
 from .._exceptions import ConfigError, EncodingError
 from ._canonical import UnencodableError, encode, stream_digest, text
-from ._code import function_fingerprint
+from ._code import code_details, function_fingerprint
 from ._encoder import encoding_error
 
 __all__ = ["EXTRA", "KEY_FORMAT", "NO_EXTRA", "KeyMaker"]
@@ -190,12 +190,15 @@ class KeyMaker:
         }
 
     def components(self) -> dict[str, Any]:
-        """The key components shared by every call (known after the first call)."""
+        """The key components shared by every call (known after the first call), with what the
+        code fingerprint is made of, so a later miss can say which function changed."""
+        self.prefix  # noqa: B018 - settles the code fingerprint
         return {
             "key_format": KEY_FORMAT,
             "python": PYTHON,
             "function": self.qualname,
             "code": self.code_fingerprint,
+            "code_details": code_details(self.func),
             "version": xxhash.xxh3_64_hexdigest(self.version_bytes),
         }
 

@@ -20,7 +20,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,15 +131,15 @@ class LocalStore:
         self,
         name: str,
         key: str,
-        serializer: Serializer | None = None,
+        own: Mapping[str, Serializer] | None = None,
         secret_keys: Sequence[bytes] = (),
         max_age: float | None = None,
     ) -> Any:
         """The stored value, or ``MISS``; a damaged or unreadable entry is a miss, warned once.
 
-        ``serializer`` is the caller's own (used when the entry names it, e.g. to memory-map);
-        with ``secret_keys`` only entries signed by one of them are accepted; entries older
-        than ``max_age`` seconds are misses.
+        ``own`` are the caller's serializers by name (used when the entry names one, e.g. to
+        memory-map); with ``secret_keys`` only entries signed by one of them are accepted;
+        entries older than ``max_age`` seconds are misses.
         """
         path = f"{self._root}/{name}-{key}{SUFFIX}"
         try:
@@ -152,12 +152,8 @@ class LocalStore:
             return MISS
         try:
             st = os.fstat(fd)
-            if (
-                serializer is not None
-                and getattr(serializer, "mmap_mode", None)
-                and not secret_keys
-            ):
-                return self._load_mapped(fd, st, name, key, serializer, max_age)
+            if own is not None and not secret_keys and _maps(own):
+                return self._load_mapped(fd, st, name, key, own, max_age)
             data = _files.read_all(fd, st.st_size)
             header, payload = unpack(data, bytes.fromhex(key), secret_keys)
             if max_age is not None and _age(header) > max_age:
@@ -166,7 +162,7 @@ class LocalStore:
                 _touch(fd, st)
             if payload[0] == 0x80 and header.serializer == "pickle":
                 return pickle.loads(payload)  # a plain pickle, the common case: no lookups
-            return self._deserialize(header, payload, name, key, serializer)
+            return self._deserialize(header, payload, name, key, own)
         except OSError as exc:
             self._warn_read(path, exc)
             return MISS
@@ -188,12 +184,17 @@ class LocalStore:
             os.close(fd)
 
     def _deserialize(
-        self, header: Header, payload: memoryview, name: str, key: str, own: Serializer | None
+        self,
+        header: Header,
+        payload: memoryview,
+        name: str,
+        key: str,
+        own: Mapping[str, Serializer] | None,
     ) -> Any:
         if header.serializer == CACHEABLE:
             return read_directory(payload, self.directory(name, key))
-        if own is not None and own.name == header.serializer:
-            return own.loads(payload)
+        if own is not None and header.serializer in own:
+            return own[header.serializer].loads(payload)
         return get_serializer(header.serializer).loads(payload)
 
     def _load_mapped(
@@ -202,7 +203,7 @@ class LocalStore:
         st: os.stat_result,
         name: str,
         key: str,
-        serializer: Any,
+        own: Mapping[str, Serializer],
         max_age: float | None,
     ) -> Any:
         head = os.pread(fd, _HEAD_READ, 0)
@@ -213,9 +214,10 @@ class LocalStore:
         check_trailer(memoryview(head)[: header.offset], os.pread(fd, st.st_size - end, end))
         if max_age is not None and _age(header) > max_age:
             return MISS
-        if header.serializer != serializer.name:
+        serializer: Any = own.get(header.serializer)
+        if not getattr(serializer, "mmap_mode", None):
             full, payload = unpack(_files.read_all(fd), bytes.fromhex(key))
-            return self._deserialize(full, payload, name, key, serializer)
+            return self._deserialize(full, payload, name, key, own)
         return serializer.load_file(self.path(name, key), header.offset, header.length)
 
     def header(self, name: str, key: str) -> Header | None:
@@ -462,6 +464,10 @@ class LocalStore:
         except ValueError:
             return None
         return parsed if isinstance(parsed, dict) else None
+
+
+def _maps(own: Mapping[str, Serializer]) -> bool:
+    return any(getattr(serializer, "mmap_mode", None) for serializer in own.values())
 
 
 def _age(header: Header) -> float:

@@ -1,0 +1,100 @@
+"""Why a call hits or misses: compare its key components with the nearest stored entry.
+
+Entries record digests of every key component (each argument, the code and the user
+functions it reaches, ``version``, ``_extra_cache_key``, Python), never the values, so a miss
+can be explained without keeping arguments around.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+__all__ = ["differences", "explain_text"]
+
+
+def differences(call: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    """Human-readable differences between a call's components and a stored entry's."""
+    found: list[str] = []
+    mine, theirs = call.get("components", {}), entry.get("components", {})
+    if mine.get("python") != theirs.get("python"):
+        found.append(f"the Python version ({theirs.get('python')} -> {mine.get('python')})")
+    if mine.get("key_format") != theirs.get("key_format"):
+        found.append("memo's key format (a memo upgrade)")
+    if mine.get("code") != theirs.get("code"):
+        found.append(
+            _code_change(
+                str(mine.get("function")),
+                mine.get("code_details") or {},
+                theirs.get("code_details") or {},
+            )
+        )
+    if mine.get("version") != theirs.get("version"):
+        found.append("version")
+    args_now = call.get("argument_digests", {})
+    args_then = entry.get("argument_digests", {})
+    for name in args_now:
+        if name not in args_then:
+            found.append(f"argument {name!r} (not in the stored call)")
+        elif args_now[name] != args_then[name]:
+            was = entry.get("arguments", {}).get(name)
+            found.append(f"argument {name!r}" + (f" (stored call had {was})" if was else ""))
+    for name in args_then:
+        if name not in args_now:
+            found.append(f"argument {name!r} (only in the stored call)")
+    if call.get("extra") != entry.get("extra"):
+        found.append("_extra_cache_key")
+    return found
+
+
+def _code_change(function: str, now: dict[str, Any], then: dict[str, Any]) -> str:
+    code_now, code_then = now.get("user_code", {}), then.get("user_code", {})
+    # The function's own full digest changes with any helper; name the helpers instead.
+    changed = sorted(
+        name
+        for name in code_now
+        if name != function and name in code_then and code_now[name] != code_then[name]
+    )
+    parts = []
+    if now.get("own") != then.get("own"):
+        parts.append(f"{function} itself changed")
+    if changed:
+        parts.append("changed: " + ", ".join(changed))
+    added = sorted(set(code_now) - set(code_then))
+    if added:
+        parts.append("now also uses: " + ", ".join(added))
+    removed = sorted(set(code_then) - set(code_now))
+    if removed:
+        parts.append("no longer uses: " + ", ".join(removed))
+    return "the code fingerprint" + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def explain_text(
+    qualname: str, key: str, call: dict[str, Any], entries: list[dict[str, Any]], hit: bool
+) -> str:
+    """The explanation for one call, given its components and the function's entries."""
+    if hit:
+        entry = next((e for e in entries if e.get("key") == key), None)
+        when = _when(entry.get("created")) if entry else "earlier"
+        return f"hit: {qualname} has a stored result for this call (key {key[:12]}, {when})"
+    head = f"miss: {qualname} has no stored result for this call (key {key[:12]})"
+    if not entries:
+        return head + "; it has no stored entries at all"
+    ranked = sorted(entries, key=lambda e: (len(differences(call, e)), -e.get("created", 0)))
+    nearest = ranked[0]
+    found = differences(call, nearest)
+    if not found:
+        return head + f"; the nearest entry {nearest.get('key', '?')[:12]} records the same parts"
+    return (
+        head
+        + f"; the nearest stored entry ({nearest.get('key', '?')[:12]}, "
+        + f"{_when(nearest.get('created'))}) differs in: "
+        + "; ".join(found)
+    )
+
+
+def _when(created: Any) -> str:
+    if not isinstance(created, int | float):
+        return "at an unknown time"
+    moment = datetime.datetime.fromtimestamp(created).astimezone()
+    return "stored " + moment.strftime("%Y-%m-%d %H:%M:%S %Z")
