@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,9 @@ def test_problems_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     def f(x: int) -> int:
         return x
 
-    with caplog.at_level("WARNING", logger="memo"), pytest.warns(memo.MemoWarning):
+    with caplog.at_level("WARNING", logger="memo"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         for i in range(50):
             f(i)
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+    assert len([w for w in caught if issubclass(w.category, memo.MemoWarning)]) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,8 @@ HAVE_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP}
 _SMALL = 1 << 20
 _TEMP_MAX_AGE = 24 * 3600.0
+# <name>-<key>.<pid>.<token>.tmp, possibly with .d (a directory being built) or .old after it.
+_TEMP_NAME = re.compile(r"-[0-9a-f]{32}\.([0-9]+)\.[0-9a-f]{8}\.tmp(?:\.d|\.old)?$")
 
 # Tests set this to stop a writer at a known phase of publishing ("written": all bytes are
 # in an unpublished file; "named": that file has a temporary name) and kill it there.
@@ -136,7 +139,8 @@ def sweep_temp(folder: str) -> None:
         return
     now = time.time()
     for name in names:
-        pid_text = name.rsplit(".", 3)[-3] if name.count(".") >= 3 else ""
+        match = _TEMP_NAME.search(name)
+        pid_text = match.group(1) if match else ""
         full = os.path.join(folder, name)
         try:
             age = now - os.lstat(full).st_mtime
