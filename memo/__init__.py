@@ -5,6 +5,7 @@ and later run, and recomputed exactly when the arguments, the code (including he
 an input file or a declared version change.
 """
 
+from ._catalog import EntryInfo, EntryNotFoundError, FunctionInfo, Problem, Store, StoreStats
 from ._decorator import cache, decorate
 from ._exceptions import ConfigError, EncodingError, MemoError, MemoWarning
 from ._keys._code import hash_code
@@ -21,13 +22,19 @@ __all__ = [
     "ConfigError",
     "Encoder",
     "EncodingError",
+    "EntryInfo",
+    "EntryNotFoundError",
     "File",
+    "FunctionInfo",
     "Lazy",
     "MemoError",
     "MemoWarning",
     "Memoized",
     "NpySerializer",
+    "Problem",
     "Serializer",
+    "Store",
+    "StoreStats",
     "__version__",
     "add_metadata",
     "cache",

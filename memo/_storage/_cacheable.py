@@ -88,6 +88,11 @@ def _files(directory: Path) -> dict[str, list[Any]]:
 def write_directory(value: Any, directory: Path) -> bytes:
     """Let ``value`` write itself into ``directory``; return the manifest (the payload)."""
     cls = type(value)
+    if _importable(cls) is not cls:
+        raise TypeError(
+            f"{cls.__qualname__} cannot be found again by its name "
+            f"({cls.__module__}:{cls.__qualname__}); define Cacheable classes at module level"
+        )
     value.to_cache(directory)
     manifest = {"class": f"{cls.__module__}:{cls.__qualname__}", "files": _files(directory)}
     return json.dumps(manifest, separators=(",", ":")).encode()
@@ -101,7 +106,18 @@ def read_directory(payload: memoryview, directory: Path) -> Any:
     if _files(directory) != manifest["files"]:
         raise DamagedEntryError(f"the files in {directory} differ from those recorded")
     module, _, qualname = manifest["class"].partition(":")
-    cls: Any = importlib.import_module(module)
+    return _resolve(module, qualname).from_cache(directory)
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    found: Any = importlib.import_module(module)
     for part in qualname.split("."):
-        cls = getattr(cls, part)
-    return cls.from_cache(directory)
+        found = getattr(found, part)
+    return found
+
+
+def _importable(cls: type) -> Any:
+    try:
+        return _resolve(cls.__module__, cls.__qualname__)
+    except (ImportError, AttributeError):
+        return None

@@ -351,7 +351,10 @@ class LocalStore:
             if final.exists() or final.is_symlink():
                 old = Path(self._temp_name(name, key) + ".old")
                 os.rename(final, old)
-                shutil.rmtree(old, ignore_errors=True)
+                if old.is_dir() and not old.is_symlink():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    _files.discard(str(old))  # something planted there: never followed
             os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

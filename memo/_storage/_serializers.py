@@ -145,8 +145,11 @@ class NpySerializer:
     name = "npy"
 
     def __init__(self, mmap_mode: str | None = None) -> None:
-        if mmap_mode not in (None, "r", "r+", "c"):
-            raise ValueError(f"mmap_mode must be None, 'r', 'r+' or 'c', not {mmap_mode!r}")
+        if mmap_mode not in (None, "r", "c"):
+            # "r+" would write into the entry itself, behind its digests' back.
+            raise ValueError(
+                f"mmap_mode must be None, 'r' or 'c' (copy-on-write), not {mmap_mode!r}"
+            )
         self.mmap_mode = mmap_mode
 
     def __repr__(self) -> str:

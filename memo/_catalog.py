@@ -1,0 +1,502 @@
+"""``memo.Store``: look into a cache directory and maintain it (list, find, verify, prune).
+
+Listing works from file names and ``stat`` alone: every entry's file name holds its function's
+name and key, its modification time is when it was created and its access time when it was
+last used. So listing 100,000 entries reads no file; an entry's metadata line is read only
+when asked for. Reading an entry here never moves its access time, since least-recently-used
+eviction goes by it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from ._config import default_cache_dir, max_size_from_env, parse_duration, parse_size
+from ._exceptions import ConfigError, MemoError
+from ._storage import _files
+from ._storage._cacheable import CACHEABLE
+from ._storage._cacheable import _files as _directory_files
+from ._storage._format import MAX_METADATA, DamagedEntryError, read_metadata_line, unpack
+
+__all__ = ["EntryInfo", "EntryNotFoundError", "FunctionInfo", "Problem", "Store", "StoreStats"]
+
+_ENTRY = re.compile(r"(.+)-([0-9a-f]{32})\.memo")
+_DIRECTORY = re.compile(r"(.+)-([0-9a-f]{32})\.d")
+_HEX = re.compile(r"[0-9a-f]{1,32}")
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+# A writer moves a Cacheable's directory into place just before publishing its entry file,
+# so a young directory without an entry is most likely being written, not orphaned.
+_ORPHAN_AFTER = 3600.0
+_COMPONENTS = ("function", "code", "version", "python", "key_format")
+
+
+class EntryNotFoundError(MemoError, KeyError):
+    """No entry matches a key or key prefix, or a prefix matches several (``candidates``)."""
+
+    def __init__(self, message: str, candidates: Sequence[EntryInfo] = ()) -> None:
+        super().__init__(message)
+        self.candidates = list(candidates)
+
+    def __str__(self) -> str:
+        # KeyError would quote the message; this one is meant to be read.
+        return str(self.args[0])
+
+
+@dataclass(frozen=True, slots=True)
+class EntryInfo:
+    """One stored entry, as its directory listing shows it (no file is read to make it).
+
+    ``bytes`` counts the entry file and its directory's files; ``created`` and ``last_used``
+    are Unix times. ``directory`` is the entry's directory (``Cacheable`` results) or None.
+    """
+
+    name: str
+    key: str
+    path: Path
+    bytes: int
+    created: float
+    last_used: float
+    directory: Path | None = None
+
+    def metadata(self) -> dict[str, Any] | None:
+        """The entry's metadata (its first line, read now), or None if it cannot be read."""
+        try:
+            line = read_metadata_line(bytes(_read(str(self.path), MAX_METADATA + 1)))
+        except OSError:
+            return None
+        if line is None:
+            return None
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionInfo:
+    """The totals of one function name's entries (times are Unix times)."""
+
+    name: str
+    entries: int
+    bytes: int
+    oldest: float
+    newest: float
+    last_used: float
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something ``Store.verify`` found wrong, and whether it was removed (``fixed``).
+
+    ``kind`` is ``"damaged"`` (fails its checks), ``"unreadable"`` (cannot be opened; never
+    removed), ``"orphan-directory"`` (an entry directory without its entry file) or
+    ``"temp-file"`` (left in ``.tmp`` by a writer that died).
+    """
+
+    kind: Literal["damaged", "unreadable", "orphan-directory", "temp-file"]
+    path: Path
+    detail: str
+    fixed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Totals of a store, its functions (largest first) and its budget (``MEMO_MAX_SIZE``)."""
+
+    root: Path
+    entries: int
+    bytes: int
+    functions: list[FunctionInfo]
+    max_size: int | None
+
+
+class Store:
+    """A cache directory, for looking into and maintaining it (``memo ls`` and friends).
+
+    ``Store(path)`` takes the directory memoized functions were given as ``cache_path`` (a
+    ``file://`` URL works too); it must exist. Function names are those in the file names
+    (``simulate``, ``Model.predict``); keys may be given as any unique prefix.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        text = os.fspath(path)
+        if "://" in text:
+            url = urlparse(text)
+            if url.scheme != "file" or url.netloc not in ("", "localhost"):
+                raise ConfigError(
+                    f"{text!r}: only local directories are supported for now, not {url.scheme}://"
+                )
+            text = url2pathname(url.path)
+        root = Path(text).expanduser().absolute()
+        if not root.is_dir():
+            if root.exists():
+                raise NotADirectoryError(f"{root} is not a directory")
+            raise FileNotFoundError(f"no cache directory at {root}")
+        self._root = root
+
+    @classmethod
+    def default(cls) -> Store:
+        """The store memoized functions use by default (``MEMO_CACHE_DIR``, else the user
+        cache directory)."""
+        return cls(default_cache_dir())
+
+    @property
+    def root(self) -> Path:
+        """The store's directory."""
+        return self._root
+
+    def __repr__(self) -> str:
+        return f"memo.Store({str(self._root)!r})"
+
+    # --- listing -------------------------------------------------------------------------
+
+    def functions(self) -> list[FunctionInfo]:
+        """Per function name: number of entries, bytes, oldest and newest, last use; by name."""
+        groups: dict[str, list[EntryInfo]] = {}
+        for entry in self._entries(None):
+            groups.setdefault(entry.name, []).append(entry)
+        return [
+            FunctionInfo(
+                name,
+                len(group),
+                sum(entry.bytes for entry in group),
+                min(entry.created for entry in group),
+                max(entry.created for entry in group),
+                max(entry.last_used for entry in group),
+            )
+            for name, group in sorted(groups.items())
+        ]
+
+    def entries(self, function: str | None = None) -> list[EntryInfo]:
+        """Every entry, or those of one function name, newest first."""
+        return sorted(self._entries(function), key=lambda entry: entry.created, reverse=True)
+
+    def find(self, key: str) -> EntryInfo:
+        """The entry whose key is, or starts with, ``key`` (also ``name-key`` or a file name).
+
+        Raises ``EntryNotFoundError`` if none or several match.
+        """
+        text = Path(key.strip()).name.removesuffix(".memo")
+        name, _, prefix = text.rpartition("-")
+        prefix = prefix.lower()
+        if not _HEX.fullmatch(prefix):
+            raise EntryNotFoundError(f"{key!r} is not a key (up to 32 hexadecimal digits)")
+        listing, directories = _listing(self._root)
+        found = [
+            info
+            for entry_name, entry_key, item in listing
+            if entry_key.startswith(prefix) and (not name or entry_name == name)
+            if (info := _info(entry_name, entry_key, item, directories)) is not None
+        ]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise EntryNotFoundError(f"no entry with key {key!r} in {self._root}")
+        shown = ", ".join(f"{entry.name}-{entry.key[:12]}" for entry in found[:3])
+        more = ", ..." if len(found) > 3 else ""
+        raise EntryNotFoundError(
+            f"key prefix {key!r} matches {len(found)} entries ({shown}{more}); give more digits",
+            found,
+        )
+
+    def stats(self) -> StoreStats:
+        """Totals, each function's share (largest first) and the ``MEMO_MAX_SIZE`` budget."""
+        functions = sorted(self.functions(), key=lambda info: (-info.bytes, info.name))
+        return StoreStats(
+            root=self._root,
+            entries=sum(info.entries for info in functions),
+            bytes=sum(info.bytes for info in functions),
+            functions=functions,
+            max_size=max_size_from_env(),
+        )
+
+    def diff(self, key1: str, key2: str) -> list[tuple[str, Any, Any]]:
+        """What sets two entries' keys apart: ``(component, value1, value2)`` for each of
+        function, code, version, python, key format, each argument (``"argument NAME"``,
+        shown by its summary), extra key and serializer that differs."""
+        first, second = _metadata_of(self.find(key1)), _metadata_of(self.find(key2))
+        differences: list[tuple[str, Any, Any]] = []
+        parts1, parts2 = first.get("components") or {}, second.get("components") or {}
+        for part in _COMPONENTS:
+            if parts1.get(part) != parts2.get(part):
+                differences.append((part, parts1.get(part), parts2.get(part)))
+        digests1, digests2 = (
+            first.get("argument_digests") or {},
+            second.get("argument_digests") or {},
+        )
+        shown1, shown2 = first.get("arguments") or {}, second.get("arguments") or {}
+        for param in dict.fromkeys([*digests1, *digests2]):
+            digest1, digest2 = digests1.get(param), digests2.get(param)
+            if digest1 == digest2:
+                continue
+            value1, value2 = shown1.get(param), shown2.get(param)
+            if value1 == value2 and digest1 and digest2:
+                # Summaries such as "<numpy.ndarray shape=(3,)>" can match; the digests do not.
+                value1, value2 = f"{value1} [{digest1[:12]}]", f"{value2} [{digest2[:12]}]"
+            differences.append((f"argument {param}", value1, value2))
+        for part in ("extra", "serializer"):
+            if first.get(part) != second.get(part):
+                differences.append((part, first.get(part), second.get(part)))
+        return differences
+
+    # --- removing ------------------------------------------------------------------------
+
+    def delete(self, entry: str | EntryInfo) -> bool:
+        """Remove one entry (a key, unique key prefix or ``EntryInfo``) and its directory.
+
+        Returns False if it was already gone; raises ``EntryNotFoundError`` for an unknown key.
+        """
+        return _remove(self.find(entry) if isinstance(entry, str) else entry)
+
+    def clear(self, function: str | None = None) -> list[EntryInfo]:
+        """Remove every entry, or every entry of one function name; returns those removed."""
+        return [entry for entry in self._entries(function) if _remove(entry)]
+
+    def prune(
+        self,
+        *,
+        max_size: int | str | None = None,
+        older_than: float | str | None = None,
+        function: str | None = None,
+        dry_run: bool = False,
+    ) -> list[EntryInfo]:
+        """Remove least recently used entries; returns them (least recently used first).
+
+        ``older_than`` (seconds or ``"30d"``) removes entries not used for that long;
+        ``max_size`` (bytes or ``"10GB"``) then removes more until the entries considered (all,
+        or ``function``'s) fit in it. With neither, ``MEMO_MAX_SIZE`` is the size. With
+        ``dry_run`` nothing is removed: the result is what would be.
+        """
+        limit = None if max_size is None else parse_size(max_size, what="max_size")
+        age = None if older_than is None else parse_duration(older_than, what="older_than")
+        if limit is None and age is None:
+            limit = max_size_from_env()
+            if limit is None:
+                raise ConfigError("prune needs max_size or older_than (or MEMO_MAX_SIZE set)")
+        entries = sorted(self._entries(function), key=lambda entry: entry.last_used)
+        count = 0
+        if age is not None:
+            cutoff = time.time() - age
+            while count < len(entries) and entries[count].last_used < cutoff:
+                count += 1
+        if limit is not None:
+            total = sum(entry.bytes for entry in entries[count:])
+            while total > limit and count < len(entries):
+                total -= entries[count].bytes
+                count += 1
+        chosen = entries[:count]
+        return chosen if dry_run else [entry for entry in chosen if _remove(entry)]
+
+    # --- checking ------------------------------------------------------------------------
+
+    def verify(self, *, fix: bool = False) -> list[Problem]:
+        """Check every entry in full, and look for orphaned directories and temp files.
+
+        An entry is damaged if its size, key, digests, metadata line or (for ``Cacheable``
+        results) directory files do not match. With ``fix``, damaged entries and orphans are
+        removed (``Problem.fixed``). Entries' last-use times are left as they were.
+        """
+        problems: list[Problem] = []
+        listing, directories = _listing(self._root)
+        for name, key, item in listing:
+            directory = self._root / f"{name}-{key}.d"
+            try:
+                item.stat(follow_symlinks=False)  # cached: fix compares it before removing
+                detail = _check(item.path, key, directory)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except OSError as exc:
+                problems.append(Problem("unreadable", Path(item.path), str(exc)))
+                continue
+            if detail is not None:
+                fixed = fix and _remove_if_unchanged(item, directory)
+                problems.append(Problem("damaged", Path(item.path), detail, fixed))
+        now = time.time()
+        stems = {f"{name}-{key}" for name, key, _ in listing}
+        for stem in sorted(directories - stems):
+            path = self._root / f"{stem}.d"
+            try:
+                young = now - os.lstat(path).st_mtime < _ORPHAN_AFTER
+            except OSError:
+                continue
+            if young or os.path.lexists(self._root / f"{stem}.memo"):
+                continue  # being written, or its entry was published since the scan
+            fixed = fix and _rmtree(path)
+            problems.append(Problem("orphan-directory", path, "no entry file", fixed))
+        problems.extend(_dead_temp_files(self._root / ".tmp", now, fix))
+        return problems
+
+    def _entries(self, function: str | None) -> list[EntryInfo]:
+        listing, directories = _listing(self._root)
+        return [
+            info
+            for name, key, item in listing
+            if function is None or name == function
+            if (info := _info(name, key, item, directories)) is not None
+        ]
+
+
+def _listing(root: Path) -> tuple[list[tuple[str, str, os.DirEntry[str]]], set[str]]:
+    """(name, key, dir entry) of the entry files, and the ``name-key`` stems of directories."""
+    entries: list[tuple[str, str, os.DirEntry[str]]] = []
+    directories: set[str] = set()
+    try:
+        scan = os.scandir(root)
+    except FileNotFoundError:
+        return entries, directories
+    with scan:
+        for item in scan:
+            match = _ENTRY.fullmatch(item.name)
+            if match is not None:
+                if item.is_file(follow_symlinks=False):
+                    entries.append((match[1], match[2], item))
+            elif _DIRECTORY.fullmatch(item.name) and item.is_dir(follow_symlinks=False):
+                directories.add(item.name[:-2])
+    return entries, directories
+
+
+def _info(name: str, key: str, item: os.DirEntry[str], directories: set[str]) -> EntryInfo | None:
+    try:
+        st = item.stat(follow_symlinks=False)
+    except OSError:
+        return None  # removed meanwhile
+    size, directory = st.st_size, None
+    if f"{name}-{key}" in directories:
+        directory = Path(item.path[: -len(".memo")] + ".d")
+        size += _tree_size(directory)
+    return EntryInfo(name, key, Path(item.path), size, st.st_mtime, st.st_atime, directory)
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def _read(path: str, limit: int | None = None) -> bytes | bytearray:
+    """A file's bytes (its first ``limit``), leaving its access time (its last use) alone."""
+    try:
+        fd = os.open(path, _files.O_READ | _O_NOATIME)
+        restore = False
+    except PermissionError:
+        if not _O_NOATIME:
+            raise
+        fd = os.open(path, _files.O_READ)  # O_NOATIME is for the file's owner only
+        restore = True
+    try:
+        before = os.fstat(fd)
+        data = os.read(fd, limit) if limit is not None else _files.read_all(fd, before.st_size)
+        if restore or not _O_NOATIME:
+            after = os.fstat(fd)
+            if after.st_atime_ns != before.st_atime_ns:
+                with contextlib.suppress(OSError, NotImplementedError):
+                    os.utime(fd, ns=(before.st_atime_ns, after.st_mtime_ns))
+    finally:
+        os.close(fd)
+    return data
+
+
+def _check(path: str, key: str, directory: Path) -> str | None:
+    """What is wrong with an entry, or None; raises OSError if it cannot be read."""
+    data = _read(path)
+    try:
+        header, payload = unpack(data, bytes.fromhex(key))
+    except DamagedEntryError as exc:
+        return str(exc)
+    line = read_metadata_line(bytes(data[: MAX_METADATA + 1]))
+    try:
+        if not isinstance(json.loads(line or b""), dict):
+            raise ValueError
+    except ValueError:
+        return "its metadata line is not a JSON object"
+    if header.serializer != CACHEABLE:
+        return None
+    try:
+        recorded = json.loads(bytes(payload))["files"]
+    except (ValueError, KeyError, TypeError):
+        return "its directory manifest is unreadable"
+    if not directory.is_dir() or directory.is_symlink():
+        return f"its directory {directory.name} is missing"
+    try:
+        if _directory_files(directory) != recorded:
+            return f"the files in {directory.name} differ from those recorded"
+    except DamagedEntryError as exc:
+        return str(exc)
+    return None
+
+
+def _metadata_of(entry: EntryInfo) -> dict[str, Any]:
+    metadata = entry.metadata()
+    if metadata is None:
+        raise MemoError(f"the metadata of {entry.path.name} cannot be read (see memo verify)")
+    return metadata
+
+
+def _remove(entry: EntryInfo) -> bool:
+    try:
+        os.unlink(entry.path)
+    except FileNotFoundError:
+        return False
+    finally:
+        if entry.directory is not None:
+            _rmtree(entry.directory)
+    return True
+
+
+def _remove_if_unchanged(item: os.DirEntry[str], directory: Path) -> bool:
+    """Remove a damaged entry unless a writer replaced it since it was checked."""
+    try:
+        then, now = item.stat(follow_symlinks=False), os.lstat(item.path)
+        if (then.st_ino, then.st_mtime_ns) != (now.st_ino, now.st_mtime_ns):
+            return False
+        os.unlink(item.path)
+    except OSError:
+        return False
+    if directory.is_dir() and not directory.is_symlink():
+        _rmtree(directory)
+    return True
+
+
+def _rmtree(path: Path) -> bool:
+    """Remove a directory tree, or a file or link; True if it is gone."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return not os.path.lexists(path)
+
+
+def _dead_temp_files(folder: Path, now: float, fix: bool) -> list[Problem]:
+    """Temp files of writers that died or are a day old: what memo's own sweep removes."""
+    problems = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    for name in names:
+        path, match = folder / name, _files._TEMP_NAME.search(name)
+        try:
+            age = now - os.lstat(path).st_mtime
+            if match is None or (_files._alive(match[1]) and age <= _files._TEMP_MAX_AGE):
+                continue
+        except (OSError, ValueError):
+            continue
+        fixed = fix and _rmtree(path)
+        problems.append(Problem("temp-file", path, "left by a writer that died", fixed))
+    return problems
