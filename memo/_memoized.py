@@ -369,7 +369,8 @@ class Memoized(Generic[P, R]):
         value = self._call_eagerly(*args, **kwargs)
         header = state.store.header(self._name, key)
         if header is not None:
-            return Lazy(header.fingerprint.hex(), call)
+            # Just computed: the handle keeps the value rather than read it back later.
+            return Lazy(header.fingerprint.hex(), call, (value,))
         # Not stored (disabled, or caching failed): the handle carries the value itself.
         return Lazy(_fingerprint_of(value), call, (value,))
 

@@ -121,8 +121,8 @@ def test_lazy_option_returns_handles(cache_dir: Path) -> None:
     assert "f" in repr(handle)
 
 
-def test_lazy_of_missing_entry_computes_once(cache_dir: Path) -> None:
-    """f.lazy on a miss computes and stores, and the handle then loads the stored value."""
+def test_lazy_of_missing_entry_computes_once(cache_dir: Path, counting_loads: list[str]) -> None:
+    """f.lazy on a miss computes and stores once; the handle keeps the fresh value."""
     calls: list[int] = []
 
     @memo.cache(cache_path=cache_dir)
@@ -133,8 +133,10 @@ def test_lazy_of_missing_entry_computes_once(cache_dir: Path) -> None:
     handle = f.lazy(7)
     assert calls == [7]
     assert f.is_cached(7)
+    counting_loads.clear()
     assert handle.load() == {"x": 7}
     assert calls == [7]
+    assert counting_loads == []
 
 
 def test_handle_recomputes_if_entry_is_gone(cache_dir: Path) -> None:
@@ -146,6 +148,7 @@ def test_handle_recomputes_if_entry_is_gone(cache_dir: Path) -> None:
         calls.append(x)
         return x + 1
 
+    f(1)
     handle = f.lazy(1)
     f.clear()
     assert handle.load() == 2
