@@ -96,7 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("key2", metavar="KEY2")
     command("stats", _stats, "show totals, size by function and budget use")
     prune = command("prune", _prune, "remove least recently used entries")
-    prune.add_argument("--max-size", metavar="SIZE", help="keep at most this much, e.g. 10GB")
+    prune.add_argument(
+        "--max-size",
+        metavar="SIZE",
+        help="keep at most this much, e.g. 10GB (default: $MEMO_MAX_SIZE)",
+    )
     prune.add_argument("--older-than", metavar="AGE", help="remove entries unused for, e.g. 30d")
     prune.add_argument("--function", metavar="NAME", help="only this function's entries")
     prune.add_argument("--dry-run", action="store_true", help="only show what would go")
@@ -258,10 +262,10 @@ def _verify(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
         print(f"no problems found in {store.root}")
     else:
         rows = [
-            [p.kind, "fixed" if p.fixed else "", str(p.path.relative_to(store.root)), p.detail]
+            [p.kind, "fixed" if p.fixed else "open", str(p.path.relative_to(store.root)), p.detail]
             for p in problems
         ]
-        _table(["PROBLEM", "", "PATH", "DETAIL"], rows)
+        _table(["PROBLEM", "STATUS", "PATH", "DETAIL"], rows)
         print(f"{_n(len(problems), 'problem')}, {len(problems) - remaining} fixed")
     return 1 if remaining else 0
 

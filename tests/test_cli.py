@@ -1,0 +1,265 @@
+"""The memo command: in-process through memo.cli.main, and as `python -m memo` and `memo`."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memo
+from memo.cli import main
+
+
+def _fill(cache_dir: Path) -> tuple[Any, Any]:
+    """Store three entries of ``simulate`` (one of 1.5 MB) and one of ``load``."""
+
+    @memo.cache(cache_path=cache_dir)
+    def simulate(n: int, scale: float = 1.0) -> bytes:
+        return b"x" * (1_500_000 if n == 2 else 100)
+
+    @memo.cache(cache_path=cache_dir)
+    def load(name: str) -> str:
+        return name
+
+    for n in range(3):
+        simulate(n)
+    load("a")
+    return simulate, load
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(err: str) -> None:
+    assert err.startswith("memo: ")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_ls_functions_table(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`memo ls` shows one aligned row per function with sizes and ages."""
+    simulate, _ = _fill(cache_dir)
+    for n in range(3):
+        path = Path(simulate.store.path("simulate", simulate.key(n)))
+        os.utime(path, (time.time() - 3 * 3600 - 60, path.stat().st_mtime))
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "ls")
+    assert code == 0
+    header, load_row, simulate_row, total = out.splitlines()
+    assert header.split() == ["FUNCTION", "ENTRIES", "SIZE", "LAST", "USED", "OLDEST"]
+    assert simulate_row.startswith("simulate")
+    assert "1.5 MB" in simulate_row
+    assert "3 h ago" in simulate_row
+    assert header.index("SIZE") + 4 == simulate_row.index("1.5 MB") + 6  # right-aligned
+    assert load_row.split()[1] == "1"
+    assert total.startswith("2 functions, 4 entries, 1.5 MB")
+
+
+def test_ls_one_function_and_json(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`memo ls FUNCTION` lists entries with their arguments; --json parses, in any position."""
+    simulate, _ = _fill(cache_dir)
+    code, out, _ = _run(capsys, "ls", "simulate", "--cache-path", str(cache_dir))
+    assert code == 0
+    assert simulate.key(1)[:12] in out
+    assert "n=1, scale=1.0" in out
+    code, out, _ = _run(capsys, "--json", "--cache-path", str(cache_dir), "ls", "simulate")
+    entries = json.loads(out)
+    assert {entry["key"] for entry in entries} == {simulate.key(n) for n in range(3)}
+    assert all(entry["arguments"]["scale"] == "1.0" for entry in entries)
+    code, out, _ = _run(capsys, "ls", "--json", "--cache-path", str(cache_dir))
+    assert [(info["name"], info["entries"]) for info in json.loads(out)] == [
+        ("load", 1),
+        ("simulate", 3),
+    ]
+
+
+def test_show_and_diff(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`memo show` prints an entry's metadata; `memo diff` names the changed argument."""
+    simulate, _ = _fill(cache_dir)
+    key0, key1 = simulate.key(0), simulate.key(1)
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "show", key0[:10])
+    assert code == 0
+    assert key0 in out
+    assert "compute_seconds" in out
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "--json", "show", key0)
+    assert json.loads(out)["metadata"]["arguments"] == {"n": "0", "scale": "1.0"}
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "diff", key0[:8], key1[:8])
+    assert code == 0
+    assert out.splitlines()[1].split() == ["argument", "n", "0", "1"]
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "--json", "diff", key0, key1)
+    assert json.loads(out) == [{"component": "argument n", "value1": "0", "value2": "1"}]
+
+
+def test_stats_with_budget(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`memo stats` shows totals, sizes by function and the MEMO_MAX_SIZE budget's use."""
+    _fill(cache_dir)
+    monkeypatch.setenv("MEMO_MAX_SIZE", "3MB")
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "stats")
+    assert code == 0
+    assert "4 entries of 2 functions" in out
+    assert "of 3.0 MB (50%)" in out
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "stats", "--json")
+    stats = json.loads(out)
+    assert stats["entries"] == 4
+    assert stats["max_size"] == 3_000_000
+    assert stats["functions"][0]["name"] == "simulate"
+
+
+def test_prune(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`memo prune --dry-run` removes nothing; `memo prune --max-size` removes LRU entries."""
+    simulate, load = _fill(cache_dir)
+    code, out, _ = _run(
+        capsys, "--cache-path", str(cache_dir), "prune", "--max-size", "1MB", "--dry-run"
+    )
+    assert code == 0
+    assert out.startswith("would remove ")
+    assert simulate.is_cached(2)
+    code, out, _ = _run(
+        capsys, "--cache-path", str(cache_dir), "--json", "prune", "--older-than", "0s",
+        "--function", "load",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["entries"] == 1
+    assert not load.is_cached("a")
+    assert simulate.is_cached(0)
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "prune", "--max-size", "1MB")
+    assert code == 0
+    assert not simulate.is_cached(2)
+
+
+def test_verify_exit_codes(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`memo verify` exits 1 on a damaged entry; --fix removes it, and then it exits 0."""
+    simulate, _ = _fill(cache_dir)
+    assert _run(capsys, "--cache-path", str(cache_dir), "verify")[0] == 0
+    path = Path(simulate.store.path("simulate", simulate.key(1)))
+    path.write_bytes(path.read_bytes()[:-1])
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "verify")
+    assert code == 1
+    assert "damaged" in out
+    assert path.name in out
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "verify", "--fix", "--json")
+    assert code == 0
+    assert [(problem["kind"], problem["fixed"]) for problem in json.loads(out)] == [
+        ("damaged", True)
+    ]
+    assert _run(capsys, "--cache-path", str(cache_dir), "verify")[0] == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_clear_confirmation(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`memo clear` refuses without --yes off a terminal, asks on one, and obeys --yes."""
+    simulate, load = _fill(cache_dir)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = _run(capsys, "--cache-path", str(cache_dir), "clear")
+    assert code == 2
+    _assert_one_line_error(err)
+    assert simulate.is_cached(0)
+    monkeypatch.setattr(sys, "stdin", _Terminal("n\n"))
+    code, _, err = _run(capsys, "--cache-path", str(cache_dir), "clear", "load")
+    assert code == 0
+    assert "delete 1 entry of load" in err
+    assert load.is_cached("a")
+    monkeypatch.setattr(sys, "stdin", _Terminal("y\n"))
+    assert _run(capsys, "--cache-path", str(cache_dir), "clear", "load")[0] == 0
+    assert not load.is_cached("a")
+    assert simulate.is_cached(0)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "clear", "--yes", "--json")
+    assert json.loads(out)["entries"] == 3
+    assert not simulate.is_cached(0)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["show", "ffff"],
+        ["show", "zz"],
+        ["diff", "0", "1"],
+        ["ls", "nothing"],
+        ["prune", "--max-size", "10XB"],
+        ["prune", "--older-than", "soon"],
+        ["frobnicate"],
+        ["ls", "--no-such-option"],
+    ],
+)
+def test_errors_are_one_line(
+    argv: list[str], cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad input exits 2 with one line on stderr starting with 'memo: ' and no traceback."""
+    _fill(cache_dir)
+    code, out, err = _run(capsys, "--cache-path", str(cache_dir), *argv)
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+
+
+def test_ambiguous_prefix_and_missing_directory(
+    cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ambiguous key prefix and a missing cache directory are one-line errors."""
+    _fill(cache_dir)
+    code, _, err = _run(capsys, "--cache-path", str(cache_dir), "show", "")
+    assert code == 2
+    _assert_one_line_error(err)
+    code, _, err = _run(capsys, "--cache-path", str(tmp_path / "missing"), "ls")
+    assert code == 2
+    assert "no cache directory" in err
+    _assert_one_line_error(err)
+    _, load = _fill(cache_dir)
+    for name in "bcdefghijklmnopqr":
+        load(name)  # 20 keys: some first hex digit is shared
+    firsts = [entry.key[0] for entry in memo.Store(cache_dir).entries()]
+    shared = next(digit for digit in firsts if firsts.count(digit) > 1)
+    code, _, err = _run(capsys, "--cache-path", str(cache_dir), "show", shared)
+    assert code == 2
+    assert "matches" in err
+    _assert_one_line_error(err)
+
+
+def _command(*argv: str, cache_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEMO_CACHE_DIR": str(cache_dir)}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_python_dash_m(cache_dir: Path) -> None:
+    """`python -m memo` lists a real cache directory (MEMO_CACHE_DIR) and emits JSON."""
+    simulate, _ = _fill(cache_dir)
+    result = _command(sys.executable, "-m", "memo", "ls", "simulate", "--json", cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    assert {entry["key"] for entry in json.loads(result.stdout)} == {
+        simulate.key(n) for n in range(3)
+    }
+    result = _command(sys.executable, "-m", "memo", "show", "0" * 32, cache_dir=cache_dir)
+    assert result.returncode == 2
+    _assert_one_line_error(result.stderr)
+
+
+def test_console_script(cache_dir: Path) -> None:
+    """The installed `memo` script runs stats and verify against a real directory."""
+    _fill(cache_dir)
+    script = Path(sys.executable).with_name("memo")
+    if not script.exists():
+        pytest.skip("the memo console script is not installed (pip install -e .)")
+    result = _command(str(script), "--cache-path", str(cache_dir), "stats", cache_dir=cache_dir)
+    assert result.returncode == 0, result.stderr
+    assert "4 entries of 2 functions" in result.stdout
+    result = _command(str(script), "verify", cache_dir=cache_dir)
+    assert result.returncode == 0
+    assert "no problems" in result.stdout
