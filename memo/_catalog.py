@@ -13,21 +13,19 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from ._config import default_cache_dir, max_size_from_env, parse_duration, parse_size
 from ._exceptions import ConfigError, MemoError
 from ._storage import _files
-from ._storage._cacheable import CACHEABLE
-from ._storage._cacheable import _files as _directory_files
-from ._storage._format import MAX_METADATA, DamagedEntryError, read_metadata_line, unpack
+from ._storage._format import MAX_METADATA, read_metadata_line
+from ._verify import Problem, rmtree, verify_directory
 
 __all__ = ["EntryInfo", "EntryNotFoundError", "FunctionInfo", "Problem", "Store", "StoreStats"]
 
@@ -74,7 +72,7 @@ class EntryInfo:
     def metadata(self) -> dict[str, Any] | None:
         """The entry's metadata (its first line, read now), or None if it cannot be read."""
         try:
-            line = read_metadata_line(bytes(_read(str(self.path), MAX_METADATA + 1)))
+            line = read_metadata_line(bytes(_files.read_quietly(str(self.path), MAX_METADATA + 1)))
         except OSError:
             return None
         if line is None:
@@ -96,21 +94,6 @@ class FunctionInfo:
     oldest: float
     newest: float
     last_used: float
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """Something ``Store.verify`` found wrong, and whether it was removed (``fixed``).
-
-    ``kind`` is ``"damaged"`` (fails its checks), ``"unreadable"`` (cannot be opened; never
-    removed), ``"orphan-directory"`` (an entry directory without its entry file) or
-    ``"temp-file"`` (left in ``.tmp`` by a writer that died).
-    """
-
-    kind: Literal["damaged", "unreadable", "orphan-directory", "temp-file"]
-    path: Path
-    detail: str
-    fixed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,35 +295,8 @@ class Store:
         results) directory files do not match. With ``fix``, damaged entries and orphans are
         removed (``Problem.fixed``). Entries' last-use times are left as they were.
         """
-        problems: list[Problem] = []
         listing, directories = _listing(self._root)
-        for name, key, item in listing:
-            directory = self._root / f"{name}-{key}.d"
-            try:
-                item.stat(follow_symlinks=False)  # cached: fix compares it before removing
-                detail = _check(item.path, key, directory)
-            except FileNotFoundError:
-                continue  # removed meanwhile
-            except OSError as exc:
-                problems.append(Problem("unreadable", Path(item.path), str(exc)))
-                continue
-            if detail is not None:
-                fixed = fix and _remove_if_unchanged(item, directory)
-                problems.append(Problem("damaged", Path(item.path), detail, fixed))
-        now = time.time()
-        stems = {f"{name}-{key}" for name, key, _ in listing}
-        for stem in sorted(directories - stems):
-            path = self._root / f"{stem}.d"
-            try:
-                young = now - os.lstat(path).st_mtime < _ORPHAN_AFTER
-            except OSError:
-                continue
-            if young or os.path.lexists(self._root / f"{stem}.memo"):
-                continue  # being written, or its entry was published since the scan
-            fixed = fix and _rmtree(path)
-            problems.append(Problem("orphan-directory", path, "no entry file", fixed))
-        problems.extend(_dead_temp_files(self._root / ".tmp", now, fix))
-        return problems
+        return verify_directory(self._root, listing, directories, fix)
 
     def _scan(self, function: str | None) -> list[_Raw]:
         listing, directories = _listing(self._root)
@@ -406,58 +362,6 @@ def _tree_size(path: Path) -> int:
     return total
 
 
-def _read(path: str, limit: int | None = None) -> bytes | bytearray:
-    """A file's bytes (its first ``limit``), leaving its access time (its last use) alone."""
-    try:
-        fd = os.open(path, _files.O_READ | _O_NOATIME)
-        restore = False
-    except PermissionError:
-        if not _O_NOATIME:
-            raise
-        fd = os.open(path, _files.O_READ)  # O_NOATIME is for the file's owner only
-        restore = True
-    try:
-        before = os.fstat(fd)
-        data = os.read(fd, limit) if limit is not None else _files.read_all(fd, before.st_size)
-        if restore or not _O_NOATIME:
-            after = os.fstat(fd)
-            if after.st_atime_ns != before.st_atime_ns:
-                with contextlib.suppress(OSError, NotImplementedError):
-                    os.utime(fd, ns=(before.st_atime_ns, after.st_mtime_ns))
-    finally:
-        os.close(fd)
-    return data
-
-
-def _check(path: str, key: str, directory: Path) -> str | None:
-    """What is wrong with an entry, or None; raises OSError if it cannot be read."""
-    data = _read(path)
-    try:
-        header, payload = unpack(data, bytes.fromhex(key))
-    except DamagedEntryError as exc:
-        return str(exc)
-    line = read_metadata_line(bytes(data[: MAX_METADATA + 1]))
-    try:
-        if not isinstance(json.loads(line or b""), dict):
-            raise ValueError
-    except ValueError:
-        return "its metadata line is not a JSON object"
-    if header.serializer != CACHEABLE:
-        return None
-    try:
-        recorded = json.loads(bytes(payload))["files"]
-    except (ValueError, KeyError, TypeError):
-        return "its directory manifest is unreadable"
-    if not directory.is_dir() or directory.is_symlink():
-        return f"its directory {directory.name} is missing"
-    try:
-        if _directory_files(directory) != recorded:
-            return f"the files in {directory.name} differ from those recorded"
-    except DamagedEntryError as exc:
-        return str(exc)
-    return None
-
-
 def _metadata_of(entry: EntryInfo) -> dict[str, Any]:
     metadata = entry.metadata()
     if metadata is None:
@@ -472,49 +376,5 @@ def _remove(entry: EntryInfo) -> bool:
         return False
     finally:
         if entry.directory is not None:
-            _rmtree(entry.directory)
+            rmtree(entry.directory)
     return True
-
-
-def _remove_if_unchanged(item: os.DirEntry[str], directory: Path) -> bool:
-    """Remove a damaged entry unless a writer replaced it since it was checked."""
-    try:
-        then, now = item.stat(follow_symlinks=False), os.lstat(item.path)
-        if (then.st_ino, then.st_mtime_ns) != (now.st_ino, now.st_mtime_ns):
-            return False
-        os.unlink(item.path)
-    except OSError:
-        return False
-    if directory.is_dir() and not directory.is_symlink():
-        _rmtree(directory)
-    return True
-
-
-def _rmtree(path: Path) -> bool:
-    """Remove a directory tree, or a file or link; True if it is gone."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink()
-    return not os.path.lexists(path)
-
-
-def _dead_temp_files(folder: Path, now: float, fix: bool) -> list[Problem]:
-    """Temp files of writers that died or are a day old: what memo's own sweep removes."""
-    problems = []
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return []
-    for name in names:
-        path, match = folder / name, _files._TEMP_NAME.search(name)
-        try:
-            age = now - os.lstat(path).st_mtime
-            if match is None or (_files._alive(match[1]) and age <= _files._TEMP_MAX_AGE):
-                continue
-        except (OSError, ValueError):
-            continue
-        fixed = fix and _rmtree(path)
-        problems.append(Problem("temp-file", path, "left by a writer that died", fixed))
-    return problems

@@ -20,10 +20,12 @@ __all__ = [
     "O_READ",
     "O_TMPFILE",
     "discard",
+    "is_dead_temp",
     "link",
     "phase_hook",
     "reached",
     "read_all",
+    "read_quietly",
     "rename_into_place",
     "sweep_temp",
     "write_all",
@@ -43,6 +45,7 @@ HAVE_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP}
 _SMALL = 1 << 20
 _TEMP_MAX_AGE = 24 * 3600.0
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
 # <name>-<key>.<pid>.<token>.tmp, possibly with .d (a directory being built) or .old after it.
 _TEMP_NAME = re.compile(r"-[0-9a-f]{32}\.([0-9]+)\.[0-9a-f]{8}\.tmp(?:\.d|\.old)?$")
 
@@ -131,6 +134,37 @@ def _alive(pid_text: str) -> bool:
     return True
 
 
+def read_quietly(path: str, limit: int | None = None) -> bytes | bytearray:
+    """A file's bytes (its first ``limit``), leaving its access time (its last use) alone."""
+    try:
+        fd = os.open(path, O_READ | _O_NOATIME)
+        restore = False
+    except PermissionError:
+        if not _O_NOATIME:
+            raise
+        fd = os.open(path, O_READ)  # O_NOATIME is for the file's owner only
+        restore = True
+    try:
+        before = os.fstat(fd)
+        data = os.read(fd, limit) if limit is not None else read_all(fd, before.st_size)
+        if restore or not _O_NOATIME:
+            after = os.fstat(fd)
+            if after.st_atime_ns != before.st_atime_ns:
+                with contextlib.suppress(OSError, NotImplementedError):
+                    os.utime(fd, ns=(before.st_atime_ns, after.st_mtime_ns))
+    finally:
+        os.close(fd)
+    return data
+
+
+def is_dead_temp(name: str, age: float) -> bool:
+    """Whether a file in ``.tmp`` was left by a writer that died (or is a day old)."""
+    match = _TEMP_NAME.search(name)
+    if match is None:
+        return False
+    return not _alive(match.group(1)) or age > _TEMP_MAX_AGE
+
+
 def sweep_temp(folder: str) -> None:
     """Remove temporary files left by writers that died (their pid is gone, or very old)."""
     try:
@@ -139,17 +173,15 @@ def sweep_temp(folder: str) -> None:
         return
     now = time.time()
     for name in names:
-        match = _TEMP_NAME.search(name)
-        pid_text = match.group(1) if match else ""
         full = os.path.join(folder, name)
         try:
-            age = now - os.lstat(full).st_mtime
-            if not _alive(pid_text) or age > _TEMP_MAX_AGE:
-                if os.path.isdir(full) and not os.path.islink(full):
-                    import shutil
+            if not is_dead_temp(name, now - os.lstat(full).st_mtime):
+                continue
+            if os.path.isdir(full) and not os.path.islink(full):
+                import shutil
 
-                    shutil.rmtree(full, ignore_errors=True)
-                else:
-                    os.unlink(full)
-        except (OSError, ValueError):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                os.unlink(full)
+        except OSError:
             continue

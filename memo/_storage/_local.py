@@ -451,15 +451,10 @@ class LocalStore:
     def metadata(self, path: str | os.PathLike[str]) -> dict[str, Any] | None:
         """The metadata recorded in an entry file, or None if it cannot be read."""
         try:
-            fd = os.open(os.fspath(path), _files.O_READ)
+            # Looking is not using: the access time is the entry's last use.
+            line = read_metadata_line(bytes(_files.read_quietly(os.fspath(path), 1 << 17)))
         except OSError:
             return None
-        try:
-            line = read_metadata_line(os.read(fd, 1 << 17))
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
         if line is None:
             return None
         try:
