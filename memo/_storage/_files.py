@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,24 +90,30 @@ def link(source: str, target: str) -> None:
     os.link(source, target, dst_dir_fd=_anchor_fd, follow_symlinks=True)
 
 
-def read_all(fd: int, size: int | None = None) -> bytes | bytearray:
-    """The whole file of ``size`` bytes (plus any byte it grew by, so a size check fails)."""
+def read_all(fd: int, size: int | None = None) -> bytes | bytearray | memoryview:
+    """The whole file of ``size`` bytes (plus any byte it grew by, so a size check fails).
+
+    Large files are read into writable memory that results (arrays) can keep as their own.
+    """
     if size is None:
         size = os.fstat(fd).st_size
     if size < _SMALL:
         # One byte more than expected, so a file that grew meanwhile fails the size check.
         return os.read(fd, size + 1)
-    buffer = bytearray(size + 1)
-    view = memoryview(buffer)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        # numpy's allocator neither zero-fills nor pages in small pieces: about twice as
+        # fast as a bytearray for a 400 MB read.
+        view = memoryview(numpy.empty(size + 1, dtype=numpy.uint8))
+    else:
+        view = memoryview(bytearray(size + 1))
     filled = 0
-    while filled < len(buffer):
+    while filled < len(view):
         count = os.readv(fd, [view[filled:]])
         if count == 0:
             break
         filled += count
-    del view
-    del buffer[filled:]
-    return buffer
+    return view[:filled]
 
 
 def write_all(fd: int, chunks: list[Any]) -> int:
@@ -134,7 +141,7 @@ def _alive(pid_text: str) -> bool:
     return True
 
 
-def read_quietly(path: str, limit: int | None = None) -> bytes | bytearray:
+def read_quietly(path: str, limit: int | None = None) -> bytes | bytearray | memoryview:
     """A file's bytes (its first ``limit``), leaving its access time (its last use) alone."""
     try:
         fd = os.open(path, O_READ | _O_NOATIME)

@@ -155,17 +155,20 @@ def verify_signature(data: Any, header: Header, trailer: bytes, secrets: Sequenc
     signature = trailer[CHECK:]
     signed = memoryview(data)[: header.offset + header.length]
     for secret in secrets:
-        if hmac.compare_digest(hmac.new(secret, signed, hashlib.sha256).digest(), signature):
+        if hmac.compare_digest(hmac.digest(secret, signed, "sha256"), signature):
             return
     raise DamagedEntryError("its signature does not match any accepted secret key")
 
 
 def unpack(
-    data: bytes | bytearray, key: bytes, secrets: Sequence[bytes] = ()
+    data: bytes | bytearray | memoryview, key: bytes, secrets: Sequence[bytes] = ()
 ) -> tuple[Header, memoryview]:
     """Check a whole entry; return its header and payload view, or raise DamagedEntryError."""
     # The hit path: parse_header's checks, inlined.
-    start = data.find(b"\n", 0, MAX_METADATA + 1) + 1
+    if isinstance(data, memoryview):  # a large entry read into writable memory
+        start = bytes(data[: MAX_METADATA + 1]).find(b"\n") + 1
+    else:
+        start = data.find(b"\n", 0, MAX_METADATA + 1) + 1
     if not start or len(data) < start + HEADER:
         raise DamagedEntryError("no metadata line" if not start else "shorter than its header")
     magic, fmt, flags, name_len, length, stored_key, fingerprint, created = _HEAD.unpack_from(
@@ -183,13 +186,13 @@ def unpack(
     if stored_key != key:
         raise DamagedEntryError("it belongs to another key")
     view = memoryview(data)
-    if _digest(view[:offset]) != data[end : end + CHECK]:
+    if _digest(view[:offset]) != bytes(view[end : end + CHECK]):
         raise DamagedEntryError("header digest mismatch")
     payload = view[offset:end]
     if _digest(payload) != fingerprint:
         raise DamagedEntryError("payload digest mismatch")
     try:
-        name = data[start + HEADER : name_end].decode("ascii")
+        name = bytes(view[start + HEADER : name_end]).decode("ascii")
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
     header = Header(name, fingerprint, created, offset, length, bool(signed))
