@@ -12,12 +12,14 @@ from ._keys._code import hash_code
 from ._keys._contents import File, hash_contents
 from ._keys._encoder import Encoder, hash_args
 from ._lazy import Lazy, add_metadata
+from ._map import Args, MapError
 from ._memoized import CacheInfo, Memoized
 from ._storage._cacheable import Cacheable
 from ._storage._serializers import NpySerializer, Serializer
 from ._version import __version__
 
 __all__ = [
+    "Args",
     "CacheInfo",
     "Cacheable",
     "ConfigError",
@@ -28,6 +30,7 @@ __all__ = [
     "File",
     "FunctionInfo",
     "Lazy",
+    "MapError",
     "MemoError",
     "MemoWarning",
     "Memoized",

@@ -18,7 +18,7 @@ import os
 import platform
 import reprlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._config import (
@@ -32,6 +32,7 @@ from ._exceptions import ConfigError, warn_once
 from ._explain import explain_text
 from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
 from ._lazy import Lazy, collecting_metadata, stop_collecting
+from ._map import run_map
 from ._options import Options
 from ._storage._cacheable import CACHEABLE_SERIALIZER, Cacheable
 from ._storage._local import MISS, LocalStore, StoreError, sanitize
@@ -373,6 +374,51 @@ class Memoized(Generic[P, R]):
             return Lazy(header.fingerprint.hex(), call, (value,))
         # Not stored (disabled, or caching failed): the handle carries the value itself.
         return Lazy(_fingerprint_of(value), call, (value,))
+
+    def map(
+        self,
+        items: Iterable[Any],
+        *,
+        executor: Any = None,
+        progress: bool | None = None,
+        max_workers: int | None = None,
+        chunksize: int | None = None,
+    ) -> list[R]:
+        """Call the function on every item, computing only the missing ones; results in order.
+
+        An item that is a tuple is unpacked as positional arguments, a dict as keywords,
+        ``memo.Args(...)`` as both, anything else is the single argument. Identical items
+        are computed once. ``executor``: ``None`` (serial, in this process), ``"threads"``,
+        ``"processes"``, any ``concurrent.futures.Executor``, or a ``dask.distributed.Client``.
+        Each result is stored by the worker that computed it as soon as it is done, so an
+        interrupted batch resumes where it stopped. Logs "N cached, M to compute" and shows
+        progress (tqdm if installed, else log lines; ``progress=False`` for none). Failed
+        items do not stop the others: they raise one ``memo.MapError`` (an
+        ``ExceptionGroup``) at the end, whose ``results`` hold the successful values.
+        """
+        state = self._setup()
+
+        def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            call_kwargs, extra = self._maker.split_extra(kwargs)
+            return self._maker.key(args, call_kwargs, extra)
+
+        def load(key: str) -> Any:
+            if state.skip or state.disabled:
+                return MISS
+            return self._lookup(state, key)
+
+        return run_map(
+            self._call_eagerly,
+            items,
+            key_of,
+            load,
+            MISS,
+            executor=executor,
+            progress=progress,
+            max_workers=max_workers,
+            chunksize=chunksize,
+            label=self._maker.qualname,
+        )
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
         return Memoized.__call__(self, *args, **kwargs)

@@ -1,0 +1,243 @@
+"""``f.map(items, executor=...)``: compute only what is missing, anywhere, and resume.
+
+Items are deduplicated by key; the cached ones are loaded, the missing ones are computed on
+the executor, each stored by whichever process computed it as soon as it is done, so an
+interrupted batch resumes where it stopped. Failures do not stop the other items: they are
+collected into one ``MapError`` that also carries the successful results.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ._exceptions import ConfigError, MemoError
+
+__all__ = ["Args", "MapError", "run_map"]
+
+logger = logging.getLogger("memo")
+_LOG_EVERY = 5.0  # seconds between progress lines when tqdm is not there
+
+
+class Args:
+    """The arguments of one call in ``f.map``: ``memo.Args(1, 2, scale=3)``.
+
+    Needed only when an item is itself a tuple or dict that must be passed as one argument;
+    otherwise a tuple item is unpacked as positional arguments, a dict item as keywords, and
+    anything else is the single argument.
+    """
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"memo.Args({', '.join(parts)})"
+
+
+class MapError(MemoError, ExceptionGroup[Exception]):
+    """Some items of ``f.map`` failed; the others were computed and stored.
+
+    An ``ExceptionGroup`` of each failed item's exception (with a note naming the item);
+    ``results`` is the full result list in input order with ``None`` at failed positions,
+    ``failed`` the failed positions.
+    """
+
+    results: list[Any]
+    failed: list[int]
+
+    def __new__(cls, message: str, exceptions: Any, results: Any = None, failed: Any = None) -> Any:
+        self = super().__new__(cls, message, exceptions)
+        self.results = list(results or [])
+        self.failed = list(failed or [])
+        return self
+
+    def __init__(self, message: str, exceptions: Any, results: Any = None, failed: Any = None):
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Any) -> MapError:  # type: ignore[override]
+        """Keep results and positions when ``except*`` splits the group."""
+        return MapError(self.message, excs, self.results, self.failed)
+
+
+def normalize(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """An item as (args, kwargs), by the rules ``Args`` documents."""
+    if isinstance(item, Args):
+        return item.args, item.kwargs
+    if isinstance(item, tuple):
+        return item, {}
+    if isinstance(item, dict):
+        return (), item
+    return (item,), {}
+
+
+def _run_chunk(function: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """In a worker: compute (and store) each call; failures are returned, not raised."""
+    results: list[Any] = []
+    for args, kwargs in calls:
+        try:
+            results.append((True, function(*args, **kwargs)))
+        except Exception as exc:
+            results.append((False, exc))
+    return results
+
+
+def _executor(executor: Any, workers: int | None) -> tuple[Any, bool]:
+    """The executor to submit to, and whether we made it (and must shut it down)."""
+    if executor == "threads":
+        return concurrent.futures.ThreadPoolExecutor(workers), True
+    if executor == "processes":
+        return concurrent.futures.ProcessPoolExecutor(workers), True
+    if hasattr(executor, "get_executor") and not isinstance(executor, concurrent.futures.Executor):
+        return executor.get_executor(), False  # a dask.distributed Client
+    if isinstance(executor, concurrent.futures.Executor) or hasattr(executor, "submit"):
+        return executor, False
+    raise ConfigError(
+        "executor must be None (serial), 'threads', 'processes', a concurrent.futures.Executor "
+        f"or a dask.distributed Client, not {executor!r}"
+    )
+
+
+class _Progress:
+    """tqdm when it is installed (and wanted), else a log line every few seconds."""
+
+    def __init__(self, total: int, label: str, progress: bool | None) -> None:
+        self.total = total
+        self.done = 0
+        self.label = label
+        self.bar: Any = None
+        self.enabled = progress is not False and total > 0
+        self.last = time.monotonic()
+        if self.enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, desc=label, unit="item")
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(count)
+        elif time.monotonic() - self.last >= _LOG_EVERY or self.done == self.total:
+            self.last = time.monotonic()
+            logger.info("%s: %d of %d computed", self.label, self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_map(
+    memoized: Any,
+    items: Iterable[Any],
+    key_of: Callable[[tuple[Any, ...], dict[str, Any]], str],
+    load: Callable[[str], Any],
+    missing: Any,
+    *,
+    executor: Any = None,
+    progress: bool | None = None,
+    max_workers: int | None = None,
+    chunksize: int | None = None,
+    label: str = "map",
+) -> list[Any]:
+    """The engine behind ``Memoized.map`` (see its docstring)."""
+    calls = [normalize(item) for item in items]
+    keys = [key_of(args, kwargs) for args, kwargs in calls]
+    values: dict[str, Any] = {}
+    todo: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+    for key, call in zip(keys, calls, strict=True):
+        if key in values or key in todo:
+            continue  # a duplicate item: computed (or loaded) once
+        value = load(key)
+        if value is missing:
+            todo[key] = call
+        else:
+            values[key] = value
+    logger.info("%s: %d cached, %d to compute", label, len(values), len(todo))
+    errors: dict[str, BaseException] = {}
+    pending = list(todo.items())
+    bar = _Progress(len(pending), label, progress)
+    try:
+        if executor is None:
+            for key, (args, kwargs) in pending:
+                try:
+                    values[key] = memoized(*args, **kwargs)
+                except Exception as exc:
+                    errors[key] = exc
+                bar.advance()
+        elif pending:
+            _run_on(executor, memoized, pending, values, errors, bar, max_workers, chunksize)
+    finally:
+        bar.close()
+    return _collect(keys, values, errors, calls)
+
+
+def _run_on(
+    executor: Any,
+    memoized: Any,
+    pending: list[tuple[str, tuple[tuple[Any, ...], dict[str, Any]]]],
+    values: dict[str, Any],
+    errors: dict[str, BaseException],
+    bar: _Progress,
+    max_workers: int | None,
+    chunksize: int | None,
+) -> None:
+    pool, owned = _executor(executor, max_workers)
+    workers = max_workers or getattr(pool, "_max_workers", None) or 4
+    # Several items per task keep the per-task overhead of process pools small, while
+    # enough tasks remain for every worker and for frequent progress.
+    size = chunksize or max(1, min(64, len(pending) // (workers * 8)))
+    try:
+        futures = {}
+        for chunk in _chunks(pending, size):
+            calls = [call for _, call in chunk]
+            futures[pool.submit(_run_chunk, memoized, calls)] = [key for key, _ in chunk]
+        for future in concurrent.futures.as_completed(futures):
+            chunk_keys = futures[future]
+            try:
+                outcomes = future.result()
+            except Exception as exc:  # the task itself failed (e.g. a worker died)
+                outcomes = [(False, exc)] * len(chunk_keys)
+            for key, (ok, value) in zip(chunk_keys, outcomes, strict=True):
+                if ok:
+                    values[key] = value
+                else:
+                    errors[key] = value
+            bar.advance(len(chunk_keys))
+    finally:
+        if owned:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _collect(
+    keys: list[str],
+    values: dict[str, Any],
+    errors: dict[str, BaseException],
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+) -> list[Any]:
+    results = [values.get(key) for key in keys]
+    if not errors:
+        return results
+    failed = [index for index, key in enumerate(keys) if key in errors]
+    reported = []
+    for key, exc in errors.items():
+        index = keys.index(key)
+        args, kwargs = calls[index]
+        exc.add_note(f"memo: item {index} (args={args!r}, kwargs={kwargs!r}) of map")
+        reported.append(exc)
+    message = f"{len(failed)} of {len(keys)} items failed; the others were computed and stored"
+    raise MapError(message, reported, results, failed)

@@ -1,0 +1,194 @@
+"""f.map: only missing items computed, deduplicated, on any executor, resumable, failures kept."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memo
+from tests.map_functions import fragile, square
+
+
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A file each computation appends "item pid" to; fresh stores for the shared functions."""
+    path = tmp_path / "computed.log"
+    path.touch()
+    monkeypatch.setenv("MEMO_TEST_MAP_LOG", str(path))
+    for function in (square, fragile):
+        function._state = None  # resolve MEMO_CACHE_DIR of this test
+    yield path
+    for function in (square, fragile):
+        function._state = None
+
+
+def computed(log: Path) -> list[int]:
+    """The items computed so far (in any process)."""
+    return [int(line.split()[0]) for line in log.read_text().splitlines()]
+
+
+def test_only_missing_items_are_computed(log: Path) -> None:
+    """A map over 200 items of which 150 are cached runs the body exactly 50 times."""
+    square.map(range(150), progress=False)
+    log.write_text("")
+    assert square.map(range(200), progress=False) == [x * x for x in range(200)]
+    assert sorted(computed(log)) == list(range(150, 200))
+
+
+def test_identical_items_are_computed_once(log: Path) -> None:
+    """Duplicates in the input are computed once and returned at every position."""
+    assert square.map([3, 1, 3, 3, 1], progress=False) == [9, 1, 9, 9, 1]
+    assert sorted(computed(log)) == [1, 3]
+
+
+def test_item_forms(cache_dir: Path) -> None:
+    """Tuples unpack as positional arguments, dicts as keywords, Args as both."""
+
+    @memo.cache(cache_path=cache_dir)
+    def power(base: int, exponent: int = 2) -> int:
+        return int(base**exponent)
+
+    items: list[Any] = [(2, 3), {"base": 3}, memo.Args(4, exponent=1), 5]
+    assert power.map(items, progress=False) == [8, 9, 4, 25]
+    assert power.is_cached(2, 3)
+    assert repr(memo.Args(1, b=2)) == "memo.Args(1, b=2)"
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_named_executors(log: Path, executor: str) -> None:
+    """Threads and processes compute the missing items; results come back in input order."""
+    items = list(range(40, 0, -1))
+    assert square.map(items, executor=executor, max_workers=2, progress=False) == [
+        x * x for x in items
+    ]
+    assert sorted(computed(log)) == sorted(items)
+    assert all(square.is_cached(x) for x in items)
+    if executor == "processes":
+        assert {int(line.split()[1]) for line in log.read_text().splitlines()} - {os.getpid()}
+
+
+def test_any_executor_instance(log: Path) -> None:
+    """A user's own concurrent.futures executor is used as given (and left open)."""
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        assert square.map([1, 2, 3], executor=pool, progress=False) == [1, 4, 9]
+        assert pool.submit(int, "5").result() == 5
+
+
+def test_failures_are_collected_and_successes_kept(log: Path) -> None:
+    """Failed items raise one MapError (an ExceptionGroup) holding the other results."""
+    with pytest.raises(memo.MapError) as info:
+        fragile.map(range(1, 16), executor="threads", progress=False)
+    error = info.value
+    assert isinstance(error, ExceptionGroup)
+    assert sorted(error.failed) == [6, 13]  # items 7 and 14
+    assert [type(e) for e in error.exceptions] == [ValueError, ValueError]
+    assert error.results[0] == 2
+    assert error.results[6] is None
+    assert any(
+        "item 6" in note for note in error.exceptions[0].__notes__ + error.exceptions[1].__notes__
+    )
+    assert fragile.is_cached(1)
+    assert not fragile.is_cached(7)
+    log.write_text("")
+    with pytest.raises(memo.MapError):
+        fragile.map(range(1, 16), progress=False)
+    assert sorted(computed(log)) == [7, 14]  # only the failed ones are tried again
+
+
+def test_except_star_keeps_results(log: Path) -> None:
+    """Splitting a MapError with except* keeps its results."""
+    caught: list[BaseExceptionGroup[ValueError]] = []
+    try:
+        fragile.map([1, 7], progress=False)
+    except* ValueError as group:
+        caught.append(group)
+    assert isinstance(caught[0], memo.MapError)
+    assert caught[0].results == [2, None]
+
+
+def test_counts_are_logged(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The map logs how many items were cached and how many are computed."""
+    square.map([1, 2], progress=False)
+    with caplog.at_level(logging.INFO, logger="memo"):
+        square.map([1, 2, 3, 4, 5], progress=False)
+    assert any("2 cached, 3 to compute" in r.getMessage() for r in caplog.records)
+
+
+def test_bad_executor_is_refused(log: Path) -> None:
+    """An executor that is not one is a clear error."""
+    with pytest.raises(TypeError, match="executor"):
+        square.map([1], executor="gpus")
+
+
+RESUMED = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.map_functions import square
+import memo
+
+@memo.cache
+def slow(x):
+    time.sleep(0.05)
+    return square.__wrapped__(x)
+
+print(len(slow.map(range(40), progress=False)), flush=True)
+"""
+
+
+def test_interrupted_batch_resumes(tmp_path: Path, log: Path) -> None:
+    """A driver SIGKILLed midway leaves its finished items stored; a new run does the rest."""
+    script = tmp_path / "batch.py"
+    script.write_text(textwrap.dedent(RESUMED.format(root=str(Path(__file__).parent.parent))))
+    env = {**os.environ, "MEMO_TEST_MAP_LOG": str(log)}
+    first = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while len(computed(log)) < 15:
+        assert time.monotonic() < deadline, "the first batch never got going"
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    before = computed(log)
+    assert len(before) < 40
+    log.write_text("")
+    second = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "40"
+    again = computed(log)
+    # Finished items are not computed again; only the one running at the kill may be.
+    assert len(set(again) & set(before)) <= 1
+    assert sorted(set(again) | set(before)) == list(range(40))
+
+
+def test_dask_distributed_cluster(log: Path) -> None:
+    """A real dask LocalCluster of worker processes computes the items into the shared store."""
+    import distributed
+
+    cluster_type: Any = distributed.LocalCluster
+    client_type: Any = distributed.Client
+    with (
+        cluster_type(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        client_type(cluster) as client,
+    ):
+        items = list(range(30))
+        assert square.map(items, executor=client, progress=False) == [x * x for x in items]
+    pids = {int(line.split()[1]) for line in log.read_text().splitlines()}
+    assert os.getpid() not in pids
+    assert all(square.is_cached(x) for x in items)
+    log.write_text("")
+    assert square.map(items, progress=False) == [x * x for x in items]
+    assert computed(log) == []
