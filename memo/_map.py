@@ -233,11 +233,23 @@ def _collect(
     if not errors:
         return results
     failed = [index for index, key in enumerate(keys) if key in errors]
+    # One exception can stand for several items (a whole chunk whose worker died): each is
+    # reported once, with a note naming its items.
+    items_of: dict[int, list[int]] = {}
+    unique: dict[int, BaseException] = {}
+    for index in failed:
+        exc = errors[keys[index]]
+        items_of.setdefault(id(exc), []).append(index)
+        unique[id(exc)] = exc
     reported = []
-    for key, exc in errors.items():
-        index = keys.index(key)
-        args, kwargs = calls[index]
-        exc.add_note(f"memo: item {index} (args={args!r}, kwargs={kwargs!r}) of map")
+    for ident, exc in unique.items():
+        indices = items_of[ident]
+        args, kwargs = calls[indices[0]]
+        if len(indices) == 1:
+            exc.add_note(f"memo: item {indices[0]} (args={args!r}, kwargs={kwargs!r}) of map")
+        else:
+            shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
+            exc.add_note(f"memo: items {shown} ({len(indices)} in all) of map")
         reported.append(exc)
     message = f"{len(failed)} of {len(keys)} items failed; the others were computed and stored"
     raise MapError(message, reported, results, failed)

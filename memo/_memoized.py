@@ -123,8 +123,15 @@ class Memoized(Generic[P, R]):
         return f"<memo.Memoized {self._maker.qualname}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled by reference, like a plain function, so process pools can receive it.
-        return (_lookup_qualified, (self.__module__, self.__qualname__))
+        # By reference, like a plain function, when its name leads back to it; otherwise
+        # (e.g. memo.decorate(f) kept under another name) as the function and its options.
+        try:
+            named = _lookup_qualified(self.__module__, self.__qualname__)
+        except (ImportError, AttributeError):
+            named = None
+        if named is self:
+            return (_lookup_qualified, (self.__module__, self.__qualname__))
+        return (_rebuild, (type(self), self._func, self._options))
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -460,6 +467,10 @@ class Memoized(Generic[P, R]):
             if meta is None or meta.get("function") == self._maker.qualname:
                 removed += store.delete(name, key)
         return removed
+
+
+def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:
+    return cls(func, options)
 
 
 def _lookup_qualified(module: str, qualname: str) -> Any:

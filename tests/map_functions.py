@@ -28,3 +28,11 @@ def fragile(x: int) -> int:
     if x % 7 == 0:
         raise ValueError(f"{x} is a multiple of 7")
     return x + 1
+
+
+@memo.cache
+def crashing(x: int) -> int:
+    """Kills its worker process for negative items."""
+    if x < 0:
+        os._exit(3)
+    return x

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import memo
-from tests.map_functions import fragile, square
+from tests.map_functions import crashing, fragile, square
 
 
 @pytest.fixture
@@ -192,3 +192,35 @@ def test_dask_distributed_cluster(log: Path) -> None:
     log.write_text("")
     assert square.map(items, progress=False) == [x * x for x in items]
     assert computed(log) == []
+
+
+def test_memoized_kept_under_another_name_reaches_workers(tmp_path: Path) -> None:
+    """memo.decorate(f) held under a new name still pickles (as function and options)."""
+    import pickle
+
+    renamed = memo.decorate(map_helper, cache_path=tmp_path / "renamed", version=3)
+    clone = pickle.loads(pickle.dumps(renamed))
+    assert clone.key(4) == renamed.key(4)
+    assert renamed.map([1, 2, 3], executor="processes", max_workers=2, progress=False) == [
+        3,
+        5,
+        7,
+    ]
+    assert renamed.is_cached(3)
+
+
+def map_helper(x: int) -> int:
+    """A plain module-level function, memoized under another name by a test."""
+    return 2 * x + 1
+
+
+def test_broken_pool_is_reported_once_per_chunk(log: Path) -> None:
+    """When a worker dies, its task's items fail with one exception, not one per item."""
+    crashing._state = None
+    with pytest.raises(memo.MapError) as info:
+        crashing.map(
+            [1, 2, 3, -1], executor="processes", max_workers=1, chunksize=4, progress=False
+        )
+    assert info.value.failed == [0, 1, 2, 3]
+    assert len(info.value.exceptions) == 1
+    assert "items 0, 1, 2, 3 (4 in all)" in info.value.exceptions[0].__notes__[-1]
