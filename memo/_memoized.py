@@ -129,8 +129,10 @@ class Memoized(Generic[P, R]):
             named = _lookup_qualified(self.__module__, self.__qualname__)
         except (ImportError, AttributeError):
             named = None
-        if named is self:
+        if named is self and self.__module__ != "__main__":
             return (_lookup_qualified, (self.__module__, self.__qualname__))
+        # A script's __main__ is not another process's: send the function itself (cloudpickle,
+        # as dask uses, sends its code; plain pickle names it, which forked workers can use).
         return (_rebuild, (type(self), self._func, self._options))
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:

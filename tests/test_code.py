@@ -199,3 +199,26 @@ def test_same_print_in_another_process(tmp_path: Path) -> None:
         for seed in ("1", "2")
     }
     assert len(prints) == 1
+
+
+def test_print_survives_cloudpickle(tmp_path: Path) -> None:
+    """A script's function sent to another process by value (as dask does) keeps its print."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import cloudpickle, memo
+
+            def uses_builtins(values):
+                return float(len(values)) + max(values, default=0.0)
+
+            clone = cloudpickle.loads(cloudpickle.dumps(uses_builtins))
+            assert clone is not uses_builtins
+            print(memo.hash_code(uses_builtins) == memo.hash_code(clone))
+            """
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "True"

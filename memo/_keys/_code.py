@@ -9,6 +9,7 @@ standard library contributes its name; code from installed packages its name and
 
 from __future__ import annotations
 
+import builtins
 import dis
 import functools
 import importlib.metadata
@@ -39,6 +40,7 @@ _CLASS_SKIP = frozenset(
      "_abc_impl", "__annotate__", "__annotate_func__", "__annotations_cache__"}
 )  # fmt: skip
 
+_BUILTINS = frozenset(vars(builtins))
 _cache: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _cache_lock = threading.RLock()
 
@@ -246,12 +248,13 @@ class _Fingerprinter:
                 continue
             yield self.reference(contents)
         namespace = func.__globals__
-        builtins_ns = namespace.get("__builtins__", {})
         for name in sorted(global_names):
             yield b"global:" + name.encode()
             if name in namespace:
                 yield self.reference(namespace[name], attr_names)
-            elif isinstance(builtins_ns, dict) and name in builtins_ns:
+            elif name in _BUILTINS:
+                # Checked against the builtins module itself: a function's __builtins__ is a
+                # module in __main__, a dict elsewhere, and absent after cloudpickle.
                 yield b"builtin"
             else:
                 yield b"<undefined>"
