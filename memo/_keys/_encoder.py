@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar, overload
 import xxhash
 
 from .._exceptions import ConfigError, EncodingError
+from . import _pydata as _pydata  # registers the pandas, pyarrow and scipy.sparse rules
 from . import _types  # noqa: F401  (registers the standard-library rules)
 from ._canonical import (
     UnencodableError,

@@ -1,0 +1,367 @@
+"""Encoding rules for pandas, pyarrow and scipy.sparse values, hashed from their buffers.
+
+The rules apply only once the user has imported the package (``sys.modules`` is checked when a
+type is first seen); memo never imports pandas, pyarrow or scipy itself. Nothing is pickled:
+numeric buffers are streamed into the hasher as they are (copied only to make them contiguous),
+so equal data gives equal keys whatever its memory layout (C or Fortran order of pandas blocks,
+strided views, block consolidation, copies). Every key is exact, no value is reduced to a
+64-bit hash first.
+
+What each key covers:
+
+- ``pandas.DataFrame``: the type, the column labels (as an Index, so their order and dtype
+  count), the row index, and each column's values with its dtype, in column order.
+- ``pandas.Series``: the type, its name, its index and its values with their dtype.
+- ``pandas.Index`` (every subclass): the kind (flat or ``MultiIndex``), the names, and the
+  values with their dtype. A ``RangeIndex`` is hashed as its int64 values, so it equals the
+  materialised ``Index`` of the same numbers. A ``MultiIndex`` is hashed level by level as the
+  full per-row values (``get_level_values``), so unused levels and code widths do not count.
+- Values by dtype: numpy dtypes by their bytes; ``object`` columns element by element through
+  memo's normal encoder, with strings (the common case) packed as one UTF-8 buffer plus
+  code-point lengths (exact, and fast); categoricals as categories, codes and ``ordered``;
+  datetimes, timedeltas and periods as int64 ticks with the dtype string (unit and time zone
+  included, so the same instants in another zone differ); nullable ``Int*``/``Float*``/
+  ``boolean`` as the missing-value mask plus the values with missing slots zeroed; pyarrow-backed
+  columns (``str``, ``string[pyarrow]``, ``ArrowDtype``) through the pyarrow rule below; string
+  storage (python or pyarrow) and the missing-value marker are part of the dtype's identity.
+- ``pyarrow.Array``/``ChunkedArray``: the type, length and validity mask, then the logical
+  values (chunks combined, slice offsets applied, null slots zeroed): fixed-width types by their
+  bytes, strings/binary as byte lengths plus data, dictionaries decoded, nested types element by
+  element. Chunking never matters. ``Table``/``RecordBatch``: field names, types and
+  nullability, then each column.
+- ``scipy.sparse`` matrices and arrays: matrix vs array, shape, dtype, and the canonical CSR form
+  (duplicates summed, indices sorted, explicit zeros dropped, index arrays as int64), so COO,
+  CSR, CSC, ... of the same matrix give the same key.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ._canonical import (
+    Context,
+    Handler,
+    _list,
+    _tuple,
+    add_plugin,
+    encode_into,
+    enter,
+    leave,
+    pack_q,
+    qualified,
+    text,
+)
+
+__all__: list[str] = []
+
+
+def _raw(array: Any, out: bytearray, ctx: Context) -> None:
+    """The bytes of a numpy array in C order, length-prefixed, streamed without a copy."""
+    import numpy as np
+
+    contiguous = np.ascontiguousarray(array)
+    raw = contiguous.reshape(-1).view(np.uint8)
+    out += pack_q(raw.nbytes)
+    ctx.feed(out, raw.data)
+
+
+def _objects(values: Any, out: bytearray, ctx: Context) -> None:
+    """A 1-D object array: strings packed together, anything else through ``encode_into``."""
+    import numpy as np
+
+    items = values.tolist()
+    if set(map(type, items)) <= {str}:
+        strings = items
+        out += b"s"
+    else:
+        positions = [i for i, item in enumerate(items) if type(item) is not str]
+        strings = [item for item in items if type(item) is str]
+        out += b"m"
+        _raw(np.asarray(positions, dtype=np.int64), out, ctx)
+        _list([items[i] for i in positions], out, ctx)
+    data = "".join(strings).encode("utf-8", "surrogatepass")
+    _raw(np.fromiter(map(len, strings), dtype=np.int64, count=len(strings)), out, ctx)
+    out += pack_q(len(data))
+    ctx.feed(out, data)
+
+
+def _numpy_values(values: Any, out: bytearray, ctx: Context) -> None:
+    if values.dtype.hasobject:
+        _objects(values.reshape(-1), out, ctx)
+    else:
+        out += b"n"
+        _raw(values, out, ctx)
+
+
+def _values(values: Any, out: bytearray, ctx: Context) -> None:
+    """A column's values (numpy array or pandas ExtensionArray), with its dtype."""
+    import numpy as np
+
+    pd = sys.modules["pandas"]
+    if isinstance(values, pd.arrays.NumpyExtensionArray):
+        values = values.to_numpy()
+    dtype = values.dtype
+    out += b"V"
+    if isinstance(dtype, np.dtype):
+        out += text(dtype.str if dtype.fields is None else str(dtype.descr))
+        out += pack_q(len(values))
+        _numpy_values(np.asarray(values), out, ctx)
+        return
+    out += text(str(dtype))
+    out += pack_q(len(values))
+    if isinstance(values, pd.Categorical):
+        out += b"c"
+        out += b"T" if dtype.ordered else b"F"
+        _index(dtype.categories, out, ctx)
+        _raw(np.asarray(values.codes, dtype=np.int64), out, ctx)
+    elif isinstance(values, pd.arrays.DatetimeArray | pd.arrays.TimedeltaArray):
+        out += b"t"
+        _raw(np.asarray(values.asi8), out, ctx)
+    elif isinstance(values, pd.arrays.PeriodArray):
+        out += b"p"
+        _raw(np.asarray(values.asi8), out, ctx)
+    elif isinstance(values, pd.arrays.IntervalArray):
+        out += b"i"
+        _values(values.left.array, out, ctx)
+        _values(values.right.array, out, ctx)
+    elif isinstance(
+        values, pd.arrays.IntegerArray | pd.arrays.FloatingArray | pd.arrays.BooleanArray
+    ):
+        out += b"k"
+        mask = np.asarray(values.isna(), dtype=bool)
+        _raw(mask, out, ctx)
+        zero = False if isinstance(values, pd.arrays.BooleanArray) else 0
+        _raw(values.to_numpy(dtype=dtype.numpy_dtype, na_value=zero), out, ctx)
+    elif isinstance(dtype, pd.ArrowDtype) or (
+        isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"
+    ):
+        out += b"a"
+        out += text(f"{dtype.storage}|{dtype.na_value!r}" if hasattr(dtype, "na_value") else "")
+        _arrow_content(values.__arrow_array__(), out, ctx)
+    else:
+        out += b"o"
+        if isinstance(dtype, pd.StringDtype):
+            out += text(f"{dtype.storage}|{dtype.na_value!r}")
+            _objects(values.to_numpy(dtype=object, na_value=None), out, ctx)
+        else:
+            _numpy_values(np.asarray(values.to_numpy()), out, ctx)
+
+
+def _index(index: Any, out: bytearray, ctx: Context) -> None:
+    import numpy as np
+
+    pd = sys.modules["pandas"]
+    out += b"pI"
+    _list(list(index.names), out, ctx)
+    if isinstance(index, pd.MultiIndex):
+        out += b"M"
+        out += pack_q(index.nlevels)
+        for level in range(index.nlevels):
+            _values(index.get_level_values(level).array, out, ctx)
+    elif isinstance(index, pd.RangeIndex):
+        out += b"I"
+        _values(np.arange(index.start, index.stop, index.step, dtype=np.int64), out, ctx)
+    else:
+        out += b"I"
+        _values(index.array, out, ctx)
+
+
+def _series_values(series: Any) -> Any:
+    import numpy as np
+
+    dtype = series.dtype
+    return series.to_numpy(copy=False) if isinstance(dtype, np.dtype) else series.array
+
+
+def _pd_index(obj: Any, out: bytearray, ctx: Context) -> None:
+    ident = enter(obj, ctx)
+    _index(obj, out, ctx)
+    leave(ident, ctx)
+
+
+def _pd_series(obj: Any, out: bytearray, ctx: Context) -> None:
+    ident = enter(obj, ctx)
+    out += b"pS"
+    out += qualified(type(obj))
+    encode_into(obj.name, out, ctx)
+    _index(obj.index, out, ctx)
+    _values(_series_values(obj), out, ctx)
+    leave(ident, ctx)
+
+
+def _pd_frame(obj: Any, out: bytearray, ctx: Context) -> None:
+    ident = enter(obj, ctx)
+    out += b"pD"
+    out += qualified(type(obj))
+    _tuple(tuple(obj.shape), out, ctx)
+    _index(obj.columns, out, ctx)
+    _index(obj.index, out, ctx)
+    for position in range(obj.shape[1]):
+        _values(_series_values(obj.iloc[:, position]), out, ctx)
+    leave(ident, ctx)
+
+
+def _pd_array(obj: Any, out: bytearray, ctx: Context) -> None:
+    ident = enter(obj, ctx)
+    out += b"pA"
+    _values(obj, out, ctx)
+    leave(ident, ctx)
+
+
+def _pd_na(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"pN"
+
+
+# --- pyarrow -----------------------------------------------------------------------------------
+
+
+def _fixed_width(types: Any, kind: Any) -> bool:
+    fixed = (
+        types.is_integer(kind)
+        or types.is_floating(kind)
+        or types.is_temporal(kind)
+        or types.is_decimal(kind)
+        or types.is_fixed_size_binary(kind)
+    )
+    return bool(fixed) and kind.bit_width % 8 == 0
+
+
+def _arrow_content(data: Any, out: bytearray, ctx: Context) -> None:
+    """The logical values of a pyarrow Array or ChunkedArray, independent of chunking."""
+    import numpy as np
+
+    pa = sys.modules["pyarrow"]
+    types = pa.types
+    array = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
+    length = len(array)
+    out += text(str(array.type))
+    out += pack_q(length)
+    nulls = array.null_count
+    out += pack_q(nulls)
+    valid = None
+    if nulls:
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        _raw(valid, out, ctx)
+    kind = array.type
+    if types.is_dictionary(kind):
+        out += b"d"
+        _arrow_content(array.dictionary_decode(), out, ctx)
+    elif types.is_boolean(kind):
+        out += b"b"
+        filled = array.fill_null(False) if nulls else array
+        _raw(filled.to_numpy(zero_copy_only=False), out, ctx)
+    elif _fixed_width(types, kind):
+        out += b"f"
+        width = kind.bit_width // 8
+        buffer = array.buffers()[1]
+        raw = np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+        raw = raw[array.offset * width : (array.offset + length) * width]
+        if valid is not None:
+            raw = raw.reshape(length, width).copy()
+            raw[~valid] = 0
+        _raw(raw, out, ctx)
+    elif (
+        types.is_string(kind)
+        or types.is_large_string(kind)
+        or types.is_binary(kind)
+        or (types.is_large_binary(kind))
+    ):
+        out += b"s"
+        filled = array.fill_null(
+            b"" if types.is_binary(kind) or types.is_large_binary(kind) else ""
+        )
+        wide = filled.cast(pa.large_binary())
+        offsets = np.frombuffer(wide.buffers()[1], dtype=np.int64)
+        offsets = offsets[wide.offset : wide.offset + length + 1]
+        _raw(np.diff(offsets), out, ctx)
+        body = wide.buffers()[2]
+        start, stop = (int(offsets[0]), int(offsets[-1])) if length else (0, 0)
+        chunk = memoryview(body)[start:stop] if body is not None else b""
+        out += pack_q(stop - start)
+        ctx.feed(out, chunk)
+    else:
+        out += b"l"
+        _list(array.to_pylist(), out, ctx)
+
+
+def _arrow_array(obj: Any, out: bytearray, ctx: Context) -> None:
+    pa = sys.modules["pyarrow"]
+    out += b"aC" if isinstance(obj, pa.ChunkedArray) else b"aA"
+    _arrow_content(obj, out, ctx)
+
+
+def _arrow_table(obj: Any, out: bytearray, ctx: Context) -> None:
+    pa = sys.modules["pyarrow"]
+    out += b"aT" if isinstance(obj, pa.Table) else b"aR"
+    schema = obj.schema
+    out += pack_q(len(schema))
+    for field in schema:
+        out += text(field.name)
+        out += text(str(field.type))
+        out += b"T" if field.nullable else b"F"
+    out += pack_q(obj.num_rows)
+    for column in obj.columns:
+        _arrow_content(column, out, ctx)
+
+
+# --- scipy.sparse ------------------------------------------------------------------------------
+
+
+def _sparse(obj: Any, out: bytearray, ctx: Context) -> None:
+    import numpy as np
+
+    sparse = sys.modules["scipy.sparse"]
+    out += b"xS"
+    out += b"m" if isinstance(obj, sparse.spmatrix) else b"a"
+    out += text(obj.dtype.str)
+    _tuple(tuple(int(n) for n in obj.shape), out, ctx)
+    if obj.ndim != 2:
+        out += b"d"
+        _raw(obj.toarray(), out, ctx)
+        return
+    csr = obj.tocsr(copy=True)
+    csr.sum_duplicates()
+    csr.eliminate_zeros()
+    csr.sort_indices()
+    out += b"c"
+    _raw(np.asarray(csr.indptr, dtype=np.int64), out, ctx)
+    _raw(np.asarray(csr.indices, dtype=np.int64), out, ctx)
+    _raw(csr.data, out, ctx)
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+
+
+def _plugin(tp: type) -> Handler | None:
+    pd = sys.modules.get("pandas")
+    if pd is not None:
+        if issubclass(tp, pd.DataFrame):
+            return _pd_frame
+        if issubclass(tp, pd.Series):
+            return _pd_series
+        if issubclass(tp, pd.Index):
+            return _pd_index
+        if issubclass(tp, pd.api.extensions.ExtensionArray):
+            return _pd_array
+        if tp is type(pd.NA):
+            return _pd_na
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        if issubclass(tp, pa.Array | pa.ChunkedArray):
+            return _arrow_array
+        if issubclass(tp, pa.Table | pa.RecordBatch):
+            return _arrow_table
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None:
+        bases = tuple(
+            base
+            for base in (getattr(sparse, "spmatrix", None), getattr(sparse, "sparray", None))
+            if isinstance(base, type)
+        )
+        if bases and issubclass(tp, bases):
+            return _sparse
+    return None
+
+
+add_plugin(_plugin)
