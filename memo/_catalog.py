@@ -112,8 +112,18 @@ class Store:
 
     ``Store(path)`` takes the directory memoized functions were given as ``cache_path`` (a
     ``file://`` URL works too); it must exist. Function names are those in the file names
-    (``simulate``, ``Model.predict``); keys may be given as any unique prefix.
+    (``simulate``, ``Model.predict``); keys may be given as any unique prefix. A remote URL
+    (``s3://bucket/prefix``) gives a store listing and reading that location through fsspec.
     """
+
+    def __new__(cls, path: str | os.PathLike[str]) -> Store:
+        """A ``Store``, or for a remote URL the remote variant (``_storage._remote``)."""
+        if cls is Store and isinstance(path, str) and "://" in path:
+            from ._storage._remote import RemoteCatalog, is_remote
+
+            if is_remote(path):
+                return object.__new__(RemoteCatalog)
+        return object.__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         text = os.fspath(path)
@@ -135,6 +145,9 @@ class Store:
     def default(cls) -> Store:
         """The store memoized functions use by default (``MEMO_CACHE_DIR``, else the user
         cache directory)."""
+        configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
+        if "://" in configured:  # a URL, which default_cache_dir would take for a path
+            return cls(configured)
         return cls(default_cache_dir())
 
     @property
@@ -168,7 +181,7 @@ class Store:
     def entries(self, function: str | None = None) -> list[EntryInfo]:
         """Every entry, or those of one function name, newest first."""
         found = sorted(self._scan(function), key=lambda raw: raw[2], reverse=True)
-        return [_entry(raw) for raw in found]
+        return [self._entry(raw) for raw in found]
 
     def find(self, key: str) -> EntryInfo:
         """The entry whose key is, or starts with, ``key`` (also ``name-key`` or a file name).
@@ -180,13 +193,7 @@ class Store:
         prefix = prefix.lower()
         if not _HEX.fullmatch(prefix):
             raise EntryNotFoundError(f"{key!r} is not a key (up to 32 hexadecimal digits)")
-        listing, directories = _listing(self._root)
-        found = [
-            _entry(raw)
-            for entry_name, entry_key, item in listing
-            if entry_key.startswith(prefix) and (not name or entry_name == name)
-            if (raw := _stat(entry_name, entry_key, item, directories)) is not None
-        ]
+        found = self._matching(name, prefix)
         if len(found) == 1:
             return found[0]
         if not found:
@@ -245,11 +252,11 @@ class Store:
 
         Returns False if it was already gone; raises ``EntryNotFoundError`` for an unknown key.
         """
-        return _remove(self.find(entry) if isinstance(entry, str) else entry)
+        return self._remove(self.find(entry) if isinstance(entry, str) else entry)
 
     def clear(self, function: str | None = None) -> list[EntryInfo]:
         """Remove every entry, or every entry of one function name; returns those removed."""
-        return [entry for entry in map(_entry, self._scan(function)) if _remove(entry)]
+        return [entry for entry in map(self._entry, self._scan(function)) if self._remove(entry)]
 
     def prune(
         self,
@@ -283,8 +290,8 @@ class Store:
             while total > limit and count < len(entries):
                 total -= entries[count][1]
                 count += 1
-        chosen = [_entry(raw) for raw in entries[:count]]
-        return chosen if dry_run else [entry for entry in chosen if _remove(entry)]
+        chosen = [self._entry(raw) for raw in entries[:count]]
+        return chosen if dry_run else [entry for entry in chosen if self._remove(entry)]
 
     # --- checking ------------------------------------------------------------------------
 
@@ -297,6 +304,25 @@ class Store:
         """
         listing, directories = _listing(self._root)
         return verify_directory(self._root, listing, directories, fix)
+
+    # Where a remote store (``_storage._remote.RemoteCatalog``) differs: listing, entries,
+    # removal.
+
+    def _matching(self, name: str, prefix: str) -> list[EntryInfo]:
+        """Entries whose key starts with ``prefix`` (and of function ``name``, if given)."""
+        listing, directories = _listing(self._root)
+        return [
+            _entry(raw)
+            for entry_name, entry_key, item in listing
+            if entry_key.startswith(prefix) and (not name or entry_name == name)
+            if (raw := _stat(entry_name, entry_key, item, directories)) is not None
+        ]
+
+    def _entry(self, raw: _Raw) -> EntryInfo:
+        return _entry(raw)
+
+    def _remove(self, entry: EntryInfo) -> bool:
+        return _remove(entry)
 
     def _scan(self, function: str | None) -> list[_Raw]:
         listing, directories = _listing(self._root)

@@ -36,6 +36,7 @@ from ._map import run_map
 from ._options import Options
 from ._storage._cacheable import CACHEABLE_SERIALIZER, Cacheable
 from ._storage._local import MISS, LocalStore, StoreError, sanitize
+from ._storage._remote import RemoteStore, is_remote
 from ._storage._serializers import PickleSerializer, Serializer
 from ._version import __version__
 
@@ -68,8 +69,15 @@ class _State:
     __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
 
     def __init__(self, options: Options) -> None:
-        root = options.cache_path if options.cache_path is not None else default_cache_dir()
-        self.store = LocalStore.shared(root)
+        root: str | os.PathLike[str] | None = options.cache_path
+        if root is None:
+            configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
+            root = configured if is_remote(configured) else default_cache_dir()
+        if is_remote(root):
+            # A RemoteStore has LocalStore's interface (duck-typed), which is all that is used.
+            self.store = cast(LocalStore, RemoteStore.shared(os.fspath(root)))
+        else:
+            self.store = LocalStore.shared(root)
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
             self.store.limit_size(max_size)

@@ -141,10 +141,11 @@ def _cache_path(cache_path: object) -> str | os.PathLike[str] | None:
     if isinstance(cache_path, str) and "://" in cache_path:
         if cache_path.startswith("file://"):
             return cache_path[len("file://") :]
-        raise ConfigError(
-            f"cache_path={cache_path!r}: remote (fsspec) stores are not available in this "
-            "version of memo; use a local directory"
-        )
+        # Any other scheme is an fsspec URL (s3://bucket/prefix): checked now, so a missing
+        # package or unknown scheme is a ConfigError at decoration, not at the first call.
+        from ._storage._remote import check_url
+
+        return check_url(cache_path)
     return cache_path
 
 

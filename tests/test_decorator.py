@@ -141,7 +141,7 @@ def test_bad_env_flag_is_reported(cache_dir: Path, monkeypatch: pytest.MonkeyPat
         ({"cache_path": 3}, TypeError),
         ({"cache_skip": "yes"}, TypeError),
         ({"version": object()}, TypeError),
-        ({"cache_path": "s3://bucket/x"}, ValueError),
+        ({"cache_path": "nosuchscheme://bucket/x"}, ValueError),
         ({"lazy": "yes"}, TypeError),
         ({"max_size": "lots"}, ValueError),
         ({"max_size": -5}, ValueError),
