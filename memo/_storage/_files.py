@@ -22,6 +22,7 @@ __all__ = [
     "O_TMPFILE",
     "discard",
     "is_dead_temp",
+    "is_sparse",
     "link",
     "phase_hook",
     "reached",
@@ -44,7 +45,8 @@ O_TMPFILE = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | getattr(os, "O_CLOEXEC",
 HAVE_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 # Errors that mean "this filesystem or kernel cannot make unnamed files".
 NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP}
-_SMALL = 1 << 20
+SMALL = 1 << 20
+_SPARSE_RATIO = 8  # a file with under 1/8 of its size allocated was not written by memo
 _TEMP_MAX_AGE = 24 * 3600.0
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 # <name>-<key>.<pid>.<token>.tmp, possibly with .d (a directory being built) or .old after it.
@@ -97,7 +99,7 @@ def read_all(fd: int, size: int | None = None) -> bytes | bytearray | memoryview
     """
     if size is None:
         size = os.fstat(fd).st_size
-    if size < _SMALL:
+    if size < SMALL:
         # One byte more than expected, so a file that grew meanwhile fails the size check.
         return os.read(fd, size + 1)
     numpy = sys.modules.get("numpy")
@@ -114,6 +116,18 @@ def read_all(fd: int, size: int | None = None) -> bytes | bytearray | memoryview
             break
         filled += count
     return view[:filled]
+
+
+def is_sparse(st: os.stat_result) -> bool:
+    """Whether a large file has far fewer bytes allocated than its size (a hole, not data).
+
+    Filesystems that compress (or do not report blocks) may under-report; the cost of a
+    false positive is a recomputation, never a wrong value.
+    """
+    blocks: int | None = getattr(st, "st_blocks", None)
+    if blocks is None or st.st_size < SMALL:
+        return False
+    return blocks * 512 * _SPARSE_RATIO < st.st_size
 
 
 def write_all(fd: int, chunks: list[Any]) -> int:

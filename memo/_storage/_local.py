@@ -86,6 +86,8 @@ class LocalStore:
         self._ready = False
         self._tmpfile = _files.HAVE_TMPFILE
         self._budget: Budget | None = None
+        self._exposed: str | None = None  # why others could write entries here, if they can
+        self._checked = False
 
     @classmethod
     def shared(cls, root: str | os.PathLike[str]) -> LocalStore:
@@ -151,10 +153,14 @@ class LocalStore:
             self._warn_read(path, exc)
             return MISS
         try:
+            if not self._checked:
+                self._check_exposure()
+            if self._exposed is not None and not secret_keys:
+                return MISS  # anyone may have written it: not read (saving says why, once)
             st = os.fstat(fd)
             if own is not None and not secret_keys and _maps(own):
                 return self._load_mapped(fd, st, name, key, own, max_age)
-            data = _files.read_all(fd, st.st_size)
+            data = _read_entry(fd, st, key)
             header, payload = unpack(data, bytes.fromhex(key), secret_keys)
             if max_age is not None and _age(header) > max_age:
                 return MISS
@@ -216,7 +222,7 @@ class LocalStore:
             return MISS
         serializer: Any = own.get(header.serializer)
         if not getattr(serializer, "mmap_mode", None):
-            full, payload = unpack(_files.read_all(fd), bytes.fromhex(key))
+            full, payload = unpack(_read_entry(fd, st, key), bytes.fromhex(key))
             return self._deserialize(full, payload, name, key, own)
         return serializer.load_file(self.path(name, key), header.offset, header.length)
 
@@ -251,7 +257,7 @@ class LocalStore:
         except OSError:
             return False
         try:
-            header, _ = unpack(_files.read_all(fd), bytes.fromhex(key))
+            header, _ = unpack(_read_entry(fd, os.fstat(fd), key), bytes.fromhex(key))
         except (OSError, DamagedEntryError):
             return False
         finally:
@@ -264,6 +270,16 @@ class LocalStore:
         else:
             message = f"memo: could not read the cache entry {path}: {exc}"
         warn_once(("read", path, str(exc.errno)), message + "; the value is recomputed")
+
+    def _check_exposure(self) -> None:
+        """Note whether other users can write to the directory (then only signed entries
+        are read, and nothing is written unsigned)."""
+        try:
+            st = os.stat(self._root)
+        except OSError:
+            return  # not there yet: memo creates it private
+        self._checked = True
+        self._exposed = _exposure(st, self._root)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -298,6 +314,10 @@ class LocalStore:
         """
         try:
             self.prepare()
+            if not self._checked:
+                self._check_exposure()
+            if self._exposed is not None and secret is None:
+                raise StoreError(self._exposed)
             if serializer.name == CACHEABLE:
                 payload: Sequence[Any] = [self._write_directory(name, key, value)]
             else:
@@ -338,7 +358,15 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
         if budget is not None:
-            budget.record(written)
+            try:
+                budget.record(written)
+            except OSError as exc:
+                # The entry is stored; only eviction failed, and the next write retries it.
+                warn_once(
+                    ("evict", self._root),
+                    f"memo: could not evict old entries from {self._root}: {exc}; the store "
+                    "may exceed its size budget until a later write succeeds",
+                )
         return fingerprint.hex()
 
     def _write_directory(self, name: str, key: str, value: Any) -> bytes:
@@ -462,6 +490,50 @@ class LocalStore:
         except ValueError:
             return None
         return parsed if isinstance(parsed, dict) else None
+
+
+def _exposure(st: os.stat_result, root: str) -> str | None:
+    """Why users other than this one can plant entries in the directory ``st``, or None."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    if uid is None:  # pragma: no cover - Windows: no modes to check
+        return None
+    if st.st_mode & stat.S_IWOTH:
+        why = f"is writable by every user (mode {stat.S_IMODE(st.st_mode):o})"
+    elif st.st_uid not in (uid, 0):
+        why = f"belongs to another user (uid {st.st_uid})"
+    elif st.st_mode & stat.S_IWGRP and st.st_uid != uid:
+        why = f"is writable by its group (mode {stat.S_IMODE(st.st_mode):o})"
+    else:
+        return None
+    return (
+        f"the cache directory {root} {why}, so anyone could plant entries that unpickle "
+        "code; memo neither reads nor writes it unless entries are signed (set secret_key= "
+        "or MEMO_SECRET_KEY), or make it private (chmod 700)"
+    )
+
+
+def _read_entry(fd: int, st: os.stat_result, key: str) -> bytes | bytearray | memoryview:
+    """The whole entry; a large one's header, size and trailer are checked before reading it.
+
+    A small entry (under 1 MiB) is one read. A larger one is refused before its payload is
+    read if its header or trailer do not match its size, or if it is sparse (far fewer blocks
+    allocated than its size: a planted or damaged file), so a hostile 10 GB hole costs a few
+    small reads, not 10 GB of memory.
+    """
+    size = st.st_size
+    if size < _files.SMALL:
+        return _files.read_all(fd, size)
+    head = os.pread(fd, _HEAD_READ, 0)
+    header = parse_header(head, size, bytes.fromhex(key))
+    if len(head) < header.offset:
+        head = os.pread(fd, header.offset, 0)
+    end = header.offset + header.length
+    check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
+    if _files.is_sparse(st):
+        raise DamagedEntryError(
+            f"it is sparse ({st.st_blocks * 512} bytes allocated for {size}): not a written entry"
+        )
+    return _files.read_all(fd, size)
 
 
 def _maps(own: Mapping[str, Serializer]) -> bool:

@@ -41,6 +41,9 @@ class _InProcess:
     def __init__(self) -> None:
         self.guard = threading.Lock()
         self.table: dict[str, list[Any]] = {}
+        # The thread holding each key through ``_Held``: a same-key call made while computing
+        # (the function calling itself) is told at once that it cannot have the lock.
+        self.owners: dict[str, int] = {}
 
     def get(self, name: str) -> threading.Lock:
         with self.guard:
@@ -104,6 +107,9 @@ class _Held:
     def __enter__(self) -> bool:
         started = time.monotonic()
         threads = self.threads
+        me = threading.get_ident()
+        if threads.owners.get(self.key) == me:
+            return False  # reentrant: this thread holds it, waiting would only time out
         thread_lock = threads.get(self.key)
         wait = -1 if self.timeout == float("inf") else max(self.timeout, 0.0)
         if not thread_lock.acquire(timeout=wait):
@@ -117,6 +123,7 @@ class _Held:
             threads.put(self.key)
             raise
         self.thread_lock = thread_lock
+        threads.owners[self.key] = me
         return self.held
 
     def __exit__(self, *exc_info: object) -> None:
@@ -124,6 +131,7 @@ class _Held:
         if thread_lock is None:
             return
         self.thread_lock = None
+        self.threads.owners.pop(self.key, None)
         try:
             if self.held:
                 self.locks._release_record(self.key)
