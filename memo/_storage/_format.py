@@ -195,7 +195,8 @@ def unpack(
         name = bytes(view[start + HEADER : name_end]).decode("ascii")
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
-    header = Header(name, fingerprint, created, offset, length, bool(signed))
+    # tuple.__new__ skips the NamedTuple's Python-level constructor: this is the hit path.
+    header = tuple.__new__(Header, (name, fingerprint, created, offset, length, bool(signed)))
     if secrets:
         verify_signature(data, header, bytes(view[end:]), secrets)
     return header, payload

@@ -160,7 +160,9 @@ class LocalStore:
             st = os.fstat(fd)
             if own is not None and not secret_keys and _maps(own):
                 return self._load_mapped(fd, st, name, key, own, max_age)
-            data = _read_entry(fd, st, key)
+            size = st.st_size
+            # A small entry is one read (the hit path); a large one is checked piecewise first.
+            data = os.read(fd, size + 1) if size < _files.SMALL else _read_entry(fd, st, key)
             header, payload = unpack(data, bytes.fromhex(key), secret_keys)
             if max_age is not None and _age(header) > max_age:
                 return MISS
