@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import inspect
 import json
 import logging
@@ -34,7 +33,7 @@ from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
 from ._lazy import Lazy, collecting_metadata, stop_collecting
 from ._map import run_map
 from ._options import Options
-from ._storage._cacheable import CACHEABLE_SERIALIZER, Cacheable
+from ._storage._cacheable import CACHEABLE_SERIALIZER, Cacheable, resolve_qualified
 from ._storage._local import MISS, LocalStore, StoreError, sanitize
 from ._storage._remote import RemoteStore, is_remote
 from ._storage._serializers import PickleSerializer, Serializer
@@ -484,10 +483,7 @@ def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) 
 
 
 def _lookup_qualified(module: str, qualname: str) -> Any:
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return resolve_qualified(module, qualname)
 
 
 def _summarize(value: Any) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "CACHEABLE_SERIALIZER",
     "Cacheable",
     "read_directory",
+    "resolve_qualified",
     "write_directory",
 ]
 
@@ -106,10 +107,11 @@ def read_directory(payload: memoryview, directory: Path) -> Any:
     if _files(directory) != manifest["files"]:
         raise DamagedEntryError(f"the files in {directory} differ from those recorded")
     module, _, qualname = manifest["class"].partition(":")
-    return _resolve(module, qualname).from_cache(directory)
+    return resolve_qualified(module, qualname).from_cache(directory)
 
 
-def _resolve(module: str, qualname: str) -> Any:
+def resolve_qualified(module: str, qualname: str) -> Any:
+    """The object named ``qualname`` in ``module`` (imported if needed)."""
     found: Any = importlib.import_module(module)
     for part in qualname.split("."):
         found = getattr(found, part)
@@ -118,6 +120,6 @@ def _resolve(module: str, qualname: str) -> Any:
 
 def _importable(cls: type) -> Any:
     try:
-        return _resolve(cls.__module__, cls.__qualname__)
+        return resolve_qualified(cls.__module__, cls.__qualname__)
     except (ImportError, AttributeError):
         return None
