@@ -10,7 +10,6 @@ eviction goes by it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import time
@@ -24,7 +23,7 @@ from urllib.request import url2pathname
 from ._config import default_cache_dir, max_size_from_env, parse_duration, parse_size
 from ._exceptions import ConfigError, MemoError
 from ._storage import _files
-from ._storage._format import MAX_METADATA, read_metadata_line
+from ._storage._format import MAX_METADATA, parse_metadata
 from ._verify import Problem, rmtree, verify_directory
 
 __all__ = ["EntryInfo", "EntryNotFoundError", "FunctionInfo", "Problem", "Store", "StoreStats"]
@@ -72,16 +71,9 @@ class EntryInfo:
     def metadata(self) -> dict[str, Any] | None:
         """The entry's metadata (its first line, read now), or None if it cannot be read."""
         try:
-            line = read_metadata_line(bytes(_files.read_quietly(str(self.path), MAX_METADATA + 1)))
+            return parse_metadata(bytes(_files.read_quietly(str(self.path), MAX_METADATA + 1)))
         except OSError:
             return None
-        if line is None:
-            return None
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,11 +133,11 @@ class Memoized(Generic[P, R]):
         # By reference, like a plain function, when its name leads back to it; otherwise
         # (e.g. memo.decorate(f) kept under another name) as the function and its options.
         try:
-            named = _lookup_qualified(self.__module__, self.__qualname__)
+            named = resolve_qualified(self.__module__, self.__qualname__)
         except (ImportError, AttributeError):
             named = None
         if named is self and self.__module__ != "__main__":
-            return (_lookup_qualified, (self.__module__, self.__qualname__))
+            return (resolve_qualified, (self.__module__, self.__qualname__))
         # A script's __main__ is not another process's: send the function itself (cloudpickle,
         # as dask uses, sends its code; plain pickle names it, which forked workers can use).
         return (_rebuild, (type(self), self._func, self._options))
@@ -222,10 +222,7 @@ class Memoized(Generic[P, R]):
                     return value
             elif not held:
                 logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
-            self.misses += 1
-            if logger.isEnabledFor(logging.DEBUG):
-                what = "skip (recomputing)" if skip else "miss"
-                logger.debug("%s %s %s", what, self._maker.qualname, key[:12])
+            self._note_miss(key, skip)
             started = time.perf_counter()
             collected, token = collecting_metadata()
             try:
@@ -238,6 +235,13 @@ class Memoized(Generic[P, R]):
         finally:
             if lock is not None:
                 lock.__exit__(None, None, None)
+
+    def _note_miss(self, key: str, skip: bool) -> None:
+        """Count a computation and log it (as a skip when the cache was bypassed)."""
+        self.misses += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            what = "skip (recomputing)" if skip else "miss"
+            logger.debug("%s %s %s", what, self._maker.qualname, key[:12])
 
     def _store(
         self,
@@ -480,10 +484,6 @@ class Memoized(Generic[P, R]):
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:
     return cls(func, options)
-
-
-def _lookup_qualified(module: str, qualname: str) -> Any:
-    return resolve_qualified(module, qualname)
 
 
 def _summarize(value: Any) -> str:

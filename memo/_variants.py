@@ -44,7 +44,7 @@ class AsyncMemoized(Memoized[P, R]):
                 value = self._lookup(state, key, known_missing=True)
                 if value is not MISS:
                     return value
-            self.misses += 1
+            self._note_miss(key, state.skip)
             started = time.perf_counter()
             collected, token = collecting_metadata()
             try:

@@ -8,7 +8,6 @@ it since it was checked.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
@@ -17,9 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from ._storage import _files
-from ._storage._cacheable import CACHEABLE
-from ._storage._cacheable import _files as _directory_files
-from ._storage._format import MAX_METADATA, DamagedEntryError, read_metadata_line, unpack
+from ._storage._cacheable import CACHEABLE, check_directory
+from ._storage._format import MAX_METADATA, DamagedEntryError, parse_metadata, unpack
 
 __all__ = ["Problem", "rmtree", "verify_directory"]
 
@@ -87,23 +85,12 @@ def _check(path: str, key: str, directory: Path) -> str | None:
         header, payload = unpack(data, bytes.fromhex(key))
     except DamagedEntryError as exc:
         return str(exc)
-    line = read_metadata_line(bytes(data[: MAX_METADATA + 1]))
-    try:
-        if not isinstance(json.loads(line or b""), dict):
-            raise ValueError
-    except ValueError:
+    if parse_metadata(bytes(data[: MAX_METADATA + 1])) is None:
         return "its metadata line is not a JSON object"
     if header.serializer != CACHEABLE:
         return None
     try:
-        recorded = json.loads(bytes(payload))["files"]
-    except (ValueError, KeyError, TypeError):
-        return "its directory manifest is unreadable"
-    if not directory.is_dir() or directory.is_symlink():
-        return f"its directory {directory.name} is missing"
-    try:
-        if _directory_files(directory) != recorded:
-            return f"the files in {directory.name} differ from those recorded"
+        check_directory(payload, directory)
     except DamagedEntryError as exc:
         return str(exc)
     return None

@@ -161,3 +161,25 @@ def test_problems_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
             f(i)
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
     assert len([w for w in caught if issubclass(w.category, memo.MemoWarning)]) == 1
+
+
+def test_skip_and_async_misses_are_logged(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cache_skip logs a skip, and async functions log their misses like sync ones."""
+    import asyncio
+
+    @memo.cache(cache_path=cache_dir, cache_skip=True)
+    def skipped(x: int) -> int:
+        return x
+
+    @memo.cache(cache_path=cache_dir)
+    async def fetched(x: int) -> int:
+        return x
+
+    with caplog.at_level("DEBUG", logger="memo"):
+        skipped(1)
+        asyncio.run(fetched(2))
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("skip") and skipped.key(1)[:12] in m for m in messages)
+    assert any(m.startswith("miss") and fetched.key(2)[:12] in m for m in messages)

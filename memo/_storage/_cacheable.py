@@ -22,6 +22,7 @@ __all__ = [
     "CACHEABLE",
     "CACHEABLE_SERIALIZER",
     "Cacheable",
+    "check_directory",
     "read_directory",
     "resolve_qualified",
     "write_directory",
@@ -99,13 +100,23 @@ def write_directory(value: Any, directory: Path) -> bytes:
     return json.dumps(manifest, separators=(",", ":")).encode()
 
 
+def check_directory(payload: memoryview, directory: Path) -> dict[str, Any]:
+    """The manifest, once ``directory`` matches it; raises DamagedEntryError otherwise."""
+    try:
+        manifest = json.loads(bytes(payload))
+        recorded = manifest["files"]
+    except (ValueError, KeyError, TypeError):
+        raise DamagedEntryError("its directory manifest is unreadable") from None
+    if not directory.is_dir() or directory.is_symlink():
+        raise DamagedEntryError(f"its directory {directory.name} is missing")
+    if _files(directory) != recorded:
+        raise DamagedEntryError(f"the files in {directory.name} differ from those recorded")
+    return dict(manifest)
+
+
 def read_directory(payload: memoryview, directory: Path) -> Any:
     """Check ``directory`` against the manifest, then rebuild the object from it."""
-    manifest = json.loads(bytes(payload))
-    if not directory.is_dir() or directory.is_symlink():
-        raise DamagedEntryError(f"its directory {directory} is missing")
-    if _files(directory) != manifest["files"]:
-        raise DamagedEntryError(f"the files in {directory} differ from those recorded")
+    manifest = check_directory(payload, directory)
     module, _, qualname = manifest["class"].partition(":")
     return resolve_qualified(module, qualname).from_cache(directory)
 

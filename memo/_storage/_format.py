@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import struct
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ __all__ = [
     "check_trailer",
     "pack",
     "parse_header",
+    "parse_metadata",
     "read_metadata_line",
     "unpack",
     "verify_signature",
@@ -200,6 +202,18 @@ def unpack(
     if secrets:
         verify_signature(data, header, bytes(view[end:]), secrets)
     return header, payload
+
+
+def parse_metadata(head: bytes) -> dict[str, Any] | None:
+    """The metadata object on an entry's first line (``head``: its first bytes), or None."""
+    line = read_metadata_line(head)
+    if line is None:
+        return None
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def read_metadata_line(data: bytes) -> bytes | None:

@@ -29,18 +29,27 @@ from . import _files
 from ._budget import Budget
 from ._cacheable import CACHEABLE, read_directory, write_directory
 from ._format import (
+    MAX_METADATA,
     DamagedEntryError,
     Header,
     check_trailer,
     pack,
     parse_header,
-    read_metadata_line,
+    parse_metadata,
     unpack,
 )
 from ._locks import KeyLocks
 from ._serializers import Serializer, get_serializer
 
-__all__ = ["MISS", "LocalStore", "StoreError", "sanitize"]
+__all__ = [
+    "MISS",
+    "LocalStore",
+    "StoreError",
+    "deserialize",
+    "sanitize",
+    "warn_damaged",
+    "warn_unloadable",
+]
 
 SUFFIX = ".memo"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
@@ -175,18 +184,10 @@ class LocalStore:
             self._warn_read(path, exc)
             return MISS
         except DamagedEntryError as exc:
-            warn_once(
-                ("damaged", path),
-                f"memo: the cache entry {path} is damaged ({exc}); it is ignored, "
-                "recomputed and replaced",
-            )
+            warn_damaged(path, exc)
             return MISS
         except Exception as exc:
-            warn_once(
-                ("unloadable", path),
-                f"memo: the cache entry {path} passed its integrity check but could not be "
-                f"loaded ({type(exc).__name__}: {exc}); it is recomputed and replaced",
-            )
+            warn_unloadable(path, exc)
             return MISS
         finally:
             os.close(fd)
@@ -201,9 +202,7 @@ class LocalStore:
     ) -> Any:
         if header.serializer == CACHEABLE:
             return read_directory(payload, self.directory(name, key))
-        if own is not None and header.serializer in own:
-            return own[header.serializer].loads(payload)
-        return get_serializer(header.serializer).loads(payload)
+        return deserialize(header, payload, own)
 
     def _load_mapped(
         self,
@@ -482,16 +481,10 @@ class LocalStore:
         """The metadata recorded in an entry file, or None if it cannot be read."""
         try:
             # Looking is not using: the access time is the entry's last use.
-            line = read_metadata_line(bytes(_files.read_quietly(os.fspath(path), 1 << 17)))
+            head = _files.read_quietly(os.fspath(path), MAX_METADATA + 1)
         except OSError:
             return None
-        if line is None:
-            return None
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
+        return parse_metadata(bytes(head))
 
 
 def _exposure(st: os.stat_result, root: str) -> str | None:
@@ -536,6 +529,32 @@ def _read_entry(fd: int, st: os.stat_result, key: str) -> bytes | bytearray | me
             f"it is sparse ({st.st_blocks * 512} bytes allocated for {size}): not a written entry"
         )
     return _files.read_all(fd, size)
+
+
+def deserialize(header: Header, payload: memoryview, own: Mapping[str, Serializer] | None) -> Any:
+    """A checked payload's value, by the caller's serializer of that name or the registered one."""
+    if own is not None and header.serializer in own:
+        return own[header.serializer].loads(payload)
+    return get_serializer(header.serializer).loads(payload)
+
+
+def warn_damaged(where: str, exc: Exception, stacklevel: int = 2) -> None:
+    """One warning per damaged entry: it is ignored, recomputed and replaced."""
+    warn_once(
+        ("damaged", where),
+        f"memo: the cache entry {where} is damaged ({exc}); it is ignored, recomputed and replaced",
+        stacklevel=stacklevel + 1,
+    )
+
+
+def warn_unloadable(where: str, exc: Exception, stacklevel: int = 2) -> None:
+    """One warning per entry whose checked payload its serializer could not load."""
+    warn_once(
+        ("unloadable", where),
+        f"memo: the cache entry {where} passed its integrity check but could not be loaded "
+        f"({type(exc).__name__}: {exc}); it is recomputed and replaced",
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _maps(own: Mapping[str, Serializer]) -> bool:

@@ -75,12 +75,12 @@ from ._format import (
     check_trailer,
     pack,
     parse_header,
-    read_metadata_line,
+    parse_metadata,
     unpack,
 )
-from ._local import MISS, SUFFIX, StoreError
+from ._local import MISS, SUFFIX, StoreError, deserialize, warn_damaged, warn_unloadable
 from ._locks import _InProcess
-from ._serializers import Serializer, get_serializer
+from ._serializers import Serializer
 
 __all__ = [
     "MissingPackageError",
@@ -413,26 +413,14 @@ class RemoteStore:
         try:
             header, payload = unpack(data, bytes.fromhex(key), secret_keys)
         except DamagedEntryError as exc:
-            warn_once(
-                ("damaged", url),
-                f"memo: the cache entry {url} is damaged ({exc}); it is ignored, recomputed "
-                "and replaced",
-                stacklevel=3,
-            )
+            warn_damaged(url, exc, stacklevel=3)
             return MISS
         if max_age is not None and _age(header) > max_age:
             return MISS
         try:
-            if own is not None and header.serializer in own:
-                return own[header.serializer].loads(payload)
-            return get_serializer(header.serializer).loads(payload)
+            return deserialize(header, payload, own)
         except Exception as exc:
-            warn_once(
-                ("unloadable", url),
-                f"memo: the cache entry {url} passed its integrity check but could not be "
-                f"loaded ({type(exc).__name__}: {exc}); it is recomputed and replaced",
-                stacklevel=3,
-            )
+            warn_unloadable(url, exc, stacklevel=3)
             return MISS
 
     def header(self, name: str, key: str) -> Header | None:
@@ -618,14 +606,7 @@ class RemoteStore:
             head = self._read(fs._strip_protocol(str(path)), 0, MAX_METADATA + 1)
         except Exception:
             return None
-        line = read_metadata_line(bytes(head))
-        if line is None:
-            return None
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, dict) else None
+        return parse_metadata(bytes(head))
 
     def check(self, name: str, key: str) -> str | None:
         """What is wrong with an entry (as ``memo verify`` says it), or None if it is sound.
@@ -637,12 +618,9 @@ class RemoteStore:
             unpack(data, bytes.fromhex(key))
         except DamagedEntryError as exc:
             return str(exc)
-        line = read_metadata_line(bytes(data[: MAX_METADATA + 1]))
-        try:
-            parsed = json.loads(line) if line is not None else None
-        except ValueError:
-            parsed = None
-        return None if isinstance(parsed, dict) else "unreadable metadata line"
+        if parse_metadata(bytes(data[: MAX_METADATA + 1])) is None:
+            return "unreadable metadata line"
+        return None
 
 
 def _age(header: Header) -> float:
