@@ -213,12 +213,7 @@ class LocalStore:
         own: Mapping[str, Serializer],
         max_age: float | None,
     ) -> Any:
-        head = os.pread(fd, _HEAD_READ, 0)
-        header = parse_header(head, st.st_size, bytes.fromhex(key))
-        if len(head) < header.offset:
-            head = os.pread(fd, header.offset, 0)
-        end = header.offset + header.length
-        check_trailer(memoryview(head)[: header.offset], os.pread(fd, st.st_size - end, end))
+        header = _checked_header(fd, st.st_size, key)
         if max_age is not None and _age(header) > max_age:
             return MISS
         serializer: Any = own.get(header.serializer)
@@ -234,13 +229,7 @@ class LocalStore:
         except OSError:
             return None
         try:
-            size = os.fstat(fd).st_size
-            head = os.pread(fd, _HEAD_READ, 0)
-            header = parse_header(head, size, bytes.fromhex(key))
-            if len(head) < header.offset:
-                head = os.pread(fd, header.offset, 0)
-            end = header.offset + header.length
-            check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
+            header = _checked_header(fd, os.fstat(fd).st_size, key)
         except (OSError, DamagedEntryError):
             return None
         finally:
@@ -507,6 +496,17 @@ def _exposure(st: os.stat_result, root: str) -> str | None:
     )
 
 
+def _checked_header(fd: int, size: int, key: str) -> Header:
+    """An open entry's header, checked against its trailer, without reading its payload."""
+    head = os.pread(fd, _HEAD_READ, 0)
+    header = parse_header(head, size, bytes.fromhex(key))
+    if len(head) < header.offset:
+        head = os.pread(fd, header.offset, 0)
+    end = header.offset + header.length
+    check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
+    return header
+
+
 def _read_entry(fd: int, st: os.stat_result, key: str) -> bytes | bytearray | memoryview:
     """The whole entry; a large one's header, size and trailer are checked before reading it.
 
@@ -518,12 +518,7 @@ def _read_entry(fd: int, st: os.stat_result, key: str) -> bytes | bytearray | me
     size = st.st_size
     if size < _files.SMALL:
         return _files.read_all(fd, size)
-    head = os.pread(fd, _HEAD_READ, 0)
-    header = parse_header(head, size, bytes.fromhex(key))
-    if len(head) < header.offset:
-        head = os.pread(fd, header.offset, 0)
-    end = header.offset + header.length
-    check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
+    _checked_header(fd, size, key)
     if _files.is_sparse(st):
         raise DamagedEntryError(
             f"it is sparse ({st.st_blocks * 512} bytes allocated for {size}): not a written entry"
