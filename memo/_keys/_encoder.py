@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar, overload
 import xxhash
 
 from .._exceptions import ConfigError, EncodingError
-from . import _pydata as _pydata  # registers the pandas, pyarrow and scipy.sparse rules
+from . import _pydata as _pydata  # registers the PyData rules (pandas, pyarrow, scipy.sparse, polars, xarray)
 from . import _types  # noqa: F401  (registers the standard-library rules)
 from ._canonical import (
     UnencodableError,
@@ -56,8 +56,8 @@ def encoding_error(
     if exc.reason:
         return EncodingError(
             f"{where}: cannot encode {subject}{inside} for the cache key: {exc.reason}. "
-            "Pass a value without the cycle or nesting, or leave the argument out with "
-            f"ignore=[{parameter!r}]."
+            "Pass another value, or leave the argument out of the key with "
+            f"ignore=[{parameter or '<name>'!r}]."
         )
     hint = ""
     if parameter == "self":
@@ -92,7 +92,7 @@ class Encoder(json.JSONEncoder):
 
         ``func`` returns encodable data (e.g. a tuple or dict of the fields that define the
         value). A union annotation registers every member. Returns ``func``, so it works as a
-        decorator::
+        decorator:
 
             @memo.Encoder.register
             def _(point: Point) -> tuple[float, float]:

@@ -32,6 +32,8 @@ What each key covers:
 - ``scipy.sparse`` matrices and arrays: matrix vs array, shape, dtype, and the canonical CSR form
   (duplicates summed, indices sorted, explicit zeros dropped, index arrays as int64), so COO,
   CSR, CSC, ... of the same matrix give the same key.
+
+polars and xarray values are covered by ``_frames``, reached through this module's type hook.
 """
 
 from __future__ import annotations
@@ -361,6 +363,11 @@ def _plugin(tp: type) -> Handler | None:
         )
         if bases and issubclass(tp, bases):
             return _sparse
+    if "polars" in sys.modules or "xarray" in sys.modules:
+        # Imported here, not at the top: ``_frames`` reuses this module's pyarrow rule.
+        from ._frames import plugin
+
+        return plugin(tp)
     return None
 
 
