@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar, overload
 import xxhash
 
 from .._exceptions import ConfigError, EncodingError
-from . import _pydata as _pydata  # registers the PyData rules (pandas, pyarrow, scipy.sparse, polars, xarray)
+from . import _pydata as _pydata  # registers the PyData rules (pandas ... xarray)
 from . import _types  # noqa: F401  (registers the standard-library rules)
 from ._canonical import (
     UnencodableError,
