@@ -33,7 +33,7 @@ from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
 from ._lazy import Lazy, collecting_metadata, stop_collecting
 from ._map import run_map
 from ._options import Options
-from ._storage._cacheable import CACHEABLE_SERIALIZER, Cacheable, resolve_qualified
+from ._storage._cacheable import CACHEABLE_SERIALIZER, is_cacheable, resolve_qualified
 from ._storage._local import MISS, LocalStore, StoreError, sanitize
 from ._storage._remote import RemoteStore, is_remote
 from ._storage._serializers import PickleSerializer, Serializer
@@ -173,12 +173,13 @@ class Memoized(Generic[P, R]):
         if not state.skip:
             if self._plain and not state.secret_keys:
                 # The hit path with no expiry, validation or signing: nothing but load.
-                value = state.store.load(self._name, key, self._by_name)
-                if value is not MISS:
+                # (Annotated, not cast(): typing.cast is a function call on every hit.)
+                hit: R = state.store.load(self._name, key, self._by_name)
+                if hit is not MISS:
                     self.hits += 1
                     if logger.isEnabledFor(logging.DEBUG):
                         logger.debug("hit %s %s", self._maker.qualname, key[:12])
-                    return cast(R, value)
+                    return hit
             else:
                 value = self._lookup(state, key)
                 if value is not MISS:
@@ -292,7 +293,7 @@ class Memoized(Generic[P, R]):
             chosen = self._serializers.get(base)
             if chosen is not None:
                 return chosen
-        if isinstance(value, Cacheable) and not isinstance(value, type):
+        if is_cacheable(value):
             return CACHEABLE_SERIALIZER
         return _PICKLE
 

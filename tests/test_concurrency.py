@@ -8,6 +8,8 @@ import os
 import random
 import resource
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -22,6 +24,7 @@ import memo
 from memo._exceptions import reset_warnings
 from memo._storage import _files, _local
 from memo._storage._local import MISS, LocalStore
+from memo._storage._serializers import get_serializer
 
 CTX = multiprocessing.get_context("fork")
 JOIN = 30.0  # no child should take this long; a hang fails the test instead of the suite
@@ -309,3 +312,50 @@ def test_disk_full_returns_the_value_and_leaves_nothing(
     func = memo.decorate(large_bytes, cache_path=cache_dir)  # no limit here: it is stored
     assert func(3) == large_bytes(3)
     assert func.is_cached(3)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _lock_is_free(directory: Path, key: str) -> bool:
+    """Whether another process can take ``key``'s lock in ``directory`` right now."""
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n"
+        "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2][:15], 16))\n"
+        "except OSError:\n"
+        "    sys.exit(1)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(directory / ".lock"), key], check=False, timeout=60
+    )
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors")
+def test_short_lived_stores_do_not_keep_lock_files_open(tmp_path: Path) -> None:
+    """A store's lock-file descriptor is closed once no store object for that directory is left."""
+    import gc
+
+    before = _open_descriptors()
+    for i in range(200):
+        store = LocalStore(tmp_path / f"job-{i}")
+        store.save("f", "0" * 32, i, {}, get_serializer("pickle"))
+        with store.lock("0" * 32, 1.0) as held:
+            assert held
+        del store
+    gc.collect()
+    assert _open_descriptors() - before < 10
+    # Two stores of one directory share a descriptor: a second one opening the lock file, or
+    # being dropped, never releases the first one's locks (POSIX drops them on any close).
+    first, second = LocalStore(tmp_path / "shared"), LocalStore(tmp_path / "shared")
+    with first.lock("1" * 32, 1.0) as held:
+        assert held
+        with second.lock("2" * 32, 1.0):
+            pass
+        del second
+        gc.collect()
+        assert not _lock_is_free(tmp_path / "shared", "1" * 32)
+    assert _lock_is_free(tmp_path / "shared", "1" * 32)

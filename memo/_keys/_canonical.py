@@ -423,7 +423,7 @@ def stream_digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any])
     bytes. Raises ``UnencodableError`` with the failing value's position in ``index``.
     """
     out = bytearray(prefix)
-    ctx = Context(stream=True)
+    ctx: Context | None = None  # made by the first value that needs more than an atom
     resolved = _resolved
     index = 0
     try:
@@ -440,17 +440,21 @@ def stream_digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any])
             elif tp is int and -(1 << 63) <= value < (1 << 63):
                 out += b"i"
                 out += value.to_bytes(8, "little", signed=True)
+            elif tp is float:
+                out += _NAN if value != value else b"f" + _pack_d(value)
             else:
                 handler = resolved.get(tp)
                 if handler is None:
                     with _resolve_lock:
                         handler = resolved[tp] = _resolve(tp)
+                if ctx is None:
+                    ctx = Context(stream=True)
                 handler(value, out, ctx)
             index += 1
     except UnencodableError as exc:
         exc.index = index
         raise
-    if ctx.hasher is None:
+    if ctx is None or ctx.hasher is None:
         return xxhash.xxh3_128_hexdigest(out)
     ctx.hasher.update(out)
     return str(ctx.hasher.hexdigest())

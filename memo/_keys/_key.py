@@ -158,7 +158,11 @@ class KeyMaker:
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any], extra: Any = NO_EXTRA) -> str:
         """The hex key of a call; raises ``EncodingError`` naming the failing argument."""
-        labels, values = self.labelled(args, kwargs)
+        if self.all_kept and not kwargs and len(args) == self.n_params and self.fast:
+            labels: Sequence[bytes] = self.labels  # the hit path: labelled()'s first case
+            values: Sequence[Any] = args
+        else:
+            labels, values = self.labelled(args, kwargs)
         if extra is not NO_EXTRA:
             labels, values = [*labels, _EXTRA_LABEL], [*values, extra]
         try:

@@ -23,6 +23,7 @@ __all__ = [
     "CACHEABLE_SERIALIZER",
     "Cacheable",
     "check_directory",
+    "is_cacheable",
     "read_directory",
     "resolve_qualified",
     "write_directory",
@@ -48,6 +49,22 @@ class Cacheable(Protocol):
     def from_cache(cls, directory: Path) -> Self:
         """Rebuild an object from the files ``to_cache`` wrote into ``directory``."""
         ...
+
+
+_cacheable_types: dict[type, bool] = {}
+
+
+def is_cacheable(value: Any) -> bool:
+    """Whether ``value`` (not a class) is a ``Cacheable``, decided once per type.
+
+    ``isinstance`` against a runtime-checkable protocol walks the protocol's members on every
+    call, which cost more than the rest of storing a small result.
+    """
+    tp = type(value)
+    known = _cacheable_types.get(tp)
+    if known is None:
+        known = _cacheable_types[tp] = not isinstance(value, type) and isinstance(value, Cacheable)
+    return known
 
 
 class _DirectorySerializer:

@@ -52,8 +52,12 @@ _O_NOATIME = getattr(os, "O_NOATIME", 0)
 # <name>-<key>.<pid>.<token>.tmp, possibly with .d (a directory being built) or .old after it.
 _TEMP_NAME = re.compile(r"-[0-9a-f]{32}\.([0-9]+)\.[0-9a-f]{8}\.tmp(?:\.d|\.old)?$")
 
-# Tests set this to stop a writer at a known phase of publishing ("written": all bytes are
-# in an unpublished file; "named": that file has a temporary name) and kill it there.
+# Tests set this to stop a writer at a known phase of publishing and kill it there, in order:
+# "locked" (the key's lock is held), "staged", "moved-aside", "placed" (a Cacheable's
+# directory is written under .tmp, the old one is moved into .tmp, the new one is in place),
+# "opened" (the entry's file is created, empty), "payload" (after each chunk written; the
+# first leaves a prefix of a large entry), "written" (all bytes are in an unpublished file),
+# "named" (that file has a temporary name), "published" (the entry is in place, lock held).
 phase_hook: Callable[[str], None] | None = None
 
 
@@ -139,6 +143,7 @@ def write_all(fd: int, chunks: list[Any]) -> int:
             written = os.write(fd, view)
             total += written
             view = view[written:]
+        reached("payload")
     return total
 
 

@@ -56,7 +56,12 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
 _HEAD_READ = (1 << 16) + 4096
+_FIRST_READ = 1 << 16  # a hit's first read: every small entry whole, with no fstat before it
+_USED_MAX = 1 << 16  # entries whose last use a process remembers (then it starts over)
 
+
+# One encoder for every entry's metadata line: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 _shared: dict[str, LocalStore] = {}
 _shared_lock = threading.Lock()
@@ -97,6 +102,7 @@ class LocalStore:
         self._budget: Budget | None = None
         self._exposed: str | None = None  # why others could write entries here, if they can
         self._checked = False
+        self._used: dict[str, int] = {}  # entry path -> when this process last noted its use
 
     @classmethod
     def shared(cls, root: str | os.PathLike[str]) -> LocalStore:
@@ -166,17 +172,18 @@ class LocalStore:
                 self._check_exposure()
             if self._exposed is not None and not secret_keys:
                 return MISS  # anyone may have written it: not read (saving says why, once)
-            st = os.fstat(fd)
             if own is not None and not secret_keys and _maps(own):
-                return self._load_mapped(fd, st, name, key, own, max_age)
-            size = st.st_size
-            # A small entry is one read (the hit path); a large one is checked piecewise first.
-            data = os.read(fd, size + 1) if size < _files.SMALL else _read_entry(fd, st, key)
+                return self._load_mapped(fd, os.fstat(fd), name, key, own, max_age)
+            # The hit path: a small entry is one read and no fstat; a larger one (the first
+            # read came back full) is sized, and checked piecewise first if it is large.
+            first = os.pread(fd, _FIRST_READ, 0)
+            data = first if len(first) < _FIRST_READ else _read_rest(fd, first, key)
             header, payload = unpack(data, bytes.fromhex(key), secret_keys)
             if max_age is not None and _age(header) > max_age:
                 return MISS
-            if st.st_atime_ns < time.time_ns() - _TOUCH_AFTER_NS:
-                _touch(fd, st)
+            last = self._used.get(path)
+            if last is None or time.monotonic_ns() - last > _TOUCH_AFTER_NS:
+                self._note_use(fd, path)
             if payload[0] == 0x80 and header.serializer == "pickle":
                 return pickle.loads(payload)  # a plain pickle, the common case: no lookups
             return self._deserialize(header, payload, name, key, own)
@@ -190,7 +197,23 @@ class LocalStore:
             warn_unloadable(path, exc)
             return MISS
         finally:
-            os.close(fd)
+            # close() closes even when it reports an error (a delayed write error, on NFS);
+            # raising it here would turn a hit or a miss into an exception for the caller.
+            # (try costs nothing on the hit path; contextlib.suppress would.)
+            try:  # noqa: SIM105
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _note_use(self, fd: int, path: str) -> None:
+        # Last use (the access time, for the size budget's LRU order) is checked at most once
+        # a minute per entry by each process, so a repeated hit costs no fstat.
+        if len(self._used) >= _USED_MAX:
+            self._used.clear()
+        self._used[path] = time.monotonic_ns()
+        st = os.fstat(fd)
+        if st.st_atime_ns < time.time_ns() - _TOUCH_AFTER_NS:
+            _touch(fd, st)
 
     def _deserialize(
         self,
@@ -233,7 +256,8 @@ class LocalStore:
         except (OSError, DamagedEntryError):
             return None
         finally:
-            os.close(fd)
+            with contextlib.suppress(OSError):  # as in load: closed even if close() reports
+                os.close(fd)
         return header
 
     def exists(self, name: str, key: str) -> bool:
@@ -251,7 +275,8 @@ class LocalStore:
         except (OSError, DamagedEntryError):
             return False
         finally:
-            os.close(fd)
+            with contextlib.suppress(OSError):  # as in load: closed even if close() reports
+                os.close(fd)
         return max_age is None or _age(header) <= max_age
 
     def _warn_read(self, path: str, exc: OSError) -> None:
@@ -331,7 +356,7 @@ class LocalStore:
                 f"({budget.limit} bytes), so it is not stored"
             )
         metadata = {**metadata, "serializer": serializer.name, "payload_bytes": size}
-        line = json.dumps(metadata, separators=(",", ":"), default=str).encode()
+        line = _JSON.encode(metadata).encode()
         if fixed_metadata:
             line = b"{" + fixed_metadata + b"," + line[1:]
         chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
@@ -347,6 +372,7 @@ class LocalStore:
                 written = self._publish(name, key, chunks)
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
+        _files.reached("published")
         if budget is not None:
             try:
                 budget.record(written)
@@ -365,15 +391,18 @@ class LocalStore:
         staging.mkdir(mode=0o700)
         try:
             manifest = write_directory(value, staging)
+            _files.reached("staged")
             final = self.directory(name, key)
             if final.exists() or final.is_symlink():
                 old = Path(self._temp_name(name, key) + ".old")
                 os.rename(final, old)
-                if old.is_dir() and not old.is_symlink():
-                    shutil.rmtree(old, ignore_errors=True)
-                else:
-                    _files.discard(str(old))  # something planted there: never followed
+                _files.reached("moved-aside")
+                # No is_dir() first: if that failed, the old directory would stay in .tmp.
+                # rmtree never follows a link at ``old``; discard removes what it leaves.
+                shutil.rmtree(old, ignore_errors=True)
+                _files.discard(str(old))  # something planted there: never followed
             os.rename(staging, final)
+            _files.reached("placed")
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -396,12 +425,17 @@ class LocalStore:
         temp = self._temp_name(name, key)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
+            _files.reached("opened")
             total = _files.write_all(fd, chunks)
         except BaseException:
             _files.discard(temp)
             raise
         finally:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                _files.discard(temp)  # else it stays in .tmp until this process has ended
+                raise
         _files.reached("written")
         _files.rename_into_place(temp, final)
         return total
@@ -409,6 +443,7 @@ class LocalStore:
     def _publish_unnamed(self, fd: int, name: str, key: str, final: str, chunks: list[Any]) -> int:
         # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
         # leaves nothing behind, and linking it publishes the whole entry at once.
+        _files.reached("opened")
         total = _files.write_all(fd, chunks)
         _files.reached("written")
         source = f"/proc/self/fd/{fd}"
@@ -505,6 +540,15 @@ def _checked_header(fd: int, size: int, key: str) -> Header:
     end = header.offset + header.length
     check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
     return header
+
+
+def _read_rest(fd: int, first: bytes, key: str) -> bytes | bytearray | memoryview:
+    """The whole entry, when a first read of ``len(first)`` bytes from its start came back full."""
+    st = os.fstat(fd)
+    if st.st_size >= _files.SMALL:
+        return _read_entry(fd, st, key)
+    # One byte more than expected, so a file that grew meanwhile fails the size check.
+    return first + os.pread(fd, st.st_size - len(first) + 1, len(first))
 
 
 def _read_entry(fd: int, st: os.stat_result, key: str) -> bytes | bytearray | memoryview:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from . import _files
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -31,8 +33,12 @@ __all__ = ["KeyLocks"]
 _POLL_START = 0.001
 _POLL_MAX = 0.05
 
-_lock_files: dict[tuple[int, int], int] = {}
+_lock_files: dict[tuple[int, int], int] = {}  # (device, inode) -> this process's descriptor
+_lock_users: dict[tuple[int, int], int] = {}  # (device, inode) -> KeyLocks objects using it
 _lock_files_guard = threading.Lock()
+# Lock files whose user went away. Appended by KeyLocks.__del__, which the garbage collector
+# may run anywhere (even inside _open_lock_file, with the guard held): it must take no lock.
+_released: list[tuple[int, int]] = []
 
 
 class _InProcess:
@@ -75,20 +81,51 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-def _open_lock_file(path: str) -> int:
+def _open_lock_file(path: str) -> tuple[int, tuple[int, int]]:
+    """The process's one descriptor for the lock file at ``path``, and the file's identity."""
+    # Closing any descriptor of a file drops every record lock this process holds on it, so a
+    # second one is never opened (and closed) while another is in use: look the file up first.
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags, 0o600)
-    st = os.fstat(fd)
-    identity = (st.st_dev, st.st_ino)
     with _lock_files_guard:
+        _close_released()
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            identity = (st.st_dev, st.st_ino)
+            known = _lock_files.get(identity)
+            if known is not None:
+                _lock_users[identity] = _lock_users.get(identity, 0) + 1
+                return known, identity
+        fd = os.open(path, flags, 0o600)
+        st = os.fstat(fd)
+        identity = (st.st_dev, st.st_ino)
+        _lock_users[identity] = _lock_users.get(identity, 0) + 1
         known = _lock_files.get(identity)
         if known is not None:
-            # Closing a second descriptor would drop every record lock this process holds on
-            # the file, so one descriptor per lock file is kept for the life of the process.
-            os.close(fd)
-            return known
+            # The file changed between the lookup and the open (a race with its
+            # replacement): this descriptor stays open, unused, rather than drop locks.
+            return known, identity
         _lock_files[identity] = fd
-        return fd
+        return fd, identity
+
+
+def _close_released() -> None:
+    # Called with the guard held. The last user gone, no lock can be held through a
+    # descriptor: close it, so a process that uses many short-lived stores (temporary
+    # directories) does not run out of descriptors.
+    while _released:
+        identity = _released.pop()
+        users = _lock_users.get(identity, 0) - 1
+        if users > 0:
+            _lock_users[identity] = users
+            continue
+        _lock_users.pop(identity, None)
+        fd = _lock_files.pop(identity, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class _Held:
@@ -124,6 +161,8 @@ class _Held:
             raise
         self.thread_lock = thread_lock
         threads.owners[self.key] = me
+        if self.held:
+            _files.reached("locked")
         return self.held
 
     def __exit__(self, *exc_info: object) -> None:
@@ -146,14 +185,21 @@ class KeyLocks:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+
+    def __del__(self) -> None:
+        if self._identity is not None:
+            _released.append(self._identity)  # closed at the next lock file opened
 
     def forget_lock_file(self) -> None:
         """Open the lock file anew at next use (after the directory was recreated)."""
-        self._fd = None
+        identity, self._fd, self._identity = self._identity, None, None
+        if identity is not None:
+            _released.append(identity)
 
     def _lock_fd(self) -> int:
         if self._fd is None:
-            self._fd = _open_lock_file(os.path.join(self.directory, ".lock"))
+            self._fd, self._identity = _open_lock_file(os.path.join(self.directory, ".lock"))
         return self._fd
 
     @staticmethod
@@ -169,7 +215,14 @@ class KeyLocks:
         return True
 
     def _release_record(self, key: str) -> None:
-        fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, self._offset(key))
+        # Unlocking should never fail, but if it does the caller's result must not be lost to
+        # it (locks only avoid duplicate work): try once more, then leave the lock to the
+        # kernel, which drops it when this process exits (others wait at most their timeout).
+        try:
+            fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, self._offset(key))
+        except OSError:
+            with contextlib.suppress(OSError):
+                fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, self._offset(key))
 
     def hold(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold the lock for ``key`` while in the block; it gives False if ``timeout`` ran out.

@@ -1,7 +1,9 @@
 """Fail the N-th filesystem operation of a call, for every N, as SQLite's I/O-error tests do.
 
-Every ``os`` function memo's store uses is wrapped (see ``_support.FaultyOS``); the N-th call
-raises ``OSError`` with a chosen errno, once (transient) or from then on (persistent). N goes
+Every ``os`` function memo's store uses is wrapped (see ``_support.FaultyOS``), and so are
+``close``, the key locks' ``fcntl.lockf`` and the file operations of ``Cacheable`` directories
+(``pathlib``, ``os.walk``, ``open``); the N-th call raises ``OSError`` with a chosen errno,
+once (transient) or from then on (persistent). N goes
 1, 2, ... until a call finishes without reaching the fault. Each time the call must return the
 right value (a warning is allowed, an exception from memo or a wrong value never), and then,
 with the fault gone, every entry on disk must load right or be rejected, and a fresh process
@@ -12,9 +14,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import warnings
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -23,14 +28,25 @@ from memo._exceptions import reset_warnings
 from memo._storage import _local
 from memo._storage._local import MISS, LocalStore
 
-from ._support import SOAK, FaultyOS, faulty_os, figure
+from ._support import SOAK, FaultyOS, close_lock_files, faulty_os, figure
 
 ERRORS = {"EIO": errno.EIO, "ENOSPC": errno.ENOSPC, "EACCES": errno.EACCES}
 if SOAK:  # more kinds of failure: read-only filesystem, quota, file too large, no descriptors
     ERRORS.update(EROFS=errno.EROFS, EDQUOT=errno.EDQUOT, EFBIG=errno.EFBIG, EMFILE=errno.EMFILE)
-SCENARIOS = ("miss", "hit", "refresh", "evict")
+# "named": a miss through named temp files, as where O_TMPFILE is missing.
+SCENARIOS = ("miss", "hit", "refresh", "evict", "named")
 MAX_N = 400  # far more operations than one call makes; reaching it means the loop is broken
-_totals: dict[str, int] = {"faults": 0, "iterations": 0}
+# EACCES from lockf is how POSIX says another process holds the lock: failing every lockf
+# with it looks like a lock never released, which memo waits out for lock_timeout (short here).
+LOCK_TIMEOUT = 0.1
+_totals: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _close_lock_files(tmp_path: Path) -> Iterator[None]:
+    """Close the lock files of the test's many stores afterwards (else thousands stay open)."""
+    yield
+    close_lock_files(tmp_path)
 
 
 def _payload(x: int, size: int) -> bytes:
@@ -48,13 +64,53 @@ def large_value(x: int) -> tuple[int, bytes]:
     return x, _payload(x, 2 * 2**20)
 
 
-PRODUCERS = {"small": small_value, "large": large_value}
+class Frame:
+    """A Cacheable result: two files, one in a subdirectory, that ``to_cache`` writes."""
+
+    def __init__(self, x: int, data: bytes) -> None:
+        self.x = x
+        self.data = data
+
+    def to_cache(self, directory: Path) -> None:
+        """Write ``data.bin`` and ``parts/x.txt``."""
+        (directory / "data.bin").write_bytes(self.data)
+        (directory / "parts").mkdir()
+        (directory / "parts" / "x.txt").write_text(str(self.x))
+
+    @classmethod
+    def from_cache(cls, directory: Path) -> Self:
+        """Read both files back."""
+        x = int((directory / "parts" / "x.txt").read_text())
+        return cls(x, (directory / "data.bin").read_bytes())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and (other.x, other.data) == (self.x, self.data)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
-def _make(root: Path, size: str, scenario: str) -> memo.Memoized[[int], tuple[int, bytes]]:
+def cacheable_value(x: int) -> Frame:
+    """A 4 KiB result stored as a Cacheable entry directory."""
+    return Frame(x, _payload(x, 4096))
+
+
+PRODUCERS: dict[str, Any] = {
+    "small": small_value,
+    "large": large_value,
+    "cacheable": cacheable_value,
+}
+LIMITS = {"small": 20_000, "large": 7 * 2**20, "cacheable": 24_000}
+
+
+def _make(root: Path, size: str, scenario: str) -> memo.Memoized[[int], Any]:
     _local._shared.clear()
-    limit = {"small": 20_000, "large": 7 * 2**20}[size] if scenario == "evict" else None
-    return memo.decorate(PRODUCERS[size], cache_path=root, max_size=limit)
+    limit = LIMITS[size] if scenario == "evict" else None
+    func: memo.Memoized[[int], Any] = memo.decorate(
+        PRODUCERS[size], cache_path=root, max_size=limit, lock_timeout=LOCK_TIMEOUT
+    )
+    if scenario == "named":
+        LocalStore.shared(root)._tmpfile = False
+    return func
 
 
 def _check_disk(root: Path, size: str) -> None:
@@ -65,7 +121,8 @@ def _check_disk(root: Path, size: str) -> None:
         for name, key, _ in store.iter_entries():
             value: Any = store.load(name, key)
             if value is not MISS:
-                assert value == PRODUCERS[size](value[0]), f"wrong value in {name}-{key}"
+                x = value.x if isinstance(value, Frame) else value[0]
+                assert value == PRODUCERS[size](x), f"wrong value in {name}-{key}"
 
 
 @pytest.mark.parametrize("persistent", [False, True], ids=["transient", "persistent"])
@@ -87,7 +144,7 @@ def test_failing_the_nth_operation_never_fails_the_call(
         root = tmp_path / f"n{n}"
         reset_warnings()
         func = _make(root, size, scenario)
-        if scenario != "miss":
+        if scenario not in ("miss", "named"):
             assert func(7) == expected
         if scenario == "evict":
             for other in range(8):  # the budget holds about three: writing 7 again evicts
@@ -103,6 +160,13 @@ def test_failing_the_nth_operation_never_fails_the_call(
         assert len(caught) <= 2, [str(w.message) for w in caught]  # a read and a write, at most
         injected += fake.injected
         _totals["iterations"] += 1
+        for name in ("lockf", "close"):
+            _totals[f"faults {name}"] += fake.injected_into.get(name, 0)
+        if size == "cacheable":
+            _totals["faults cacheable"] += fake.injected
+        if not persistent:  # with one fault, nothing is left in .tmp (a persistent one may
+            # fail the cleanup too; a later process sweeps it)
+            assert not os.listdir(root / ".tmp"), f"a fault at operation {n} left temp files"
 
         _check_disk(root, size)
         fresh = _make(root, size, scenario)
@@ -123,3 +187,6 @@ def test_zz_fault_figures() -> None:
     """Report how many faults the loop injected (run after the loop, by name order)."""
     figure("injected I/O faults", _totals["faults"])
     figure("fault-loop iterations", _totals["iterations"])
+    figure("injected I/O faults: into fcntl.lockf", _totals["faults lockf"])
+    figure("injected I/O faults: into os.close", _totals["faults close"])
+    figure("injected I/O faults: with Cacheable directory results", _totals["faults cacheable"])
