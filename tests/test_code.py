@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import logging
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import memo
+from memo import hash_code
 from memo._keys._code import module_kind
 
 _counter = itertools.count()
@@ -222,3 +225,51 @@ def test_print_survives_cloudpickle(tmp_path: Path) -> None:
         [sys.executable, str(script)], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "True"
+
+
+class _Scaler:
+    """A plain class of the user's own: memo cannot encode its instances."""
+
+    def __init__(self, factor: float, inner: object = None) -> None:
+        self.factor = factor
+        self.inner = inner
+
+
+def _closure_over(scaler: _Scaler) -> Callable[[float], float]:
+    def scaled(x: float) -> float:
+        return x * scaler.factor
+
+    return scaled
+
+
+def test_closures_over_own_objects_differ_by_their_attributes() -> None:
+    """Closures over instances of a user class count by the instances' attribute values."""
+    two, three = _closure_over(_Scaler(2)), _closure_over(_Scaler(3))
+    assert hash_code(two) != hash_code(three)
+    assert hash_code(two) == hash_code(_closure_over(_Scaler(2)))
+    nested = [_closure_over(_Scaler(1, _Scaler(n))) for n in (4, 5)]
+    assert hash_code(nested[0]) != hash_code(nested[1])
+
+
+def test_cyclic_own_objects_are_fingerprinted() -> None:
+    """An object graph with a cycle still gets a stable fingerprint."""
+    first, second = _Scaler(1), _Scaler(1)
+    first.inner, second.inner = first, second
+    assert hash_code(_closure_over(first)) == hash_code(_closure_over(second))
+
+
+def test_library_objects_count_by_type_only() -> None:
+    """A standard-library object's run-time state (a logger's level cache) leaves it alone."""
+    log = logging.getLogger("memo-tests-fingerprint")
+
+    def make() -> Callable[[int], int]:
+        def logged(x: int) -> int:
+            log.debug("x=%s", x)
+            return x
+
+        return logged
+
+    before = hash_code(make())
+    log.setLevel(logging.DEBUG)
+    log.isEnabledFor(logging.INFO)  # fills the logger's internal cache
+    assert hash_code(make()) == before

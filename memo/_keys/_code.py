@@ -41,6 +41,7 @@ _CLASS_SKIP = frozenset(
 )  # fmt: skip
 
 _BUILTINS = frozenset(vars(builtins))
+_STATE_DEPTH = 64  # objects nested deeper than this (with functions being walked) count by type
 _cache: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _cache_lock = threading.RLock()
 
@@ -339,11 +340,40 @@ class _Fingerprinter:
         return b"\0".join(parts)
 
     def value(self, value: Any) -> bytes:
-        """A constant or data value: its canonical encoding, or its type when none exists."""
+        """A constant or data value: its canonical encoding, or, when none exists, its type
+        and (for an instance of the user's own class) the values of its attributes."""
         try:
             return encode(value)
         except (UnencodableError, EncodingError):
-            return b"opaque " + self.reference(type(value))
+            pass
+        head = b"opaque " + self.reference(type(value))
+        state = self._state(value)
+        return head if state is None else head + b" state " + state
+
+    def _state(self, value: Any) -> bytes | None:
+        # Two closures (or globals) over Model(2) and Model(3) must not share results, so an
+        # instance of the user's own class counts by its attributes, recursively. Instances of
+        # packages' and the standard library's classes count by type only: their attributes
+        # hold run-time state (caches, locks, handles) that would change the key every run.
+        attributes = getattr(value, "__dict__", None)
+        if (
+            not isinstance(attributes, dict)
+            or isinstance(value, type | types.ModuleType)
+            or module_kind(getattr(type(value), "__module__", None) or "") != "user"
+        ):
+            return None
+        ident = id(value)
+        if ident in self.active or len(self.active) > _STATE_DEPTH:
+            return b"cycle"
+        self.active.add(ident)
+        try:
+            parts = [
+                str(name).encode("utf-8", "surrogatepass") + b"=" + self.reference(item)
+                for name, item in sorted(attributes.items(), key=lambda pair: str(pair[0]))
+            ]
+        finally:
+            self.active.discard(ident)
+        return b"{" + b"\0".join(parts) + b"}"
 
 
 def _is_code_like(value: Any) -> bool:

@@ -114,13 +114,8 @@ class Model:
         return self.k * x
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a captured value memo cannot encode counts by its type only, as for globals; "
-    "two closures over Model(2) and Model(3) share one fingerprint and so their results",
-)
 def test_closures_over_objects_memo_cannot_encode(cache_dir: Path) -> None:
-    """Closures over instances of a plain class keep apart (known limit: they do not)."""
+    """Closures over instances of a plain class keep apart: the instances count by their state."""
 
     def make(model: Model) -> Any:
         @memo.cache(cache_path=cache_dir)
