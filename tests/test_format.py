@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import memo
-from memo._storage._format import DamagedEntryError, pack, unpack
+from memo._storage._format import DamagedEntryError, hmac_sha256, pack, unpack
 
 KEY = bytes(range(16))
 SECRET = b"a-secret-key-of-some-length"
@@ -134,3 +137,10 @@ def test_secret_key_option(cache_dir: Path) -> None:
     bad: dict[str, Any] = {"secret_key": "short"}
     with pytest.raises(ValueError, match="16"):
         memo.cache(**bad)(lambda x: x)
+
+
+@given(secret=st.binary(max_size=200), data=st.binary(max_size=3000))
+def test_hmac_with_kept_pads_equals_the_standard_one(secret: bytes, data: bytes) -> None:
+    """The signing HMAC (pads kept per secret) equals hmac.digest, for keys of any length."""
+    assert hmac_sha256(secret, data) == hmac.digest(secret, data, "sha256")
+    assert hmac_sha256(secret, memoryview(data)) == hmac.digest(secret, data, "sha256")

@@ -53,6 +53,7 @@ SIGNATURE = 32
 _ALIGN = 64
 MAX_METADATA = 1 << 16
 _digest = xxhash.xxh3_128_digest
+_BLOCK = 64  # SHA-256's block size, for HMAC
 
 
 class DamagedEntryError(Exception):
@@ -157,9 +158,33 @@ def verify_signature(data: Any, header: Header, trailer: bytes, secrets: Sequenc
     signature = trailer[CHECK:]
     signed = memoryview(data)[: header.offset + header.length]
     for secret in secrets:
-        if hmac.compare_digest(hmac.digest(secret, signed, "sha256"), signature):
+        if hmac.compare_digest(hmac_sha256(secret, signed), signature):
             return
     raise DamagedEntryError("its signature does not match any accepted secret key")
+
+
+_pads: dict[bytes, tuple[Any, Any]] = {}
+
+
+def hmac_sha256(secret: bytes, data: Any) -> bytes:
+    """HMAC-SHA256 (RFC 2104) of ``data``, equal to ``hmac.digest(secret, data, "sha256")``.
+
+    The hashes of the key's inner and outer pads are kept per secret and copied, as RFC 2104
+    suggests: keying anew per call (what hmac.digest does) cost more than the rest of a
+    signed hit.
+    """
+    pads = _pads.get(secret)
+    if pads is None:
+        block = secret if len(secret) <= _BLOCK else hashlib.sha256(secret).digest()
+        block = block.ljust(_BLOCK, b"\0")
+        inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+        outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+        pads = _pads[secret] = (inner, outer)
+    inner = pads[0].copy()
+    inner.update(data)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def unpack(
