@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._exceptions import ConfigError
+from ._keys._key import named_function
 from ._memoized import Memoized
 from ._options import parse_options
 from ._variants import AsyncMemoized, LazyMemoized
@@ -60,7 +61,7 @@ def decorate(
     parsed = parse_options(cache_path, cache_skip, options)
 
     def wrap(target: Callable[P, R]) -> Memoized[P, R]:
-        if isinstance(target, Memoized):
+        if isinstance(named_function(target), Memoized):
             raise ConfigError(f"{target!r} is already memoized")
         if inspect.iscoroutinefunction(target):
             if parsed.lazy:

@@ -29,7 +29,7 @@ from ._config import (
 )
 from ._exceptions import ConfigError, warn_once
 from ._explain import explain_text
-from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
+from ._keys._key import EXTRA, NO_EXTRA, KeyMaker, named_function
 from ._lazy import Lazy, collecting_metadata, stop_collecting
 from ._map import run_map
 from ._options import Options
@@ -99,21 +99,30 @@ class Memoized(Generic[P, R]):
     __wrapped__: Callable[P, R]
 
     def __init__(self, func: Callable[P, R], options: Options) -> None:
+        named = named_function(func)
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
             raise ConfigError(
-                f"{func.__qualname__} is a generator function; memo cannot store a generator. "
+                f"{named.__qualname__} is a generator function; memo cannot store a generator. "
                 "Return a list (or other concrete value) instead and decorate that function."
             )
         if not callable(func):
             raise ConfigError(f"memo can only decorate functions, not {type(func).__name__}")
+        if not hasattr(named, "__qualname__"):
+            # Entries are named after the function, and a callable object's state is not
+            # part of its code fingerprint, so two instances would share results.
+            raise ConfigError(
+                f"memo can only decorate functions, not an instance of {type(named).__qualname__}; "
+                "decorate its class's __call__ method instead"
+            )
         self.__memo_wrapped__ = func
-        functools.update_wrapper(self, func)
+        functools.update_wrapper(self, named)
+        self.__wrapped__ = func  # a partial's signature, not its function's
         self._func = func
         self._options = options
         self._maker = KeyMaker(
             func, ignore=options.ignore, version=options.version, key=options.key
         )
-        self._name = sanitize(func.__qualname__)
+        self._name = sanitize(named.__qualname__)
         self._serializers = options.serializers
         self._validate = options.validate
         self._max_age = options.max_age
@@ -357,7 +366,8 @@ class Memoized(Generic[P, R]):
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Whether this call has an undamaged stored result (checked, not loaded)."""
         key = self._key_of(args, kwargs)
-        return self._setup().store.contains(self._name, key, self._max_age)
+        state = self._setup()
+        return state.store.contains(self._name, key, self._max_age, state.secret_keys)
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete this call's stored result; True if there was one."""
@@ -455,7 +465,7 @@ class Memoized(Generic[P, R]):
             **self._maker.describe(args, call_kwargs, extra, _summarize),
             "components": self._maker.components(),
         }
-        hit = state.store.contains(self._name, key, self._max_age)
+        hit = state.store.contains(self._name, key, self._max_age, state.secret_keys)
         return explain_text(self._maker.qualname, key, call, self.entries(), hit)
 
     def cache_info(self) -> CacheInfo:

@@ -250,6 +250,21 @@ def test_changed_directory_is_a_miss_then_valid_again(
     assert _tmp(cache_dir) == []
 
 
+def test_is_cached_checks_the_directory_as_a_call_would(tmp_path: Path) -> None:
+    """A changed directory makes ``is_cached`` False, as the call that recomputes it."""
+    for n, change in enumerate(_CHANGES.values()):
+        build, calls = _build(tmp_path / str(n))
+        build("v1")
+        assert build.is_cached("v1")
+        change(_directory(build, "v1"))
+        assert not build.is_cached("v1"), n
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", memo.MemoWarning)
+            build("v1")
+        assert calls == ["v1", "v1"]
+        assert build.is_cached("v1")
+
+
 # --- managing -------------------------------------------------------------------------------
 
 

@@ -273,3 +273,17 @@ def test_library_objects_count_by_type_only() -> None:
     log.setLevel(logging.DEBUG)
     log.isEnabledFor(logging.INFO)  # fills the logger's internal cache
     assert hash_code(make()) == before
+
+
+def test_bound_methods_count_the_object_they_are_bound_to() -> None:
+    """Methods bound to instances with different attributes have different prints."""
+
+    class Affine:
+        def __init__(self, slope: float) -> None:
+            self.slope = slope
+
+        def apply(self, x: float) -> float:
+            return self.slope * x
+
+    assert hash_code(Affine(2).apply) != hash_code(Affine(5).apply)
+    assert hash_code(Affine(2).apply) == hash_code(Affine(2).apply)

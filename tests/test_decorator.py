@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,55 @@ def test_double_decoration_is_rejected(cache_dir: Path) -> None:
         memo.decorate(once)
 
 
+def test_partials_are_keyed_by_their_bound_arguments(cache_dir: Path) -> None:
+    """A memoized functools.partial is named after its function and keyed by what it binds."""
+    calls: list[tuple[int, int, int]] = []
+
+    def add(a: int, b: int, *, c: int = 0) -> int:
+        calls.append((a, b, c))
+        return a + b + c
+
+    one = memo.decorate(functools.partial(add, 1), cache_path=cache_dir)
+    two = memo.cache(functools.partial(add, 2), cache_path=cache_dir)
+    five = memo.cache(functools.partial(add, 1, c=5), cache_path=cache_dir)
+    assert one.__name__ == "add"
+    assert list(inspect.signature(one).parameters) == ["b", "c"]
+    assert [one(3), two(3), five(3)] == [4, 5, 9]
+    assert [one(b=3), two(3), five(3), one(3, c=0)] == [4, 5, 9, 4]
+    assert calls == [(1, 3, 0), (2, 3, 0), (1, 3, 5)]
+    assert len({one.key(3), two.key(3), five.key(3)}) == 3
+    assert one.is_cached(3)
+    assert not one.is_cached(4)
+    assert len(list(cache_dir.glob("add-*.memo"))) == 3
+
+
+def test_partial_binding_an_unencodable_value_is_refused(cache_dir: Path) -> None:
+    """A partial binding a value memo cannot encode raises EncodingError rather than run."""
+
+    def locked(lock: Any, x: int) -> int:
+        return x
+
+    guarded = memo.decorate(functools.partial(locked, threading.Lock()), cache_path=cache_dir)
+    with pytest.raises(memo.EncodingError, match=r"functools\.partial"):
+        guarded(1)
+
+
+def test_callable_objects_and_partials_of_memoized_functions_are_refused(
+    cache_dir: Path,
+) -> None:
+    """A callable instance, or a partial of a memoized function, raises ConfigError."""
+
+    class Adder:
+        def __call__(self, x: int) -> int:
+            return x + 1
+
+    with pytest.raises(memo.ConfigError, match="__call__"):
+        memo.decorate(Adder(), cache_path=cache_dir)
+    once = memo.decorate(counted([]), cache_path=cache_dir)
+    with pytest.raises(memo.ConfigError, match="already memoized"):
+        memo.decorate(functools.partial(once, 2))
+
+
 def test_async_function(cache_dir: Path) -> None:
     """The awaited value of an async function is cached."""
     calls: list[int] = []
@@ -343,3 +393,19 @@ def test_memoized_functions_work_in_process_pools(tmp_path: Path) -> None:
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=context) as pool:
         assert list(pool.map(module_level_square, [2, 3])) == [4, 9]
     assert module_level_square.is_cached(2)
+
+
+def test_bound_methods_of_two_instances_keep_their_own_results(tmp_path: Path) -> None:
+    """memo.decorate(A(2).f) and memo.decorate(A(5).f) never share results."""
+
+    class A:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def f(self, x: int) -> int:
+            return self.n * x
+
+    two = memo.decorate(A(2).f, cache_path=tmp_path)
+    five = memo.decorate(A(5).f, cache_path=tmp_path)
+    assert (two(3), five(3), two(3), five(3)) == (6, 15, 6, 15)
+    assert two.misses == five.misses == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import pickle
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +43,7 @@ _HYPOTHESIS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 _REGIONS = ("metadata", "header", "payload", "digest")
+_SECRET = "a secret key of the store tests"
 
 
 def square(x: int) -> int:
@@ -555,6 +558,34 @@ def test_is_cached_and_invalidate(cache_dir: Path) -> None:
     assert calls == [1, 2, 1]
 
 
+def test_is_cached_checks_the_signature_as_a_call_would(cache_dir: Path) -> None:
+    """With a secret key, an entry with a damaged or missing signature is not cached."""
+    calls: list[int] = []
+
+    def body(x: int) -> int:
+        calls.append(x)
+        return x
+
+    signed = memo.decorate(body, cache_path=cache_dir, secret_key=_SECRET)
+    signed(1)
+    assert signed.is_cached(1)
+    path = _entry(signed, 1)
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0x01]))  # the signature's last byte
+    assert not signed.is_cached(1)
+
+    path.unlink()
+    unsigned = memo.decorate(body, cache_path=cache_dir)
+    unsigned(1)
+    assert unsigned.is_cached(1)
+    assert not signed.is_cached(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", memo.MemoWarning)
+        assert signed(1) == 1
+    assert calls == [1, 1, 1], "the call rejects what is_cached rejected"
+    assert signed.is_cached(1)
+
+
 def test_refresh_recomputes_and_overwrites(cache_dir: Path) -> None:
     """``refresh`` runs the body even when cached and overwrites the stored entry."""
     counter = [0]
@@ -667,6 +698,44 @@ def test_named_temp_files_where_unnamed_ones_are_unavailable(cache_dir: Path) ->
         "serializer": "pickle",
         "payload_bytes": len(pickle.dumps({"a": 2}, protocol=5)),
     }
+
+
+class _FailingClose(types.ModuleType):
+    """Stands in for ``os``: ``close`` closes, then reports an error (as NFS may)."""
+
+    def __init__(self) -> None:
+        super().__init__("os")
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+        self.failed += 1
+        raise OSError(errno.EIO, "injected close error")
+
+
+def test_close_error_after_linking_is_not_a_failed_store(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unnamed entry already linked into place is stored even if closing it then fails."""
+    func, calls = _make(cache_dir)
+    func(0)  # creates the directory and its lock file, outside the fault
+    if not func.store._tmpfile:
+        pytest.skip("the filesystem has no unnamed temp files")
+    failing = _FailingClose()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with monkeypatch.context() as patch:
+            patch.setattr(_local, "os", failing)
+            assert func(7) == _value(7)
+    assert failing.failed == 1
+    assert [str(w.message) for w in caught] == []
+    assert func.cache_info().errors == 0
+    assert func.is_cached(7)
+    assert func(7) == _value(7)
+    assert calls == [0, 7]
 
 
 def test_cache_directory_removed_while_running_is_recreated(cache_dir: Path) -> None:

@@ -221,6 +221,8 @@ class _Fingerprinter:
         elif isinstance(obj, types.MethodType):
             yield b"method"
             yield self.reference(obj.__func__)
+            # The object it is bound to: A(2).f and A(5).f must not share results.
+            yield self.reference(obj.__self__)
         elif isinstance(obj, functools.partial):
             yield b"partial"
             yield self.reference(obj.func)

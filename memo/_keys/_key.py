@@ -8,6 +8,7 @@ applied, ignored names removed) or the user's ``key`` callable's result, and
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from ._canonical import UnencodableError, encode, stream_digest, text
 from ._code import code_details, function_fingerprint
 from ._encoder import encoding_error
 
-__all__ = ["EXTRA", "KEY_FORMAT", "NO_EXTRA", "KeyMaker"]
+__all__ = ["EXTRA", "KEY_FORMAT", "NO_EXTRA", "KeyMaker", "named_function"]
 
 KEY_FORMAT = 1
 EXTRA = "_extra_cache_key"
@@ -42,7 +43,8 @@ class KeyMaker:
         key: Callable[[inspect.BoundArguments], Any] | None = None,
     ) -> None:
         self.func = func
-        self.qualname = f"{func.__module__}:{func.__qualname__}"
+        named = named_function(func)
+        self.qualname = f"{named.__module__}:{named.__qualname__}"
         self.signature = inspect.signature(func)
         params = list(self.signature.parameters.values())
         names = [p.name for p in params]
@@ -90,6 +92,8 @@ class KeyMaker:
         """Everything in the key but the arguments; computed at the first call, then kept."""
         if self._prefix is None:
             # Not at decoration time: helpers may be defined below the decorated function.
+            if isinstance(self.func, functools.partial):
+                _check_bound(self.func, self.qualname)
             self.code_fingerprint = function_fingerprint(self.func)
             self._prefix = b"".join(
                 (
@@ -127,7 +131,7 @@ class KeyMaker:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"{self.func.__qualname__}() {exc}") from None
+            raise TypeError(f"{self.qualname.partition(':')[2]}() {exc}") from None
         bound.apply_defaults()
         if self.key_fn is not None:
             return (b"key=",), (self.key_fn(bound),)
@@ -212,6 +216,31 @@ class KeyMaker:
 
 
 _EXTRA_LABEL = b"\0" + text(EXTRA)
+
+
+def named_function(func: Callable[..., Any]) -> Any:
+    """What a callable is named after: itself, or for a ``functools.partial`` the function it
+    wraps (a partial has no name of its own)."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return func
+
+
+def _check_bound(func: Any, qualname: str) -> None:
+    # A partial's bound arguments enter the key through its code fingerprint, which counts a
+    # value it cannot encode by its type alone. Held to the rule for arguments instead, two
+    # partials of one function can never share results.
+    try:
+        while isinstance(func, functools.partial):
+            encode((func.args, func.keywords))
+            func = func.func
+    except UnencodableError as exc:
+        tp = exc.value_type
+        raise EncodingError(
+            f"{qualname}: cannot encode an argument bound by functools.partial, of type "
+            f"{tp.__module__}.{tp.__qualname__}, for the cache key. Pass it at each call "
+            "instead, or memoize the function itself and take a partial of the memoized one."
+        ) from None
 
 
 def _label_name(label: bytes) -> str:

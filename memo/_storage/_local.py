@@ -27,7 +27,7 @@ from typing import Any
 from .._exceptions import warn_once
 from . import _files
 from ._budget import Budget
-from ._cacheable import CACHEABLE, read_directory, write_directory
+from ._cacheable import CACHEABLE, check_directory, read_directory, write_directory
 from ._format import (
     MAX_METADATA,
     DamagedEntryError,
@@ -264,14 +264,28 @@ class LocalStore:
         """Whether an entry file is present (cheap: no exception, no read, no check)."""
         return os.access(f"{self._root}/{name}-{key}{SUFFIX}", os.F_OK)
 
-    def contains(self, name: str, key: str, max_age: float | None = None) -> bool:
-        """Whether a readable, undamaged entry exists (checks the digests, does not load)."""
+    def contains(
+        self,
+        name: str,
+        key: str,
+        max_age: float | None = None,
+        secret_keys: Sequence[bytes] = (),
+    ) -> bool:
+        """Whether an entry ``load`` would accept exists (checks the digests, the signature
+        with ``secret_keys`` and a ``Cacheable``'s directory; does not deserialize)."""
         try:
             fd = os.open(self.path(name, key), _files.O_READ)
         except OSError:
             return False
         try:
-            header, _ = unpack(_read_entry(fd, os.fstat(fd), key), bytes.fromhex(key))
+            if not self._checked:
+                self._check_exposure()
+            if self._exposed is not None and not secret_keys:
+                return False  # load would not read it
+            data = _read_entry(fd, os.fstat(fd), key)
+            header, payload = unpack(data, bytes.fromhex(key), secret_keys)
+            if header.serializer == CACHEABLE:
+                check_directory(payload, self.directory(name, key))
         except (OSError, DamagedEntryError):
             return False
         finally:
@@ -419,9 +433,16 @@ class LocalStore:
                 self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
             else:
                 try:
-                    return self._publish_unnamed(fd, name, key, final, chunks)
-                finally:
+                    written = self._publish_unnamed(fd, name, key, final, chunks)
+                except BaseException:
+                    with contextlib.suppress(OSError):  # the original error is the one to report
+                        os.close(fd)
+                    raise
+                # Linked, so published: a close() error now (a delayed write error, on NFS)
+                # does not unstore it, and a damaged entry would fail its checks when read.
+                with contextlib.suppress(OSError):
                     os.close(fd)
+                return written
         temp = self._temp_name(name, key)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:

@@ -449,10 +449,17 @@ class RemoteStore:
         except Exception:
             return False
 
-    def contains(self, name: str, key: str, max_age: float | None = None) -> bool:
-        """Whether a readable, undamaged entry exists (checks the digests, does not load)."""
+    def contains(
+        self,
+        name: str,
+        key: str,
+        max_age: float | None = None,
+        secret_keys: Sequence[bytes] = (),
+    ) -> bool:
+        """Whether an entry ``load`` would accept exists (checks the digests, and the signature
+        with ``secret_keys``; does not deserialize)."""
         try:
-            header, _ = unpack(self._read(self._object(name, key)), bytes.fromhex(key))
+            header, _ = unpack(self._read(self._object(name, key)), bytes.fromhex(key), secret_keys)
         except Exception:
             return False
         return max_age is None or _age(header) <= max_age
