@@ -753,3 +753,43 @@ def test_cache_directory_removed_while_running_is_recreated(cache_dir: Path) -> 
     assert f.is_cached(2)
     assert f(2) == 2
     assert calls == [1, 2]
+
+
+@pytest.mark.parametrize("offset", [0, 16, 4096, 5000])
+@pytest.mark.parametrize("numpy_loaded", [True, False])
+def test_large_reads_return_the_file_exactly(
+    tmp_path: Path, offset: int, numpy_loaded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large file read whole (with or without numpy) is its bytes exactly, from any offset."""
+    from memo._storage import _files
+
+    if not numpy_loaded:
+        monkeypatch.delitem(sys.modules, "numpy", raising=False)
+    content = bytes(range(256)) * (3 * _files.SMALL // 256 + 7)
+    path = tmp_path / "big"
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        data = _files.read_all(fd, len(content) - offset)
+    finally:
+        os.close(fd)
+    assert bytes(data) == content[offset:]
+    assert not memoryview(data).readonly
+
+
+def test_large_array_results_load_aligned_and_writable(cache_dir: Path) -> None:
+    """A large array comes back equal, aligned and writable from pickle and npy entries."""
+    np = pytest.importorskip("numpy")
+    array = np.arange(3_000_000, dtype=np.float64)
+    for serializer in ("pickle", "npy"):
+        f = memo.decorate(lambda: array, cache_path=cache_dir / serializer, serializer=serializer)
+        f()
+        _local._shared.clear()
+        f = memo.decorate(lambda: array, cache_path=cache_dir / serializer, serializer=serializer)
+        loaded = f()
+        assert f.hits == 1
+        assert np.array_equal(loaded, array)
+        assert loaded.flags.aligned
+        assert loaded.flags.writeable
+        assert loaded.ctypes.data % 64 == 0
