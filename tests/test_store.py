@@ -793,3 +793,45 @@ def test_large_array_results_load_aligned_and_writable(cache_dir: Path) -> None:
         assert loaded.flags.aligned
         assert loaded.flags.writeable
         assert loaded.ctypes.data % 64 == 0
+
+
+@pytest.mark.parametrize(
+    "sizes", [[10, 3_000_000], [20 << 20, 14 << 20, 5]], ids=["inline", "thread"]
+)
+def test_written_payloads_hash_as_they_are_written(tmp_path: Path, sizes: list[int]) -> None:
+    """write_hashed puts the chunks at the offset and returns their length and xxh3 digest."""
+    import xxhash
+
+    from memo._storage import _files
+
+    chunks = [os.urandom(64) * (size // 64) + os.urandom(size % 64) for size in sizes]
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        length, digest = _files.write_hashed(fd, chunks, 100)
+    finally:
+        os.close(fd)
+    whole = b"".join(chunks)
+    assert length == len(whole)
+    assert digest == xxhash.xxh3_128_digest(whole)
+    assert path.read_bytes()[100:] == whole
+
+
+def test_a_failed_write_while_hashing_raises_and_leaves_no_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error writing a large payload propagates after the hashing thread has finished."""
+    from memo._storage import _files
+
+    def failing(fd: int, data: Any, position: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    monkeypatch.setattr(os, "pwrite", failing)  # the os module _files writes through
+    before = threading.active_count()
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(OSError, match="injected"):
+            _files.write_hashed(fd, [bytes(40 << 20)], 0)
+    finally:
+        os.close(fd)
+    assert threading.active_count() == before

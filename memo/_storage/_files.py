@@ -11,9 +11,12 @@ import errno
 import os
 import re
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import xxhash
 
 __all__ = [
     "HAVE_TMPFILE",
@@ -48,6 +51,7 @@ HAVE_TMPFILE = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOTSUP}
 SMALL = 1 << 20
 _PAGE = 4096
+_PARALLEL = 32 << 20  # payloads from this size on are hashed by a second thread
 _SPARSE_RATIO = 8  # a file with under 1/8 of its size allocated was not written by memo
 _TEMP_MAX_AGE = 24 * 3600.0
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
@@ -156,6 +160,47 @@ def write_all(fd: int, chunks: list[Any]) -> int:
             view = view[written:]
         reached("payload")
     return total
+
+
+def write_hashed(fd: int, chunks: Sequence[Any], offset: int) -> tuple[int, bytes]:
+    """Write the chunks from ``offset`` on while hashing them; returns the byte count and the
+    xxh3_128 digest of everything written.
+
+    A large payload is hashed by a second thread while this one writes it: both release the
+    GIL, so on two cores the hash (about 30 ms for 400 MB) costs no time.
+    """
+    views = [memoryview(chunk).cast("B") for chunk in chunks]
+    hasher = xxhash.xxh3_128()
+    hashing: threading.Thread | None = None
+    failed: list[BaseException] = []
+    if sum(view.nbytes for view in views) >= _PARALLEL:
+
+        def hash_all() -> None:
+            try:
+                for view in views:
+                    hasher.update(view)
+            except BaseException as exc:  # re-raised by the writing thread
+                failed.append(exc)
+
+        hashing = threading.Thread(target=hash_all, name="memo-hash", daemon=True)
+        hashing.start()
+    position = offset
+    try:
+        for view in views:
+            if hashing is None:
+                hasher.update(view)
+            rest = view
+            while rest:
+                written = os.pwrite(fd, rest, position)
+                position += written
+                rest = rest[written:]
+            reached("payload")
+    finally:
+        if hashing is not None:
+            hashing.join()
+    if failed:
+        raise failed[0]
+    return position - offset, hasher.digest()
 
 
 def _alive(pid_text: str) -> bool:

@@ -80,9 +80,6 @@ def pack(
 ) -> tuple[list[Any], bytes]:
     """The chunks to write, in order, for an entry holding ``payload`` (a list of buffers),
     and the payload's fingerprint."""
-    if b"\n" in metadata or len(metadata) > MAX_METADATA:
-        raise ValueError("metadata must be one line of JSON of at most 64 KiB")
-    name = serializer.encode("ascii")
     views = [memoryview(chunk).cast("B") for chunk in payload]
     length = sum(view.nbytes for view in views)
     if len(views) == 1:
@@ -92,16 +89,7 @@ def pack(
         for view in views:
             hasher.update(view)
         fingerprint = hasher.digest()
-    flags = SIGNED if secret is not None else 0
-    created = time.time_ns()
-    head = (
-        metadata
-        + b"\n"
-        + _HEAD.pack(MAGIC, FORMAT, flags, len(name), length, key, fingerprint, created)
-    )
-    head += name
-    head += b"\0" * (-len(head) % _ALIGN)
-    trailer = _digest(head)
+    head, trailer = seal(metadata, key, serializer, length, fingerprint, secret is not None)
     if secret is not None:
         signer = hmac.new(secret, head, hashlib.sha256)
         for view in views:
@@ -110,6 +98,37 @@ def pack(
     if len(views) == 1 and length < (1 << 20):
         return [head + views[0] + trailer], fingerprint
     return [head, *views, trailer], fingerprint
+
+
+def payload_offset(metadata: bytes, serializer: str) -> int:
+    """Where the payload starts in an entry with this metadata line and serializer name."""
+    end = len(metadata) + 1 + HEADER + len(serializer)
+    return end + (-end % _ALIGN)
+
+
+def seal(
+    metadata: bytes,
+    key: bytes,
+    serializer: str,
+    length: int,
+    fingerprint: bytes,
+    signed: bool = False,
+) -> tuple[bytes, bytes]:
+    """An entry's head (everything before the payload) and its trailer's check, for a payload
+    of ``length`` bytes with ``fingerprint``; a signed entry's signature follows the check."""
+    if b"\n" in metadata or len(metadata) > MAX_METADATA:
+        raise ValueError("metadata must be one line of JSON of at most 64 KiB")
+    name = serializer.encode("ascii")
+    flags = SIGNED if signed else 0
+    created = time.time_ns()
+    head = (
+        metadata
+        + b"\n"
+        + _HEAD.pack(MAGIC, FORMAT, flags, len(name), length, key, fingerprint, created)
+    )
+    head += name
+    head += b"\0" * (-len(head) % _ALIGN)
+    return head, _digest(head)
 
 
 def parse_header(data: bytes | bytearray, size: int, key: bytes) -> Header:

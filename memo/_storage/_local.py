@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import pickle
@@ -20,7 +21,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ from ._format import (
     pack,
     parse_header,
     parse_metadata,
+    payload_offset,
+    seal,
     unpack,
 )
 from ._locks import KeyLocks
@@ -373,17 +376,26 @@ class LocalStore:
         line = _JSON.encode(metadata).encode()
         if fixed_metadata:
             line = b"{" + fixed_metadata + b"," + line[1:]
-        chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
+        write: Callable[[int], tuple[int, bytes]]
+        if secret is None and size >= _files.SMALL:
+            # A large payload is written first, each piece hashed as it is written, and the
+            # head (which holds the payload's digest) last: one pass over the data instead
+            # of two. The file has no name, or a temporary one, until it is complete.
+            keyed = bytes.fromhex(key)
+            write = functools.partial(_write_large, line, keyed, serializer.name, payload)
+        else:
+            chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
+            write = functools.partial(_write_chunks, chunks, fingerprint)
         try:
             try:
-                written = self._publish(name, key, chunks)
+                written, fingerprint = self._publish(name, key, write)
             except FileNotFoundError:
                 # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
                 # and its lock file, so other processes share our locks again.
                 self._ready = False
                 self._locks.forget_lock_file()
                 self.prepare()
-                written = self._publish(name, key, chunks)
+                written, fingerprint = self._publish(name, key, write)
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
         _files.reached("published")
@@ -422,7 +434,9 @@ class LocalStore:
             raise
         return manifest
 
-    def _publish(self, name: str, key: str, chunks: list[Any]) -> int:
+    def _publish(
+        self, name: str, key: str, write: Callable[[int], tuple[int, bytes]]
+    ) -> tuple[int, bytes]:
         final = self.path(name, key)
         if self._tmpfile:
             try:
@@ -433,7 +447,7 @@ class LocalStore:
                 self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
             else:
                 try:
-                    written = self._publish_unnamed(fd, name, key, final, chunks)
+                    written = self._publish_unnamed(fd, name, key, final, write)
                 except BaseException:
                     with contextlib.suppress(OSError):  # the original error is the one to report
                         os.close(fd)
@@ -447,7 +461,7 @@ class LocalStore:
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
             _files.reached("opened")
-            total = _files.write_all(fd, chunks)
+            total = write(fd)
         except BaseException:
             _files.discard(temp)
             raise
@@ -461,11 +475,13 @@ class LocalStore:
         _files.rename_into_place(temp, final)
         return total
 
-    def _publish_unnamed(self, fd: int, name: str, key: str, final: str, chunks: list[Any]) -> int:
+    def _publish_unnamed(
+        self, fd: int, name: str, key: str, final: str, write: Callable[[int], tuple[int, bytes]]
+    ) -> tuple[int, bytes]:
         # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
         # leaves nothing behind, and linking it publishes the whole entry at once.
         _files.reached("opened")
-        total = _files.write_all(fd, chunks)
+        total = write(fd)
         _files.reached("written")
         source = f"/proc/self/fd/{fd}"
         try:
@@ -561,6 +577,25 @@ def _checked_header(fd: int, size: int, key: str) -> Header:
     end = header.offset + header.length
     check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
     return header
+
+
+def _write_chunks(chunks: list[Any], fingerprint: bytes, fd: int) -> tuple[int, bytes]:
+    return _files.write_all(fd, chunks), fingerprint
+
+
+def _write_large(
+    line: bytes, key: bytes, serializer: str, payload: Sequence[Any], fd: int
+) -> tuple[int, bytes]:
+    offset = payload_offset(line, serializer)
+    length, fingerprint = _files.write_hashed(fd, payload, offset)
+    head, trailer = seal(line, key, serializer, length, fingerprint)
+    for data, position in ((head, 0), (trailer, offset + length)):
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(fd, view, position)
+            position += written
+            view = view[written:]
+    return offset + length + len(trailer), fingerprint
 
 
 def _read_rest(fd: int, first: bytes, key: str) -> bytes | bytearray | memoryview:

@@ -26,6 +26,8 @@ FAULTY = (
     "read",
     "readv",
     "pread",
+    "pwrite",
+    "lseek",
     "replace",
     "rename",
     "link",
