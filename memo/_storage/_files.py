@@ -62,8 +62,9 @@ _TEMP_NAME = re.compile(r"-[0-9a-f]{32}\.([0-9]+)\.[0-9a-f]{8}\.tmp(?:\.d|\.old)
 # "locked" (the key's lock is held), "staged", "moved-aside", "placed" (a Cacheable's
 # directory is written under .tmp, the old one is moved into .tmp, the new one is in place),
 # "opened" (the entry's file is created, empty), "payload" (after each chunk written; the
-# first leaves a prefix of a large entry), "written" (all bytes are in an unpublished file),
-# "named" (that file has a temporary name), "published" (the entry is in place, lock held).
+# first leaves part of an entry: a large unsigned one's head is written last), "written"
+# (all bytes are in an unpublished file), "named" (that file has a temporary name),
+# "published" (the entry is in place, lock held).
 phase_hook: Callable[[str], None] | None = None
 
 
