@@ -144,3 +144,5 @@ def test_hmac_with_kept_pads_equals_the_standard_one(secret: bytes, data: bytes)
     """The signing HMAC (pads kept per secret) equals hmac.digest, for keys of any length."""
     assert hmac_sha256(secret, data) == hmac.digest(secret, data, "sha256")
     assert hmac_sha256(secret, memoryview(data)) == hmac.digest(secret, data, "sha256")
+    half = len(data) // 2
+    assert hmac_sha256(secret, data[:half], data[half:]) == hmac.digest(secret, data, "sha256")

@@ -91,10 +91,7 @@ def pack(
         fingerprint = hasher.digest()
     head, trailer = seal(metadata, key, serializer, length, fingerprint, secret is not None)
     if secret is not None:
-        signer = hmac.new(secret, head, hashlib.sha256)
-        for view in views:
-            signer.update(view)
-        trailer += signer.digest()
+        trailer += hmac_sha256(secret, head, *views)
     if len(views) == 1 and length < (1 << 20):
         return [head + views[0] + trailer], fingerprint
     return [head, *views, trailer], fingerprint
@@ -185,8 +182,9 @@ def verify_signature(data: Any, header: Header, trailer: bytes, secrets: Sequenc
 _pads: dict[bytes, tuple[Any, Any]] = {}
 
 
-def hmac_sha256(secret: bytes, data: Any) -> bytes:
-    """HMAC-SHA256 (RFC 2104) of ``data``, equal to ``hmac.digest(secret, data, "sha256")``.
+def hmac_sha256(secret: bytes, *parts: Any) -> bytes:
+    """HMAC-SHA256 (RFC 2104) of the concatenated ``parts``, equal to
+    ``hmac.digest(secret, b"".join(parts), "sha256")``.
 
     The hashes of the key's inner and outer pads are kept per secret and copied, as RFC 2104
     suggests: keying anew per call (what hmac.digest does) cost more than the rest of a
@@ -200,7 +198,8 @@ def hmac_sha256(secret: bytes, data: Any) -> bytes:
         outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
         pads = _pads[secret] = (inner, outer)
     inner = pads[0].copy()
-    inner.update(data)
+    for part in parts:
+        inner.update(part)
     outer = pads[1].copy()
     outer.update(inner.digest())
     return outer.digest()
