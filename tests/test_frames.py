@@ -12,25 +12,15 @@ import pandas as pd
 import polars as pl
 import pytest
 import xarray as xr
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from hypothesis.extra import pandas as hpd
 
 import memo
+from tests.frame_strategies import FAST, mixed_frames
 
-FRAMES = hpd.data_frames(
-    columns=[
-        hpd.column("ints", dtype=np.int64),
-        hpd.column("floats", dtype=np.float64),
-        hpd.column("flags", dtype=bool),
-        hpd.column("text", elements=st.text(max_size=5), dtype=object),
-        hpd.column("when", dtype="datetime64[ns]"),
-    ],
-    index=hpd.range_indexes(min_size=2, max_size=20),
-)
+FRAMES = mixed_frames(min_rows=2)
 MATRICES = hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=6))
-FAST = settings(max_examples=25, deadline=None)
 
 
 def key(value: Any) -> str:
