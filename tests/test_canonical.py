@@ -19,10 +19,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memo._keys._canonical import UnencodableError, encode
+from memo._keys._canonical import UnencodableError, encode, stream_digest
 
 # Values that compare equal or look alike in Python but must not share a key.
 LOOKALIKES: list[Any] = [
@@ -287,3 +288,26 @@ def test_numpy_is_not_imported_by_memo() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == ["False", "False"]
+
+
+_ATOMS = (
+    st.text()
+    | st.integers()
+    | st.integers(min_value=-(2**63) - 2, max_value=-(2**63) + 2)
+    | st.integers(min_value=2**63 - 2, max_value=2**63 + 2)
+    | st.floats(allow_nan=True)
+    | st.booleans()
+    | st.none()
+    | st.binary()
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.recursive(_ATOMS, lambda inner: st.lists(inner, max_size=3), max_leaves=6)))
+def test_streamed_digest_equals_the_digest_of_the_encoding(values: list[Any]) -> None:
+    """The key's digest (atoms encoded inline on the hit path) equals that of encode()."""
+    labels = [f"p{i}".encode() for i in range(len(values))]
+    expected = b"prefix" + b"".join(
+        label + encode(value) for label, value in zip(labels, values, strict=True)
+    )
+    assert stream_digest(b"prefix", labels, values) == xxhash.xxh3_128_hexdigest(expected)
