@@ -330,8 +330,8 @@ def test_writer_killed_at_random_moments_leaves_no_partial_entry(tmp_path: Path)
     assert killed >= count // 3, f"only {killed} of {count} writers were killed before finishing"
 
 
-def test_zz_crash_figures() -> None:
-    """Report how many writers were SIGKILLed, per phase and at random (run last, by name)."""
+def report_figures() -> None:
+    """How many writers were SIGKILLed, per phase and at random (reported at the end)."""
     phases = sorted({phase for names in PHASES.values() for phase in names})
     for phase in phases:
         figure(f"writers SIGKILLed at phase {phase}", _kills[phase])

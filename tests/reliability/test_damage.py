@@ -546,8 +546,8 @@ def test_each_damaged_entry_is_warned_about_once(cache_dir: Path) -> None:
     _rejected["truncate"] += 3
 
 
-def test_zz_damage_figures() -> None:
-    """Report how many damaged variants were rejected, by kind (run last, by name order)."""
+def report_figures() -> None:
+    """How many damaged variants were rejected, by kind (reported at the end)."""
     for kind, count in sorted(_rejected.items()):
         figure(f"damaged variants rejected: {kind}", count)
     for case, count in sorted(_by_case.items()):

@@ -183,8 +183,8 @@ def test_failing_the_nth_operation_never_fails_the_call(
     _totals["faults"] += injected
 
 
-def test_zz_fault_figures() -> None:
-    """Report how many faults the loop injected (run after the loop, by name order)."""
+def report_figures() -> None:
+    """How many faults the loop injected (reported at the end of the session)."""
     figure("injected I/O faults", _totals["faults"])
     figure("fault-loop iterations", _totals["iterations"])
     figure("injected I/O faults: into fcntl.lockf", _totals["faults lockf"])

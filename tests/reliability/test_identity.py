@@ -689,7 +689,7 @@ def test_encodings_differ_exactly_when_values_differ(pair: tuple[Any, Any]) -> N
     _figures["collision pairs that were equal"] += same
 
 
-def test_zz_identity_figures() -> None:
-    """Report the identity cases, seeds and collision pairs checked (run last, by name)."""
+def report_figures() -> None:
+    """The identity cases, seeds and collision pairs checked (reported at the end)."""
     for name, count in sorted(_figures.items()):
         figure(name, count)
