@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import platform
-import reprlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
@@ -44,12 +43,8 @@ __all__ = ["CacheInfo", "Memoized"]
 P = ParamSpec("P")
 R = TypeVar("R")
 logger = logging.getLogger("memo")
-_summary = reprlib.Repr()
-_summary.maxstring = 60
-_summary.maxother = 60
-_summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
-_ATOMS = frozenset({int, float, bool, type(None)})
-_PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
+# Metadata attached with memo.add_metadata: anything JSON cannot encode is shown as its str().
+_USER_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _PICKLE = PickleSerializer()
 
 
@@ -268,9 +263,7 @@ class Memoized(Generic[P, R]):
         if self._validate is not None and not self._passes(value, key, cached=False):
             return None
         try:
-            metadata = self._metadata(key, args, kwargs, extra, seconds)
-            if user:
-                metadata["user"] = user
+            metadata = self._metadata(key, args, kwargs, extra, seconds, user)
             fingerprint = state.store.save(
                 self._name,
                 key,
@@ -327,14 +320,22 @@ class Memoized(Generic[P, R]):
         return ok
 
     def _metadata(
-        self, key: str, args: Any, kwargs: Any, extra: Any, seconds: float
-    ) -> dict[str, Any]:
-        return {
-            "key": key,
-            **self._maker.describe(args, kwargs, extra, _summarize),
-            "created": time.time(),
-            "compute_seconds": round(seconds, 6),
-        }
+        self,
+        key: str,
+        args: Any,
+        kwargs: Any,
+        extra: Any,
+        seconds: float,
+        user: dict[str, Any],
+    ) -> str:
+        """This call's members of its entry's metadata line (JSON text, see ``store.save``)."""
+        members = (
+            f'"key":"{key}",{self._maker.describe(args, kwargs, extra)},'
+            f'"created":{_now_text()},"compute_seconds":{seconds:.6f}'
+        )
+        if user:
+            members += f',"user":{_USER_JSON.encode(user)}'
+        return members
 
     def _fixed_metadata(self) -> bytes:
         """The metadata members shared by all of this process's entries, encoded once."""
@@ -461,10 +462,8 @@ class Memoized(Generic[P, R]):
         state = self._setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
         key = self._maker.key(args, call_kwargs, extra)
-        call = {
-            **self._maker.describe(args, call_kwargs, extra, _summarize),
-            "components": self._maker.components(),
-        }
+        call = json.loads("{" + self._maker.describe(args, call_kwargs, extra) + "}")
+        call["components"] = self._maker.components()
         hit = state.store.contains(self._name, key, self._max_age, state.secret_keys)
         return explain_text(self._maker.qualname, key, call, self.entries(), hit)
 
@@ -493,19 +492,14 @@ class Memoized(Generic[P, R]):
         return removed
 
 
+def _now_text() -> str:
+    """The time now in seconds since the epoch, as JSON text (float repr costs twice this)."""
+    ns = str(time.time_ns())
+    return f"{ns[:-9]}.{ns[-9:]}"
+
+
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:
     return cls(func, options)
-
-
-def _summarize(value: Any) -> str:
-    kind = type(value)
-    if kind in _ATOMS or (kind is str and len(value) <= 60):
-        return repr(value)
-    if isinstance(value, (*_PLAIN, os.PathLike)):
-        return _summary.repr(value)
-    shape = getattr(value, "shape", None)
-    name = f"{kind.__module__}.{kind.__qualname__}"
-    return f"<{name} shape={shape}>" if isinstance(shape, tuple) else f"<{name}>"
 
 
 def _the_only(serializers: dict[type, Serializer]) -> Serializer | None:

@@ -342,7 +342,7 @@ def test_short_lived_stores_do_not_keep_lock_files_open(tmp_path: Path) -> None:
     before = _open_descriptors()
     for i in range(200):
         store = LocalStore(tmp_path / f"job-{i}")
-        store.save("f", "0" * 32, i, {}, get_serializer("pickle"))
+        store.save("f", "0" * 32, i, "", get_serializer("pickle"))
         with store.lock("0" * 32, 1.0) as held:
             assert held
         del store

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import memo
-from memo._storage._format import DamagedEntryError, hmac_sha256, pack, unpack
+from memo._storage._format import DamagedEntryError, hmac_sha256, metadata_line, pack, unpack
 
 KEY = bytes(range(16))
 SECRET = b"a-secret-key-of-some-length"
@@ -146,3 +147,29 @@ def test_hmac_with_kept_pads_equals_the_standard_one(secret: bytes, data: bytes)
     assert hmac_sha256(secret, memoryview(data)) == hmac.digest(secret, data, "sha256")
     half = len(data) // 2
     assert hmac_sha256(secret, data[:half], data[half:]) == hmac.digest(secret, data, "sha256")
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    st.dictionaries(st.text(), _JSON_VALUES, max_size=4),
+    st.dictionaries(st.text(), _JSON_VALUES, max_size=4),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
+    st.integers(min_value=0, max_value=2**63),
+)
+def test_metadata_line_is_the_json_object_of_its_members(
+    fixed: dict[str, Any], members: dict[str, Any], serializer: str, size: int
+) -> None:
+    """The metadata line built as text is one line of JSON holding every member, in order."""
+    fixed_text = json.dumps(fixed, separators=(",", ":"))[1:-1].encode()
+    members_text = json.dumps(members, separators=(",", ":"))[1:-1]
+    line = metadata_line(members_text, serializer, size, fixed_text)
+    assert b"\n" not in line
+    expected = {**fixed, **members, "serializer": serializer, "payload_bytes": size}
+    assert json.loads(line) == expected
+    assert list(json.loads(line)) == list(expected)

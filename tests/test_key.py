@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import memo
+from memo._keys._canonical import value_digest
+from memo._keys._key import NO_EXTRA, KeyMaker
 
 
 def test_binding_applies_defaults(cache_dir: Path) -> None:
@@ -200,3 +205,45 @@ def test_functions_as_arguments_key_by_code(cache_dir: Path) -> None:
     assert apply.key(make(2), 1) == apply.key(make(2), 1)
     assert apply.key(make(2), 1) != apply.key(make(3), 1)
     assert apply(make(2), 5) == 10
+
+
+_ARGUMENTS = st.one_of(
+    st.text(),
+    st.integers(),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.binary(max_size=8),
+)
+
+
+@given(_ARGUMENTS, _ARGUMENTS, st.one_of(st.just(NO_EXTRA), _ARGUMENTS))
+def test_described_call_is_json_with_a_summary_and_digest_per_argument(
+    first: Any, second: Any, extra: Any
+) -> None:
+    """An entry's argument metadata (built as text) parses, with each argument's digest."""
+
+    def f(plain, ünïcodé="default"):  # type: ignore[no-untyped-def]
+        return plain
+
+    maker = KeyMaker(f)
+    for args, kwargs in (((first, second), {}), ((first,), {"ünïcodé": second})):
+        described = json.loads("{" + maker.describe(args, kwargs, extra) + "}")
+        assert list(described["arguments"]) == ["plain", "ünïcodé"]
+        assert described["argument_digests"] == {
+            "plain": value_digest(first),
+            "ünïcodé": value_digest(second),
+        }
+        assert all(isinstance(shown, str) for shown in described["arguments"].values())
+        assert described["extra"] == (None if extra is NO_EXTRA else value_digest(extra))
+
+    def g(a, *rest, **named):  # type: ignore[no-untyped-def]
+        return a
+
+    described = json.loads("{" + KeyMaker(g).describe((first,), {"b": second}, extra) + "}")
+    assert described["argument_digests"] == {
+        "a": value_digest(first),
+        "rest": value_digest(()),
+        "named": value_digest({"b": second}),
+    }

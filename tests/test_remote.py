@@ -414,10 +414,10 @@ def test_create_only_after_a_miss(url: str) -> None:
     key = "ab" * 16
     pickle = PickleSerializer()
     assert mine.load("f", key) is MISS
-    stored = theirs.save("f", key, "theirs", {}, pickle)
-    assert mine.save("f", key, "mine", {}, pickle) == stored
+    stored = theirs.save("f", key, "theirs", "", pickle)
+    assert mine.save("f", key, "mine", "", pickle) == stored
     assert mine.load("f", key) == "theirs"
-    mine.save("f", key, "mine", {}, pickle)  # not after a miss: overwrites
+    mine.save("f", key, "mine", "", pickle)  # not after a miss: overwrites
     assert theirs.load("f", key) == "mine"
 
 

@@ -26,6 +26,7 @@ from ._canonical import (
     reset_rules,
     resolve_lock,
     stream_digest,
+    value_digest,
 )
 
 __all__ = ["Encoder", "encoding_error", "hash_args"]
@@ -153,7 +154,7 @@ class Encoder(json.JSONEncoder):
         if isinstance(o, types.FunctionType | type):
             return f"{o.__module__}.{o.__qualname__}"
         try:
-            digest = stream_digest(b"", (b"",), (o,))
+            digest = value_digest(o)
         except UnencodableError:
             if object in self._ignored:
                 return ()

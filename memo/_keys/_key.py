@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import reprlib
 import sys
 from collections.abc import Callable, Sequence
+from json.encoder import encode_basestring_ascii as json_string
+from operator import add
 from typing import Any
 
 import xxhash
 
 from .._exceptions import ConfigError, EncodingError
-from ._canonical import UnencodableError, encode, stream_digest, text
+from ._canonical import UnencodableError, encode, stream_digest, text, value_digest
 from ._code import code_details, function_fingerprint
 from ._encoder import encoding_error
 
@@ -29,6 +33,12 @@ PYTHON = f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.
 _MISSING: Any = object()
 NO_EXTRA: Any = _MISSING  # "no _extra_cache_key was passed"
 _P = inspect.Parameter
+_summary = reprlib.Repr()
+_summary.maxstring = 60
+_summary.maxother = 60
+_summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
+_ATOMS = frozenset({int, float, bool, type(None)})
+_PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
 
 
 class KeyMaker:
@@ -70,6 +80,7 @@ class KeyMaker:
         self._ignored_extra = self.ignore - set(names)  # names hidden inside **kwargs
         self.names = names
         self.labels = [text(name) for name in names]
+        self._json_names = [json_string(name) + ":" for name in names]  # for describe()
         self.index = {p.name: i for i, p in enumerate(params) if p.kind is not _P.POSITIONAL_ONLY}
         self.required = [i for i, p in enumerate(params) if p.default is _P.empty]
         self.defaults = [p.default if p.default is not _P.empty else _MISSING for p in params]
@@ -179,23 +190,27 @@ class KeyMaker:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         extra: Any,
-        summarize: Callable[[Any], str],
-    ) -> dict[str, Any]:
-        """A call's part of an entry's metadata: per-argument digests and short summaries.
+    ) -> str:
+        """A call's part of an entry's metadata, as JSON object members (no braces):
+        ``"arguments"`` (a short summary of each), ``"argument_digests"`` and ``"extra"``
+        (the digest of ``_extra_cache_key``, or null).
 
         Digests let a later call say which argument changed without storing the arguments.
+        JSON text, not a dict: this runs on every miss, and ``json`` costs more than the
+        rest of the metadata.
         """
         labels, values = self.labelled(args, kwargs)
-        digests, summary = {}, {}
-        for label, value in zip(labels, values, strict=True):
-            name = _label_name(label)
-            digests[name] = stream_digest(b"", (b"",), (value,))
-            summary[name] = summarize(value)
-        return {
-            "arguments": summary,
-            "argument_digests": digests,
-            "extra": None if extra is NO_EXTRA else stream_digest(b"", (b"",), (extra,)),
-        }
+        if labels is self.labels:
+            names = self._json_names
+        else:
+            names = [json_string(_label_name(label)) + ":" for label in labels]
+        summaries = map(add, names, [json_string(_summarize(value)) for value in values])
+        digests = map(add, names, [f'"{value_digest(value)}"' for value in values])
+        extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
+        return (
+            f'"arguments":{{{",".join(summaries)}}},'
+            f'"argument_digests":{{{",".join(digests)}}},"extra":{extra_digest}'
+        )
 
     def components(self) -> dict[str, Any]:
         """The key components shared by every call (known after the first call), with what the
@@ -249,3 +264,16 @@ def _label_name(label: bytes) -> str:
     if label == _EXTRA_LABEL:
         return EXTRA
     return label[8:].decode("utf-8", "surrogatepass")
+
+
+def _summarize(value: Any) -> str:
+    """A short description of an argument for the metadata: the repr of a number or short
+    string, a shortened repr of a plain container, else the type (and shape, if any)."""
+    kind = type(value)
+    if kind in _ATOMS or (kind is str and len(value) <= 60):
+        return repr(value)
+    if isinstance(value, (*_PLAIN, os.PathLike)):
+        return _summary.repr(value)
+    shape = getattr(value, "shape", None)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    return f"<{name} shape={shape}>" if isinstance(shape, tuple) else f"<{name}>"

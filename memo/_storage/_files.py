@@ -154,7 +154,12 @@ def write_all(fd: int, chunks: list[Any]) -> int:
     """Write every chunk (partial writes resumed); returns the byte count."""
     total = 0
     for chunk in chunks:
-        view = memoryview(chunk).cast("B")
+        if type(chunk) is bytes:  # a small entry in one piece: mostly written by one call
+            written = os.write(fd, chunk)
+            total += written
+            view = memoryview(chunk)[written:] if written < len(chunk) else None
+        else:
+            view = memoryview(chunk).cast("B")
         while view:
             written = os.write(fd, view)
             total += written

@@ -25,6 +25,7 @@ import json
 import struct
 import time
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii as json_string
 from typing import Any, NamedTuple
 
 import xxhash
@@ -35,6 +36,7 @@ __all__ = [
     "DamagedEntryError",
     "Header",
     "check_trailer",
+    "metadata_line",
     "pack",
     "parse_header",
     "parse_metadata",
@@ -54,6 +56,8 @@ _ALIGN = 64
 MAX_METADATA = 1 << 16
 _digest = xxhash.xxh3_128_digest
 _BLOCK = 64  # SHA-256's block size, for HMAC
+_ZEROS = bytes(_ALIGN)
+_SMALL = 1 << 20  # a payload below this is written in one piece with its head and trailer
 
 
 class DamagedEntryError(Exception):
@@ -80,6 +84,12 @@ def pack(
 ) -> tuple[list[Any], bytes]:
     """The chunks to write, in order, for an entry holding ``payload`` (a list of buffers),
     and the payload's fingerprint."""
+    if secret is None and len(payload) == 1:
+        data = payload[0]
+        if type(data) is bytes and len(data) < _SMALL:  # the common case: a small pickle
+            fingerprint = _digest(data)
+            head, check = seal(metadata, key, serializer, len(data), fingerprint)
+            return [b"".join((head, data, check))], fingerprint
     views = [memoryview(chunk).cast("B") for chunk in payload]
     length = sum(view.nbytes for view in views)
     if len(views) == 1:
@@ -92,9 +102,23 @@ def pack(
     head, trailer = seal(metadata, key, serializer, length, fingerprint, secret is not None)
     if secret is not None:
         trailer += hmac_sha256(secret, head, *views)
-    if len(views) == 1 and length < (1 << 20):
+    if len(views) == 1 and length < _SMALL:
         return [head + views[0] + trailer], fingerprint
     return [head, *views, trailer], fingerprint
+
+
+def metadata_line(members: str, serializer: str, size: int, fixed: bytes = b"") -> bytes:
+    """An entry's metadata line: one JSON object of ``fixed`` (bytes) and ``members`` (text),
+    both JSON object members without braces, then the serializer's name and the payload size.
+
+    Built as text: the callers encode their members once, or cheaply, and ``json`` would
+    cost more than the rest of a store.
+    """
+    tail = f'"serializer":{json_string(serializer)},"payload_bytes":{size}}}'
+    body = f"{{{members},{tail}" if members else f"{{{tail}"
+    if fixed:
+        return b"{" + fixed + b"," + body[1:].encode()
+    return body.encode()
 
 
 def payload_offset(metadata: bytes, serializer: str) -> int:
@@ -116,15 +140,11 @@ def seal(
     if b"\n" in metadata or len(metadata) > MAX_METADATA:
         raise ValueError("metadata must be one line of JSON of at most 64 KiB")
     name = serializer.encode("ascii")
-    flags = SIGNED if signed else 0
-    created = time.time_ns()
-    head = (
-        metadata
-        + b"\n"
-        + _HEAD.pack(MAGIC, FORMAT, flags, len(name), length, key, fingerprint, created)
+    end = len(metadata) + 1 + HEADER + len(name)
+    packed = _HEAD.pack(
+        MAGIC, FORMAT, SIGNED if signed else 0, len(name), length, key, fingerprint, time.time_ns()
     )
-    head += name
-    head += b"\0" * (-len(head) % _ALIGN)
+    head = b"".join((metadata, b"\n", packed, name, _ZEROS[: -end % _ALIGN]))
     return head, _digest(head)
 
 

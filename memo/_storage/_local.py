@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import pickle
 import re
@@ -34,6 +33,7 @@ from ._format import (
     DamagedEntryError,
     Header,
     check_trailer,
+    metadata_line,
     pack,
     parse_header,
     parse_metadata,
@@ -61,10 +61,6 @@ _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per e
 _HEAD_READ = (1 << 16) + 4096
 _FIRST_READ = 1 << 16  # a hit's first read: every small entry whole, with no fstat before it
 _USED_MAX = 1 << 16  # entries whose last use a process remembers (then it starts over)
-
-
-# One encoder for every entry's metadata line: json.dumps with options builds a new one per call.
-_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 _shared: dict[str, LocalStore] = {}
 _shared_lock = threading.Lock()
@@ -333,19 +329,21 @@ class LocalStore:
         name: str,
         key: str,
         value: Any,
-        metadata: dict[str, Any],
+        metadata: str,
         serializer: Serializer,
         fixed_metadata: bytes = b"",
         secret: bytes | None = None,
     ) -> str:
         """Serialize and publish an entry atomically; returns its fingerprint (hex).
 
-        ``fixed_metadata`` is JSON members (``"a":1,"b":2``) the caller encodes once and
-        reuses; they are written before ``metadata``'s. With ``secret`` the entry is signed.
+        ``metadata`` is JSON object members (``"a":1,"b":2``, no braces) for the entry's
+        metadata line; ``fixed_metadata`` is more, which the caller encodes once and reuses,
+        written first. With ``secret`` the entry is signed.
         Raises ``StoreError`` (nothing partial left behind) if serializing or writing fails.
         """
         try:
-            self.prepare()
+            if not self._ready:
+                self.prepare()
             if not self._checked:
                 self._check_exposure()
             if self._exposed is not None and secret is None:
@@ -363,7 +361,10 @@ class LocalStore:
                 f"the result ({type(value).__qualname__}) could not be serialized with "
                 f"{serializer.name!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        size = sum(memoryview(chunk).nbytes for chunk in payload)
+        if len(payload) == 1 and type(payload[0]) is bytes:
+            size = len(payload[0])
+        else:
+            size = sum(memoryview(chunk).nbytes for chunk in payload)
         budget = self._budget
         if budget is not None and not budget.fits(size):
             if serializer.name == CACHEABLE:
@@ -372,10 +373,7 @@ class LocalStore:
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored"
             )
-        metadata = {**metadata, "serializer": serializer.name, "payload_bytes": size}
-        line = _JSON.encode(metadata).encode()
-        if fixed_metadata:
-            line = b"{" + fixed_metadata + b"," + line[1:]
+        line = metadata_line(metadata, serializer.name, size, fixed_metadata)
         write: Callable[[int], tuple[int, bytes]]
         if secret is None and size >= _files.SMALL:
             # A large payload is written first, each piece hashed as it is written, and the
@@ -437,7 +435,7 @@ class LocalStore:
     def _publish(
         self, name: str, key: str, write: Callable[[int], tuple[int, bytes]]
     ) -> tuple[int, bytes]:
-        final = self.path(name, key)
+        final = f"{self._root}/{name}-{key}{SUFFIX}"
         if self._tmpfile:
             try:
                 fd = os.open(self._root, _files.O_TMPFILE, 0o600)
@@ -454,8 +452,11 @@ class LocalStore:
                     raise
                 # Linked, so published: a close() error now (a delayed write error, on NFS)
                 # does not unstore it, and a damaged entry would fail its checks when read.
-                with contextlib.suppress(OSError):
+                # (try, not contextlib.suppress: this runs on every store.)
+                try:  # noqa: SIM105
                     os.close(fd)
+                except OSError:
+                    pass
                 return written
         temp = self._temp_name(name, key)
         fd = os.open(temp, _files.O_CREATE, 0o600)
@@ -499,7 +500,8 @@ class LocalStore:
 
     def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold ``key``'s lock (it gives False when ``timeout`` ran out)."""
-        self.prepare()
+        if not self._ready:
+            self.prepare()
         return self._locks.hold(key, timeout)
 
     @property

@@ -32,6 +32,8 @@ __all__ = ["KeyLocks"]
 
 _POLL_START = 0.001
 _POLL_MAX = 0.05
+_FOREVER = float("inf")
+_TRY = fcntl.LOCK_EX | fcntl.LOCK_NB if fcntl is not None else 0
 
 _lock_files: dict[tuple[int, int], int] = {}  # (device, inode) -> this process's descriptor
 _lock_users: dict[tuple[int, int], int] = {}  # (device, inode) -> KeyLocks objects using it
@@ -142,25 +144,32 @@ class _Held:
         self.threads = _threads
 
     def __enter__(self) -> bool:
-        started = time.monotonic()
+        # Every miss takes a lock, so the uncontended case (no other thread of this process
+        # on the key, the record lock free) is kept to a few operations: no clock, no waiting.
+        key = self.key
         threads = self.threads
         me = threading.get_ident()
-        if threads.owners.get(self.key) == me:
+        if threads.owners.get(key) == me:
             return False  # reentrant: this thread holds it, waiting would only time out
-        thread_lock = threads.get(self.key)
-        wait = -1 if self.timeout == float("inf") else max(self.timeout, 0.0)
-        if not thread_lock.acquire(timeout=wait):
-            threads.put(self.key)
-            return False
+        thread_lock = threads.get(key)
+        if not thread_lock.acquire(False):
+            started = time.monotonic()
+            wait = -1 if self.timeout == _FOREVER else max(self.timeout, 0.0)
+            if not thread_lock.acquire(timeout=wait):
+                threads.put(key)
+                return False
+            timeout = self.timeout - (time.monotonic() - started)
+        else:
+            timeout = self.timeout
         try:
-            remaining = self.timeout - (time.monotonic() - started)
-            self.held = self.locks._wait_record(self.key, remaining)
+            locks = self.locks
+            self.held = locks._try_record(key) or locks._wait_record(key, timeout)
         except BaseException:
             thread_lock.release()
-            threads.put(self.key)
+            threads.put(key)
             raise
         self.thread_lock = thread_lock
-        threads.owners[self.key] = me
+        threads.owners[key] = me
         if self.held:
             _files.reached("locked")
         return self.held
@@ -170,13 +179,14 @@ class _Held:
         if thread_lock is None:
             return
         self.thread_lock = None
-        self.threads.owners.pop(self.key, None)
+        threads = self.threads
+        threads.owners.pop(self.key, None)
         try:
             if self.held:
                 self.locks._release_record(self.key)
         finally:
             thread_lock.release()
-            self.threads.put(self.key)
+            threads.put(self.key)
 
 
 class KeyLocks:
@@ -202,14 +212,11 @@ class KeyLocks:
             self._fd, self._identity = _open_lock_file(os.path.join(self.directory, ".lock"))
         return self._fd
 
-    @staticmethod
-    def _offset(key: str) -> int:
-        return int(key[:15], 16)
-
     def _try_record(self, key: str) -> bool:
-        fd = self._lock_fd()  # an OSError opening it (read-only directory) is not "busy"
+        # An OSError opening the lock file (read-only directory) is not "busy": it propagates.
+        fd = self._fd if self._fd is not None else self._lock_fd()
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
+            fcntl.lockf(fd, _TRY, 1, int(key[:15], 16))
         except (BlockingIOError, PermissionError):
             return False
         return True
@@ -218,11 +225,12 @@ class KeyLocks:
         # Unlocking should never fail, but if it does the caller's result must not be lost to
         # it (locks only avoid duplicate work): try once more, then leave the lock to the
         # kernel, which drops it when this process exits (others wait at most their timeout).
+        offset = int(key[:15], 16)
         try:
-            fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, self._offset(key))
+            fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, offset)
         except OSError:
             with contextlib.suppress(OSError):
-                fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, self._offset(key))
+                fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, offset)
 
     def hold(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold the lock for ``key`` while in the block; it gives False if ``timeout`` ran out.
@@ -235,8 +243,7 @@ class KeyLocks:
         return _Held(self, key, timeout)
 
     def _wait_record(self, key: str, timeout: float) -> bool:
-        if self._try_record(key):
-            return True
+        """Poll for ``key``'s record lock until ``timeout`` (the first try has failed)."""
         deadline = time.monotonic() + timeout
         pause = _POLL_START
         while not self._try_record(key):

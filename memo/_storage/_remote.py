@@ -73,6 +73,7 @@ from ._format import (
     DamagedEntryError,
     Header,
     check_trailer,
+    metadata_line,
     pack,
     parse_header,
     parse_metadata,
@@ -474,12 +475,14 @@ class RemoteStore:
         name: str,
         key: str,
         value: Any,
-        metadata: dict[str, Any],
+        metadata: str,
         serializer: Serializer,
         fixed_metadata: bytes = b"",
         secret: bytes | None = None,
     ) -> str:
         """Serialize and publish an entry as one object; returns its fingerprint (hex).
+
+        ``metadata`` and ``fixed_metadata`` are as for ``LocalStore.save``.
 
         Raises ``StoreError`` (a ``RemoteStoreError`` when the store cannot be written) with
         nothing partial left behind.
@@ -494,10 +497,7 @@ class RemoteStore:
                 f"{serializer.name!r}: {type(exc).__name__}: {exc}"
             ) from exc
         size = sum(memoryview(chunk).nbytes for chunk in payload)
-        metadata = {**metadata, "serializer": serializer.name, "payload_bytes": size}
-        line = json.dumps(metadata, separators=(",", ":"), default=str).encode()
-        if fixed_metadata:
-            line = b"{" + fixed_metadata + b"," + line[1:]
+        line = metadata_line(metadata, serializer.name, size, fixed_metadata)
         chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         path = self._object(name, key)
