@@ -175,10 +175,10 @@ class Memoized(Generic[P, R]):
             return self._func(*args, **kwargs)
         key = self._maker.key(args, kwargs, extra)
         if not state.skip:
-            if self._plain and not state.secret_keys:
-                # The hit path with no expiry, validation or signing: nothing but load.
-                # (Annotated, not cast(): typing.cast is a function call on every hit.)
-                hit: R = state.store.load(self._name, key, self._by_name)
+            if self._plain:
+                # The hit path with no expiry or validation: nothing but load (and check the
+                # signature). (Annotated, not cast(): typing.cast is a function call on every hit.)
+                hit: R = state.store.load(self._name, key, self._by_name, state.secret_keys)
                 if hit is not MISS:
                     self.hits += 1
                     if logger.isEnabledFor(logging.DEBUG):

@@ -9,11 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
 import memo
-from memo._storage._format import DamagedEntryError, hmac_sha256, metadata_line, pack, unpack
+from memo._storage._format import (
+    SIGNED,
+    SIGNED_BODY,
+    DamagedEntryError,
+    hmac_sha256,
+    metadata_line,
+    pack,
+    parse_header,
+    unpack,
+)
 
 KEY = bytes(range(16))
 SECRET = b"a-secret-key-of-some-length"
@@ -66,6 +76,41 @@ def test_signatures_verify_with_current_and_old_keys() -> None:
         unpack(data, KEY, [OLD])
     with pytest.raises(DamagedEntryError, match="not signed"):
         unpack(_entry(b"value"), KEY, [SECRET])
+
+
+def _resealed(entry: bytes, *, metadata: bytes | None = None, flags: int | None = None) -> bytes:
+    """``entry`` with its metadata line or header flags replaced and its xxh3 check made
+    right again: what someone without the secret can do."""
+    line, rest = entry.split(b"\n", 1)
+    if metadata is not None:
+        assert len(metadata) == len(line)  # the payload stays where it was
+        line = metadata
+    if flags is not None:
+        rest = rest[:5] + bytes([flags]) + rest[6:]
+    data = line + b"\n" + rest
+    header = parse_header(data, len(data), KEY)
+    check_at = header.offset + header.length
+    return data[:check_at] + xxhash.xxh3_128_digest(data[: header.offset]) + data[check_at + 16 :]
+
+
+def test_signature_covers_header_and_payload_not_the_metadata_line() -> None:
+    """A signed entry whose metadata line is rewritten (check made right) still verifies, but
+    one whose header flags change does not; an entry signed over its whole head (before
+    SIGNED_BODY) still verifies."""
+    genuine = _entry(b"value", SECRET)
+    relabelled = _resealed(genuine, metadata=b'{"m":2}')
+    assert unpack(relabelled, KEY, [SECRET])[0].signed
+    for flags in (SIGNED, SIGNED | SIGNED_BODY | 4):
+        with pytest.raises(DamagedEntryError, match="signature"):
+            unpack(_resealed(genuine, flags=flags), KEY, [SECRET])
+    # The earlier layout: flags SIGNED only, the HMAC over metadata, header and payload.
+    older = _resealed(genuine, flags=SIGNED)
+    header = unpack(older, KEY)[0]
+    end = header.offset + header.length
+    older = older[: end + 16] + hmac_sha256(SECRET, older[:end])
+    assert unpack(older, KEY, [SECRET])[0].signed
+    with pytest.raises(DamagedEntryError, match="signature"):
+        unpack(_resealed(older, metadata=b'{"m":2}'), KEY, [SECRET])
 
 
 def test_forged_payload_with_matching_digests_is_rejected() -> None:

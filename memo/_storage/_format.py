@@ -14,7 +14,10 @@ payload, so the metadata, header and fingerprint are covered too; together they 
 truncation, trailing garbage, a bit flip anywhere, or a file copied from another key's entry,
 before the payload reaches a deserializer. A memory-mapped load checks everything but the
 payload's own digest (reading 400 MB to hash it would defeat the mapping). With signing, the
-signature is HMAC-SHA256 over everything before it. Padding aligns the payload for mapping.
+signature is HMAC-SHA256 over the header, serializer name, padding and payload: everything a load
+decides by or deserializes. The metadata line is left out (it only describes the entry, and it
+is most of a small entry's bytes: a signed hit would hash it every time); entries signed before
+this (no ``SIGNED_BODY`` flag) cover it too and still verify. Padding aligns the payload.
 """
 
 from __future__ import annotations
@@ -42,12 +45,12 @@ __all__ = [
     "parse_metadata",
     "read_metadata_line",
     "unpack",
-    "verify_signature",
 ]
 
 MAGIC = b"MEMO"
 FORMAT = 2
 SIGNED = 1
+SIGNED_BODY = 2  # the signature starts after the metadata line
 _HEAD = struct.Struct("<4sBBHQ16s16sq")
 HEADER = _HEAD.size
 CHECK = 16
@@ -101,7 +104,7 @@ def pack(
         fingerprint = hasher.digest()
     head, trailer = seal(metadata, key, serializer, length, fingerprint, secret is not None)
     if secret is not None:
-        trailer += hmac_sha256(secret, head, *views)
+        trailer += hmac_sha256(secret, memoryview(head)[len(metadata) + 1 :], *views)
     if len(views) == 1 and length < _SMALL:
         return [head + views[0] + trailer], fingerprint
     return [head, *views, trailer], fingerprint
@@ -141,9 +144,8 @@ def seal(
         raise ValueError("metadata must be one line of JSON of at most 64 KiB")
     name = serializer.encode("ascii")
     end = len(metadata) + 1 + HEADER + len(name)
-    packed = _HEAD.pack(
-        MAGIC, FORMAT, SIGNED if signed else 0, len(name), length, key, fingerprint, time.time_ns()
-    )
+    flags = SIGNED | SIGNED_BODY if signed else 0
+    packed = _HEAD.pack(MAGIC, FORMAT, flags, len(name), length, key, fingerprint, time.time_ns())
     head = b"".join((metadata, b"\n", packed, name, _ZEROS[: -end % _ALIGN]))
     return head, _digest(head)
 
@@ -185,18 +187,6 @@ def check_trailer(head: Any, trailer: bytes) -> None:
     """Check ``head`` (the bytes before the payload) against the trailer's check digest."""
     if _digest(head) != trailer[:CHECK]:
         raise DamagedEntryError("header digest mismatch")
-
-
-def verify_signature(data: Any, header: Header, trailer: bytes, secrets: Sequence[bytes]) -> None:
-    """Check the HMAC over everything before the signature against any accepted key."""
-    if not header.signed:
-        raise DamagedEntryError("it is not signed, and a secret key is set")
-    signature = trailer[CHECK:]
-    signed = memoryview(data)[: header.offset + header.length]
-    for secret in secrets:
-        if hmac.compare_digest(hmac_sha256(secret, signed), signature):
-            return
-    raise DamagedEntryError("its signature does not match any accepted secret key")
 
 
 _pads: dict[bytes, tuple[Any, Any]] = {}
@@ -263,7 +253,15 @@ def unpack(
     # tuple.__new__ skips the NamedTuple's Python-level constructor: this is the hit path.
     header = tuple.__new__(Header, (name, fingerprint, created, offset, length, bool(signed)))
     if secrets:
-        verify_signature(data, header, bytes(data[end:]), secrets)
+        if not signed:
+            raise DamagedEntryError("it is not signed, and a secret key is set")
+        message = memoryview(data)[start if flags & SIGNED_BODY else 0 : end]
+        signature = data[end + CHECK :]
+        for secret in secrets:
+            if hmac.compare_digest(hmac_sha256(secret, message), signature):
+                break
+        else:
+            raise DamagedEntryError("its signature does not match any accepted secret key")
     return header, payload
 
 
