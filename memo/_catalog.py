@@ -22,6 +22,7 @@ from urllib.request import url2pathname
 
 from ._config import default_cache_dir, max_size_from_env, parse_duration, parse_size
 from ._exceptions import ConfigError, MemoError
+from ._explain import ABSENT, changed_arguments
 from ._storage import _files
 from ._storage._format import MAX_METADATA, parse_metadata
 from ._verify import Problem, rmtree, verify_directory
@@ -218,16 +219,12 @@ class Store:
         for part in _COMPONENTS:
             if parts1.get(part) != parts2.get(part):
                 differences.append((part, parts1.get(part), parts2.get(part)))
-        digests1, digests2 = (
-            first.get("argument_digests") or {},
-            second.get("argument_digests") or {},
-        )
-        shown1, shown2 = first.get("arguments") or {}, second.get("arguments") or {}
-        for param in dict.fromkeys([*digests1, *digests2]):
+        digests1 = first.get("argument_digests") or {}
+        digests2 = second.get("argument_digests") or {}
+        for param, shown1, shown2 in changed_arguments(first, second):
+            value1 = None if shown1 is ABSENT else shown1
+            value2 = None if shown2 is ABSENT else shown2
             digest1, digest2 = digests1.get(param), digests2.get(param)
-            if digest1 == digest2:
-                continue
-            value1, value2 = shown1.get(param), shown2.get(param)
             if value1 == value2 and digest1 and digest2:
                 # Summaries such as "<numpy.ndarray shape=(3,)>" can match; the digests do not.
                 value1, value2 = f"{value1} [{digest1[:12]}]", f"{value2} [{digest2[:12]}]"

@@ -1,8 +1,9 @@
 """Why a call hits or misses: compare its key components with the nearest stored entry.
 
 Entries record digests of every key component (each argument, the code and the user
-functions it reaches, ``version``, ``_extra_cache_key``, Python), never the values, so a miss
-can be explained without keeping arguments around.
+functions it reaches, ``version``, ``_extra_cache_key``, Python), never the values (but numbers
+and short strings, shown whole instead), so a miss can be explained without keeping arguments
+around.
 """
 
 from __future__ import annotations
@@ -10,7 +11,41 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-__all__ = ["differences", "explain_text"]
+__all__ = ["ABSENT", "changed_arguments", "differences", "explain_text"]
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()  # in place of the summary of an argument one call does not have
+
+
+def changed_arguments(first: dict[str, Any], second: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(name, summary in first, summary in second)`` of each argument that differs between
+    two entries' (or calls') metadata; a summary is ``ABSENT`` where that side lacks it.
+
+    Arguments are compared by digest; one recorded without a digest (a number or short
+    string, shown whole) by its summary.
+    """
+    digests1, digests2 = first.get("argument_digests") or {}, second.get("argument_digests") or {}
+    shown1, shown2 = first.get("arguments") or {}, second.get("arguments") or {}
+    changed = []
+    for name in dict.fromkeys([*shown1, *digests1, *shown2, *digests2]):
+        in1, in2 = name in shown1 or name in digests1, name in shown2 or name in digests2
+        digest1, digest2 = digests1.get(name), digests2.get(name)
+        if in1 and in2:
+            if digest1 is not None and digest2 is not None:
+                same = digest1 == digest2
+            else:
+                same = shown1.get(name) == shown2.get(name)
+            if same:
+                continue
+        changed.append(
+            (name, shown1.get(name) if in1 else ABSENT, shown2.get(name) if in2 else ABSENT)
+        )
+    return changed
 
 
 def differences(call: dict[str, Any], entry: dict[str, Any]) -> list[str]:
@@ -31,17 +66,13 @@ def differences(call: dict[str, Any], entry: dict[str, Any]) -> list[str]:
         )
     if mine.get("version") != theirs.get("version"):
         found.append("version")
-    args_now = call.get("argument_digests", {})
-    args_then = entry.get("argument_digests", {})
-    for name in args_now:
-        if name not in args_then:
-            found.append(f"argument {name!r} (not in the stored call)")
-        elif args_now[name] != args_then[name]:
-            was = entry.get("arguments", {}).get(name)
-            found.append(f"argument {name!r}" + (f" (stored call had {was})" if was else ""))
-    for name in args_then:
-        if name not in args_now:
+    for name, was, now in changed_arguments(entry, call):
+        if now is ABSENT:
             found.append(f"argument {name!r} (only in the stored call)")
+        elif was is ABSENT:
+            found.append(f"argument {name!r} (not in the stored call)")
+        else:
+            found.append(f"argument {name!r}" + (f" (stored call had {was})" if was else ""))
     if call.get("extra") != entry.get("extra"):
         found.append("_extra_cache_key")
     return found

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import memo
+from memo._explain import changed_arguments
 from memo._keys._canonical import value_digest
 from memo._keys._key import NO_EXTRA, KeyMaker
 
@@ -218,11 +219,22 @@ _ARGUMENTS = st.one_of(
 )
 
 
+def _exact(value: Any) -> bool:
+    return type(value) in (int, float, bool, type(None)) or (
+        type(value) is str and len(value) <= 60
+    )
+
+
+def _expected_digests(arguments: dict[str, Any]) -> dict[str, str]:
+    return {name: value_digest(value) for name, value in arguments.items() if not _exact(value)}
+
+
 @given(_ARGUMENTS, _ARGUMENTS, st.one_of(st.just(NO_EXTRA), _ARGUMENTS))
 def test_described_call_is_json_with_a_summary_and_digest_per_argument(
     first: Any, second: Any, extra: Any
 ) -> None:
-    """An entry's argument metadata (built as text) parses, with each argument's digest."""
+    """An entry's argument metadata (built as text) parses: a summary of each argument, the
+    exact repr of numbers and short strings, and a digest of every other argument."""
 
     def f(plain, ünïcodé="default"):  # type: ignore[no-untyped-def]
         return plain
@@ -231,19 +243,33 @@ def test_described_call_is_json_with_a_summary_and_digest_per_argument(
     for args, kwargs in (((first, second), {}), ((first,), {"ünïcodé": second})):
         described = json.loads("{" + maker.describe(args, kwargs, extra) + "}")
         assert list(described["arguments"]) == ["plain", "ünïcodé"]
-        assert described["argument_digests"] == {
-            "plain": value_digest(first),
-            "ünïcodé": value_digest(second),
-        }
-        assert all(isinstance(shown, str) for shown in described["arguments"].values())
+        bound = {"plain": first, "ünïcodé": second}
+        assert described["argument_digests"] == _expected_digests(bound)
+        for name, value in bound.items():
+            shown = described["arguments"][name]
+            assert isinstance(shown, str)
+            assert shown == repr(value) or not _exact(value)
         assert described["extra"] == (None if extra is NO_EXTRA else value_digest(extra))
 
     def g(a, *rest, **named):  # type: ignore[no-untyped-def]
         return a
 
     described = json.loads("{" + KeyMaker(g).describe((first,), {"b": second}, extra) + "}")
-    assert described["argument_digests"] == {
-        "a": value_digest(first),
-        "rest": value_digest(()),
-        "named": value_digest({"b": second}),
-    }
+    assert list(described["arguments"]) == ["a", "rest", "named"]
+    assert described["argument_digests"] == _expected_digests(
+        {"a": first, "rest": (), "named": {"b": second}}
+    )
+
+
+@given(_ARGUMENTS, _ARGUMENTS)
+def test_described_arguments_differ_exactly_when_the_values_differ(first: Any, second: Any) -> None:
+    """Two calls' metadata name an argument as changed exactly when its key encoding differs,
+    whether it is recorded by digest or (a number or short string) by its repr."""
+
+    def f(x):  # type: ignore[no-untyped-def]
+        return x
+
+    maker = KeyMaker(f)
+    one, two = (json.loads("{" + maker.describe((v,), {}, NO_EXTRA) + "}") for v in (first, second))
+    changed = [name for name, _, _ in changed_arguments(one, two)]
+    assert changed == ([] if value_digest(first) == value_digest(second) else ["x"])

@@ -15,7 +15,6 @@ import reprlib
 import sys
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii as json_string
-from operator import add
 from typing import Any
 
 import xxhash
@@ -33,9 +32,10 @@ PYTHON = f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.
 _MISSING: Any = object()
 NO_EXTRA: Any = _MISSING  # "no _extra_cache_key was passed"
 _P = inspect.Parameter
+_SHORT = 60  # a string up to this long is shown whole in the metadata
 _summary = reprlib.Repr()
-_summary.maxstring = 60
-_summary.maxother = 60
+_summary.maxstring = _SHORT
+_summary.maxother = _SHORT
 _summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
 _ATOMS = frozenset({int, float, bool, type(None)})
 _PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
@@ -195,20 +195,27 @@ class KeyMaker:
         ``"arguments"`` (a short summary of each), ``"argument_digests"`` and ``"extra"``
         (the digest of ``_extra_cache_key``, or null).
 
-        Digests let a later call say which argument changed without storing the arguments.
-        JSON text, not a dict: this runs on every miss, and ``json`` costs more than the
-        rest of the metadata.
+        Digests let a later call say which argument changed without storing the arguments. A
+        number, ``None`` or a short string is shown whole (its repr tells every value apart,
+        as its key encoding does), so it needs no digest and gets none. JSON text, not a dict:
+        this runs on every miss, and ``json`` costs more than the rest of the metadata.
         """
         labels, values = self.labelled(args, kwargs)
         if labels is self.labels:
             names = self._json_names
         else:
             names = [json_string(_label_name(label)) + ":" for label in labels]
-        summaries = map(add, names, [json_string(_summarize(value)) for value in values])
-        digests = map(add, names, [f'"{value_digest(value)}"' for value in values])
+        shown, digests = [], []
+        for name, value in zip(names, values, strict=True):
+            kind = type(value)
+            if kind in _ATOMS or (kind is str and len(value) <= _SHORT):
+                shown.append(name + json_string(repr(value)))
+            else:
+                shown.append(name + json_string(_summarize(value)))
+                digests.append(f'{name}"{value_digest(value)}"')
         extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
         return (
-            f'"arguments":{{{",".join(summaries)}}},'
+            f'"arguments":{{{",".join(shown)}}},'
             f'"argument_digests":{{{",".join(digests)}}},"extra":{extra_digest}'
         )
 
@@ -270,7 +277,7 @@ def _summarize(value: Any) -> str:
     """A short description of an argument for the metadata: the repr of a number or short
     string, a shortened repr of a plain container, else the type (and shape, if any)."""
     kind = type(value)
-    if kind in _ATOMS or (kind is str and len(value) <= 60):
+    if kind in _ATOMS or (kind is str and len(value) <= _SHORT):
         return repr(value)
     if isinstance(value, (*_PLAIN, os.PathLike)):
         return _summary.repr(value)
