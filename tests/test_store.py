@@ -818,6 +818,89 @@ def test_written_payloads_hash_as_they_are_written(tmp_path: Path, sizes: list[i
     assert path.read_bytes()[100:] == whole
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_read_hashes_exactly_its_range_while_reading(data: st.DataObject) -> None:
+    """read_hashing returns the whole file and the digest of exactly [start, end), whichever
+    read pieces the range starts, ends or lies in."""
+    import xxhash
+
+    from memo._storage import _files
+
+    content = data.draw(st.binary(min_size=1, max_size=5000))
+    start = data.draw(st.integers(min_value=0, max_value=len(content)))
+    end = data.draw(st.integers(min_value=start, max_value=len(content)))
+    piece = data.draw(st.sampled_from([1, 7, 64, 4096, 1 << 20]))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "entry")
+        with open(path, "wb") as file:
+            file.write(content)
+        fd = os.open(path, os.O_RDONLY)
+        original = _files._READ_PIECE
+        _files._READ_PIECE = piece
+        try:
+            whole, digest = _files.read_hashing(fd, len(content), start, end)
+        finally:
+            _files._READ_PIECE = original
+            os.close(fd)
+    assert bytes(whole) == content
+    assert digest == xxhash.xxh3_128_digest(content[start:end])
+
+
+def test_large_entries_hashed_while_read_load_and_reject_damage(cache_dir: Path) -> None:
+    """An entry large enough to be hashed while it is read loads; with one payload bit flipped
+    it is rejected with one warning and recomputed."""
+    import numpy as np
+
+    from memo._storage import _files
+
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def big(n: int) -> Any:
+        calls.append(n)
+        return np.arange(n, dtype=np.float64)
+
+    n = (_files.PARALLEL // 8) + 1000
+    assert np.array_equal(big(n), np.arange(n, dtype=np.float64))
+    assert np.array_equal(big(n), np.arange(n, dtype=np.float64))
+    assert calls == [n]
+    (path,) = _memo_files(cache_dir)
+    with open(path, "r+b") as file:
+        file.seek(path.stat().st_size - 4096)
+        byte = file.read(1)
+        file.seek(-1, os.SEEK_CUR)
+        file.write(bytes([byte[0] ^ 1]))
+    with pytest.warns(memo.MemoWarning, match="damaged"):
+        assert np.array_equal(big(n), np.arange(n, dtype=np.float64))
+    assert calls == [n, n]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fallocate(2) is Linux's")
+def test_large_payloads_are_written_into_reserved_blocks(tmp_path: Path) -> None:
+    """A large payload's blocks are reserved before it is written (as np.save does), the file
+    keeps the size written; reserving on what cannot (a pipe) is skipped without an error."""
+    from memo._storage import _files
+
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        _files.preallocate(fd, 4096, 8 << 20)
+        reserved = os.fstat(fd)
+        assert reserved.st_size == 0  # the size is kept: only blocks are reserved
+        assert reserved.st_blocks * 512 >= 8 << 20
+        _files.write_hashed(fd, [bytes(3 << 20)], 4096)
+    finally:
+        os.close(fd)
+    assert path.stat().st_size == 4096 + (3 << 20)
+    read_end, write_end = os.pipe()
+    try:
+        _files.preallocate(write_end, 0, 8 << 20)  # ESPIPE, ignored
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_a_failed_write_while_hashing_raises_and_leaves_no_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -216,9 +216,15 @@ def hmac_sha256(secret: bytes, *parts: Any) -> bytes:
 
 
 def unpack(
-    data: bytes | bytearray | memoryview, key: bytes, secrets: Sequence[bytes] = ()
+    data: bytes | bytearray | memoryview,
+    key: bytes,
+    secrets: Sequence[bytes] = (),
+    payload_digest: bytes | None = None,
 ) -> tuple[Header, memoryview]:
-    """Check a whole entry; return its header and payload view, or raise DamagedEntryError."""
+    """Check a whole entry; return its header and payload view, or raise DamagedEntryError.
+
+    ``payload_digest`` is the payload's xxh3_128 digest when the reader hashed it already.
+    """
     # The hit path: parse_header's checks, inlined.
     if isinstance(data, memoryview):  # a large entry read into writable memory
         start = bytes(data[: MAX_METADATA + 1]).find(b"\n") + 1
@@ -244,7 +250,7 @@ def unpack(
     if _digest(data[:offset]) != bytes(data[end : end + CHECK]):
         raise DamagedEntryError("header digest mismatch")
     payload = memoryview(data)[offset:end]
-    if _digest(payload) != fingerprint:
+    if (_digest(payload) if payload_digest is None else payload_digest) != fingerprint:
         raise DamagedEntryError("payload digest mismatch")
     try:
         name = bytes(data[start + HEADER : name_end]).decode("ascii")

@@ -176,8 +176,11 @@ class LocalStore:
             # The hit path: a small entry is one read and no fstat; a larger one (the first
             # read came back full) is sized, and checked piecewise first if it is large.
             first = os.pread(fd, _FIRST_READ, 0)
-            data = first if len(first) < _FIRST_READ else _read_rest(fd, first, key)
-            header, payload = unpack(data, bytes.fromhex(key), secret_keys)
+            if len(first) < _FIRST_READ:
+                header, payload = unpack(first, bytes.fromhex(key), secret_keys)
+            else:
+                data, digest = _read_rest(fd, first, key)
+                header, payload = unpack(data, bytes.fromhex(key), secret_keys, digest)
             if max_age is not None and _age(header) > max_age:
                 return MISS
             last = self._used.get(path)
@@ -240,7 +243,8 @@ class LocalStore:
             return MISS
         serializer: Any = own.get(header.serializer)
         if not getattr(serializer, "mmap_mode", None):
-            full, payload = unpack(_read_entry(fd, st, key), bytes.fromhex(key))
+            data, digest = _read_entry(fd, st, key)
+            full, payload = unpack(data, bytes.fromhex(key), (), digest)
             return self._deserialize(full, payload, name, key, own)
         return serializer.load_file(self.path(name, key), header.offset, header.length)
 
@@ -281,8 +285,8 @@ class LocalStore:
                 self._check_exposure()
             if self._exposed is not None and not secret_keys:
                 return False  # load would not read it
-            data = _read_entry(fd, os.fstat(fd), key)
-            header, payload = unpack(data, bytes.fromhex(key), secret_keys)
+            data, digest = _read_entry(fd, os.fstat(fd), key)
+            header, payload = unpack(data, bytes.fromhex(key), secret_keys, digest)
             if header.serializer == CACHEABLE:
                 check_directory(payload, self.directory(name, key))
         except (OSError, DamagedEntryError):
@@ -600,17 +604,23 @@ def _write_large(
     return offset + length + len(trailer), fingerprint
 
 
-def _read_rest(fd: int, first: bytes, key: str) -> bytes | bytearray | memoryview:
-    """The whole entry, when a first read of ``len(first)`` bytes from its start came back full."""
+def _read_rest(
+    fd: int, first: bytes, key: str
+) -> tuple[bytes | bytearray | memoryview, bytes | None]:
+    """The whole entry, when a first read of ``len(first)`` bytes from its start came back full
+    (and, as ``_read_entry`` gives it, its payload's digest)."""
     st = os.fstat(fd)
     if st.st_size >= _files.SMALL:
         return _read_entry(fd, st, key)
     # One byte more than expected, so a file that grew meanwhile fails the size check.
-    return first + os.pread(fd, st.st_size - len(first) + 1, len(first))
+    return first + os.pread(fd, st.st_size - len(first) + 1, len(first)), None
 
 
-def _read_entry(fd: int, st: os.stat_result, key: str) -> bytes | bytearray | memoryview:
-    """The whole entry; a large one's header, size and trailer are checked before reading it.
+def _read_entry(
+    fd: int, st: os.stat_result, key: str
+) -> tuple[bytes | bytearray | memoryview, bytes | None]:
+    """The whole entry, and for a large payload its xxh3_128 digest (hashed while it was read;
+    else None); a large entry's header, size and trailer are checked before reading it.
 
     A small entry (under 1 MiB) is one read. A larger one is refused before its payload is
     read if its header or trailer do not match its size, or if it is sparse (far fewer blocks
@@ -619,13 +629,15 @@ def _read_entry(fd: int, st: os.stat_result, key: str) -> bytes | bytearray | me
     """
     size = st.st_size
     if size < _files.SMALL:
-        return _files.read_all(fd, size)
-    _checked_header(fd, size, key)
+        return _files.read_all(fd, size), None
+    header = _checked_header(fd, size, key)
     if _files.is_sparse(st):
         raise DamagedEntryError(
             f"it is sparse ({st.st_blocks * 512} bytes allocated for {size}): not a written entry"
         )
-    return _files.read_all(fd, size)
+    if header.length < _files.PARALLEL:
+        return _files.read_all(fd, size), None
+    return _files.read_hashing(fd, size, header.offset, header.offset + header.length)
 
 
 def deserialize(header: Header, payload: memoryview, own: Mapping[str, Serializer] | None) -> Any:
