@@ -137,6 +137,9 @@ class Floor:
                 return pickle.load(file)
         except FileNotFoundError:
             pass
+        return self._compute(path, args, kwargs)
+
+    def _compute(self, path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         value = self._func(*args, **kwargs)
         with open(path, "wb") as file:
             pickle.dump(value, file, 5)
@@ -151,16 +154,8 @@ class AtomicFloor(Floor):
         self._lock = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         self._root = os.open("/", os.O_RDONLY)  # linkat needs a directory fd to follow /proc
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Load the stored result of this call, or compute, publish and return it."""
-        key = xxhash.xxh3_128_hexdigest(pickle.dumps((args, kwargs) if kwargs else args, 5))
-        path = f"{self._dir}/{key}.pkl"
-        try:
-            with open(path, "rb") as file:
-                return pickle.load(file)
-        except FileNotFoundError:
-            pass
-        offset = int(key[:15], 16)
+    def _compute(self, path: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        offset = int(os.path.basename(path)[:15], 16)
         fcntl.lockf(self._lock, fcntl.LOCK_EX, 1, offset)
         try:
             if os.path.exists(path):  # stored by another process while we waited
