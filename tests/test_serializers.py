@@ -314,6 +314,48 @@ def test_npy_round_trips_dtypes_shapes_and_layouts(
     assert record == []
 
 
+@pytest.mark.parametrize("mmap_mode", [None, "r"])
+def test_npy_stores_and_loads_wide_structured_arrays(
+    cache_dir: Path, mmap_mode: str | None, record: list[warnings.WarningMessage]
+) -> None:
+    """An array whose .npy header is over 64 KiB (4,000 fields) loads back, mapped or not
+    (numpy refuses headers over 10,000 bytes unless told)."""
+    wide = np.full(3, 7, dtype=np.dtype([(f"field{i:05d}", "<i2") for i in range(4000)]))
+    func, calls = _counting(cache_dir, wide, memo.NpySerializer(mmap_mode=mmap_mode))
+    func(1)
+    loaded = func(1)
+    assert calls == [1]
+    assert loaded.dtype == wide.dtype
+    assert np.asarray(loaded).tobytes() == wide.tobytes()
+    assert record == []
+
+
+def test_npy_headers_parsed_once_still_describe_each_array() -> None:
+    """A .npy header seen before is not parsed again, yet arrays sharing a header load their
+    own data, format 2.0 headers (over 64 KiB) parse too, and a payload that is not .npy is
+    refused."""
+    from memo._storage import _serializers
+
+    npy = _serializers.NpySerializer()
+    wide = np.dtype([(f"field{i:05d}", "<i2") for i in range(4000)])  # a format 2.0 header
+    for make in (
+        lambda seed: np.full((3, 4), seed, dtype=np.int64),
+        lambda seed: np.asfortranarray(np.full((5, 2), seed, dtype=np.float32)),
+        lambda seed: np.full(2, seed, dtype=wide),
+    ):
+        first, second = make(1), make(2)
+        loaded = [
+            npy.loads(memoryview(b"".join(bytes(c) for c in npy.dumps(a)))) for a in (first, second)
+        ]
+        assert [array.tobytes() for array in loaded] == [first.tobytes(), second.tobytes()]
+        assert [array.dtype for array in loaded] == [first.dtype, second.dtype]
+        assert [array.shape for array in loaded] == [first.shape, second.shape]
+    header = bytes(npy.dumps(np.zeros((3, 4), dtype=np.int64))[0])
+    assert header in _serializers._npy_headers  # kept from the first case
+    with pytest.raises(ValueError, match="npy"):
+        npy.loads(memoryview(b"\x80\x05not an npy payload"))
+
+
 @pytest.mark.parametrize(
     "value",
     [
