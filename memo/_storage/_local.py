@@ -58,7 +58,8 @@ SUFFIX = ".memo"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
-_HEAD_READ = (1 << 16) + 4096
+_HEAD_READ = (1 << 16) + 4096  # reaches the payload of any entry: the longest head
+_PAGE_READ = 4096
 _FIRST_READ = 1 << 16  # a hit's first read: every small entry whole, with no fstat before it
 _USED_MAX = 1 << 16  # entries whose last use a process remembers (then it starts over)
 
@@ -576,8 +577,15 @@ def _exposure(st: os.stat_result, root: str) -> str | None:
 
 def _checked_header(fd: int, size: int, key: str) -> Header:
     """An open entry's header, checked against its trailer, without reading its payload."""
-    head = os.pread(fd, _HEAD_READ, 0)
-    header = parse_header(head, size, bytes.fromhex(key))
+    # A page holds the usual head (metadata line, header); a longer one is read again whole.
+    head = os.pread(fd, _PAGE_READ, 0)
+    try:
+        header = parse_header(head, size, bytes.fromhex(key))
+    except DamagedEntryError:
+        if len(head) < _PAGE_READ:
+            raise  # that was the whole file
+        head = os.pread(fd, _HEAD_READ, 0)
+        header = parse_header(head, size, bytes.fromhex(key))
     if len(head) < header.offset:
         head = os.pread(fd, header.offset, 0)
     end = header.offset + header.length

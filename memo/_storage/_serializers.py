@@ -183,13 +183,7 @@ class NpySerializer:
         """
         import numpy as np
 
-        if bytes(data[:6]) != b"\x93NUMPY" or len(data) < 12:
-            raise ValueError("not a .npy payload")
-        size = (
-            _NPY_V1.unpack_from(data, 8)[0] + 10
-            if data[6] == 1
-            else _NPY_V2.unpack_from(data, 8)[0] + 12
-        )
+        size = _npy_header_size(data)
         raw = bytes(data[:size])
         known = _npy_headers.get(raw)
         if known is not None:
@@ -226,11 +220,11 @@ class NpySerializer:
 
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            head = os.pread(fd, min(length, 1 << 16), offset)
-            if head[6:7] != b"\x01" and len(head) >= 12:  # format 2.0 or 3.0: maybe longer
-                needed = _NPY_V2.unpack_from(head, 8)[0] + 12
-                if len(head) < needed <= length:
-                    head = os.pread(fd, needed, offset)
+            # A page holds the usual header; a wide structured dtype's is read whole after.
+            head = os.pread(fd, min(length, 4096), offset)
+            needed = _npy_header_size(head)
+            if len(head) < needed <= length:
+                head = os.pread(fd, needed, offset)
         finally:
             os.close(fd)
         dtype, shape, fortran, start = self._header(memoryview(head))
@@ -242,6 +236,15 @@ class NpySerializer:
             shape=shape,
             order="F" if fortran else "C",
         )
+
+
+def _npy_header_size(data: Any) -> int:
+    """The length of the .npy header (magic, version, length field, dict) ``data`` starts with."""
+    if bytes(data[:6]) != b"\x93NUMPY" or len(data) < 12:
+        raise ValueError("not a .npy payload")
+    if data[6] == 1:
+        return int(_NPY_V1.unpack_from(data, 8)[0]) + 10
+    return int(_NPY_V2.unpack_from(data, 8)[0]) + 12
 
 
 class ParquetSerializer:
