@@ -46,6 +46,16 @@ logger = logging.getLogger("memo")
 # Metadata attached with memo.add_metadata: anything JSON cannot encode is shown as its str().
 _USER_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _PICKLE = PickleSerializer()
+_process_id = os.getpid()
+
+
+def _forked() -> None:
+    global _process_id
+    _process_id = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 class CacheInfo(NamedTuple):
@@ -125,6 +135,7 @@ class Memoized(Generic[P, R]):
         self._state: _State | None = None
         self._declares_extra = self._maker.declares_extra
         self._own_serializer = _the_only(options.serializers)
+        self._by_type: dict[type, Serializer] = {}
         self._by_name = {s.name: s for s in options.serializers.values()} or None
         self._plain = self._max_age is None and self._validate is None
         self._fixed: tuple[int, bytes] | None = None
@@ -288,9 +299,17 @@ class Memoized(Generic[P, R]):
         return fingerprint
 
     def _serializer_for(self, value: Any) -> Serializer:
-        """The function's serializer, the one chosen for the value's type, else the default."""
+        """The function's serializer, the one chosen for the value's type, else the default
+        (decided once per type: every miss asks)."""
         if self._own_serializer is not None:
             return self._own_serializer
+        kind = type(value)
+        chosen = self._by_type.get(kind)
+        if chosen is None:
+            chosen = self._by_type[kind] = self._choose_serializer(value)
+        return chosen
+
+    def _choose_serializer(self, value: Any) -> Serializer:
         for base in type(value).__mro__:
             chosen = self._serializers.get(base)
             if chosen is not None:
@@ -339,7 +358,7 @@ class Memoized(Generic[P, R]):
 
     def _fixed_metadata(self) -> bytes:
         """The metadata members shared by all of this process's entries, encoded once."""
-        pid = os.getpid()
+        pid = _process_id  # not os.getpid(): a system call on every miss
         cached = self._fixed
         if cached is None or cached[0] != pid:
             members = {

@@ -630,6 +630,22 @@ def test_clear_removes_only_this_functions_entries(cache_dir: Path) -> None:
     assert first.is_cached(0)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_metadata_names_the_process_that_wrote_the_entry(cache_dir: Path) -> None:
+    """Each entry records the pid of its writer, also when a forked child writes it."""
+    func = memo.decorate(square, cache_path=cache_dir)
+    func(1)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            func(2)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    pids = {entry["arguments"]["x"]: entry["pid"] for entry in func.entries()}
+    assert pids == {"1": os.getpid(), "2": child}
+
+
 def test_entries_lists_metadata_newest_first(cache_dir: Path) -> None:
     """``entries`` returns each stored call's metadata and path, newest first, only its own."""
     func, _ = _make(cache_dir)
