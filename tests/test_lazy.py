@@ -208,3 +208,22 @@ def test_add_metadata_in_async_function(cache_dir: Path) -> None:
 
     assert asyncio.run(f(1)) == 1
     assert f.entries()[0]["user"] == {"step": "async"}
+
+
+def test_oversized_added_metadata_is_a_failure_to_cache_not_an_error(cache_dir: Path) -> None:
+    """Metadata over the entry format's 64 KiB line is refused like any failure to cache: the
+    value is returned, one warning, no entry; the next call recomputes."""
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def annotated(x: int) -> int:
+        calls.append(x)
+        memo.add_metadata(blob="x" * 70_000)
+        return x * 2
+
+    with pytest.warns(memo.MemoWarning, match="add_metadata"):
+        assert annotated(3) == 6
+    assert not annotated.is_cached(3)
+    assert list(cache_dir.glob("*.memo")) == []
+    assert annotated(3) == 6
+    assert calls == [3, 3]

@@ -48,6 +48,7 @@ __all__ = [
     "MISS",
     "LocalStore",
     "StoreError",
+    "check_metadata_size",
     "deserialize",
     "sanitize",
     "warn_damaged",
@@ -346,6 +347,7 @@ class LocalStore:
         written first. With ``secret`` the entry is signed.
         Raises ``StoreError`` (nothing partial left behind) if serializing or writing fails.
         """
+        check_metadata_size(metadata, fixed_metadata)
         try:
             if not self._ready:
                 self.prepare()
@@ -553,6 +555,17 @@ class LocalStore:
         except OSError:
             return None
         return parse_metadata(bytes(head))
+
+
+def check_metadata_size(metadata: str, fixed: bytes) -> None:
+    """Refuse (as a failure to cache, before anything is written) a metadata line over the
+    format's limit; the serializer name and payload size add well under 128 bytes."""
+    size = len(metadata.encode()) + len(fixed) + 128
+    if size > MAX_METADATA:
+        raise StoreError(
+            f"the entry's metadata is over {MAX_METADATA} bytes (about {size}): values given "
+            "to memo.add_metadata are kept in the first line of every entry; keep them small"
+        )
 
 
 def _exposure(st: os.stat_result, root: str) -> str | None:

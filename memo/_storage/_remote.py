@@ -79,7 +79,15 @@ from ._format import (
     parse_metadata,
     unpack,
 )
-from ._local import MISS, SUFFIX, StoreError, deserialize, warn_damaged, warn_unloadable
+from ._local import (
+    MISS,
+    SUFFIX,
+    StoreError,
+    check_metadata_size,
+    deserialize,
+    warn_damaged,
+    warn_unloadable,
+)
 from ._locks import _InProcess
 from ._serializers import Serializer
 
@@ -487,6 +495,7 @@ class RemoteStore:
         Raises ``StoreError`` (a ``RemoteStoreError`` when the store cannot be written) with
         nothing partial left behind.
         """
+        check_metadata_size(metadata, fixed_metadata)
         if serializer.name == CACHEABLE:
             self.directory(name, key)  # raises: Cacheable results need a local store
         try:
