@@ -559,8 +559,9 @@ class LocalStore:
 
 def check_metadata_size(metadata: str, fixed: bytes) -> None:
     """Refuse (as a failure to cache, before anything is written) a metadata line over the
-    format's limit; the serializer name and payload size add well under 128 bytes."""
-    size = len(metadata.encode()) + len(fixed) + 128
+    format's limit; the serializer name and payload size add well under 128 bytes. (The
+    members are JSON with non-ASCII escaped, so characters are bytes.)"""
+    size = len(metadata) + len(fixed) + 128
     if size > MAX_METADATA:
         raise StoreError(
             f"the entry's metadata is over {MAX_METADATA} bytes (about {size}): values given "
