@@ -218,3 +218,11 @@ def test_metadata_line_is_the_json_object_of_its_members(
     expected = {**fixed, **members, "serializer": serializer, "payload_bytes": size}
     assert json.loads(line) == expected
     assert list(json.loads(line)) == list(expected)
+
+
+def test_a_metadata_line_over_the_format_limit_is_refused_before_writing() -> None:
+    """metadata_line refuses a line longer than the format allows, naming add_metadata."""
+    members = '"user":{"blob":"' + "x" * 70_000 + '"}'
+    with pytest.raises(ValueError, match="add_metadata"):
+        metadata_line(members, "pickle", 10)
+    assert len(metadata_line('"user":{"blob":"x"}', "pickle", 10)) < 100

@@ -115,13 +115,19 @@ def metadata_line(members: str, serializer: str, size: int, fixed: bytes = b"") 
     both JSON object members without braces, then the serializer's name and the payload size.
 
     Built as text: the callers encode their members once, or cheaply, and ``json`` would
-    cost more than the rest of a store.
+    cost more than the rest of a store. Raises ``ValueError`` if the line is too long for the
+    entry format (before anything is written).
     """
     tail = f'"serializer":{json_string(serializer)},"payload_bytes":{size}}}'
     body = f"{{{members},{tail}" if members else f"{{{tail}"
-    if fixed:
-        return b"{" + fixed + b"," + body[1:].encode()
-    return body.encode()
+    line = b"{" + fixed + b"," + body[1:].encode() if fixed else body.encode()
+    if len(line) > MAX_METADATA:
+        raise ValueError(
+            f"the entry's metadata is {len(line)} bytes, over the limit of {MAX_METADATA}: "
+            "values given to memo.add_metadata are kept in the first line of every entry; "
+            "keep them small"
+        )
+    return line
 
 
 def payload_offset(metadata: bytes, serializer: str) -> int:

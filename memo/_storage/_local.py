@@ -48,7 +48,6 @@ __all__ = [
     "MISS",
     "LocalStore",
     "StoreError",
-    "check_metadata_size",
     "deserialize",
     "sanitize",
     "warn_damaged",
@@ -347,7 +346,6 @@ class LocalStore:
         written first. With ``secret`` the entry is signed.
         Raises ``StoreError`` (nothing partial left behind) if serializing or writing fails.
         """
-        check_metadata_size(metadata, fixed_metadata)
         try:
             if not self._ready:
                 self.prepare()
@@ -373,14 +371,20 @@ class LocalStore:
         else:
             size = sum(memoryview(chunk).nbytes for chunk in payload)
         budget = self._budget
+        refusal = None
+        try:
+            line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+        except ValueError as exc:  # too long for the entry format
+            refusal = str(exc)
         if budget is not None and not budget.fits(size):
-            if serializer.name == CACHEABLE:
-                shutil.rmtree(self.directory(name, key), ignore_errors=True)
-            raise StoreError(
+            refusal = (
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored"
             )
-        line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+        if refusal is not None:
+            if serializer.name == CACHEABLE:
+                shutil.rmtree(self.directory(name, key), ignore_errors=True)
+            raise StoreError(refusal)
         write: Callable[[int], tuple[int, bytes]]
         if secret is None and size >= _files.SMALL:
             # A large payload is written first, each piece hashed as it is written, and the
@@ -557,18 +561,6 @@ class LocalStore:
         return parse_metadata(bytes(head))
 
 
-def check_metadata_size(metadata: str, fixed: bytes) -> None:
-    """Refuse (as a failure to cache, before anything is written) a metadata line over the
-    format's limit; the serializer name and payload size add well under 128 bytes. (The
-    members are JSON with non-ASCII escaped, so characters are bytes.)"""
-    size = len(metadata) + len(fixed) + 128
-    if size > MAX_METADATA:
-        raise StoreError(
-            f"the entry's metadata is over {MAX_METADATA} bytes (about {size}): values given "
-            "to memo.add_metadata are kept in the first line of every entry; keep them small"
-        )
-
-
 def _exposure(st: os.stat_result, root: str) -> str | None:
     """Why users other than this one can plant entries in the directory ``st``, or None."""
     uid = os.geteuid() if hasattr(os, "geteuid") else None
@@ -600,8 +592,6 @@ def _checked_header(fd: int, size: int, key: str) -> Header:
             raise  # that was the whole file
         head = os.pread(fd, _HEAD_READ, 0)
         header = parse_header(head, size, bytes.fromhex(key))
-    if len(head) < header.offset:
-        head = os.pread(fd, header.offset, 0)
     end = header.offset + header.length
     check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
     return header

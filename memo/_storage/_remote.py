@@ -83,7 +83,6 @@ from ._local import (
     MISS,
     SUFFIX,
     StoreError,
-    check_metadata_size,
     deserialize,
     warn_damaged,
     warn_unloadable,
@@ -495,7 +494,6 @@ class RemoteStore:
         Raises ``StoreError`` (a ``RemoteStoreError`` when the store cannot be written) with
         nothing partial left behind.
         """
-        check_metadata_size(metadata, fixed_metadata)
         if serializer.name == CACHEABLE:
             self.directory(name, key)  # raises: Cacheable results need a local store
         try:
@@ -506,7 +504,10 @@ class RemoteStore:
                 f"{serializer.name!r}: {type(exc).__name__}: {exc}"
             ) from exc
         size = sum(memoryview(chunk).nbytes for chunk in payload)
-        line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+        try:
+            line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+        except ValueError as exc:  # too long for the entry format
+            raise StoreError(str(exc)) from exc
         chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         path = self._object(name, key)
