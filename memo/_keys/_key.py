@@ -208,10 +208,10 @@ class KeyMaker:
         shown, digests = [], []
         for name, value in zip(names, values, strict=True):
             kind = type(value)
-            if kind in _ATOMS or (kind is str and len(value) <= _SHORT):
+            if kind in _ATOMS or (kind is str and len(value) <= _SHORT):  # shown exactly
                 shown.append(name + json_string(repr(value)))
             else:
-                shown.append(name + json_string(_summarize(value)))
+                shown.append(name + json_string(_summarize(value, kind)))
                 digests.append(f'{name}"{value_digest(value)}"')
         extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
         return (
@@ -273,12 +273,9 @@ def _label_name(label: bytes) -> str:
     return label[8:].decode("utf-8", "surrogatepass")
 
 
-def _summarize(value: Any) -> str:
-    """A short description of an argument for the metadata: the repr of a number or short
-    string, a shortened repr of a plain container, else the type (and shape, if any)."""
-    kind = type(value)
-    if kind in _ATOMS or (kind is str and len(value) <= _SHORT):
-        return repr(value)
+def _summarize(value: Any, kind: type) -> str:
+    """A short description of an argument ``describe`` does not show whole: a shortened repr
+    of a plain value or container, else the type (and shape, if any)."""
     if isinstance(value, (*_PLAIN, os.PathLike)):
         return _summary.repr(value)
     shape = getattr(value, "shape", None)

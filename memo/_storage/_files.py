@@ -32,6 +32,7 @@ __all__ = [
     "link",
     "phase_hook",
     "preallocate",
+    "pwrite_all",
     "reached",
     "read_all",
     "read_hashing",
@@ -242,11 +243,7 @@ def write_hashed(fd: int, chunks: Sequence[Any], offset: int) -> tuple[int, byte
         for view in views:
             if hashing is None:
                 hasher.update(view)
-            rest = view
-            while rest:
-                written = os.pwrite(fd, rest, position)
-                position += written
-                rest = rest[written:]
+            position = pwrite_all(fd, view, position)
             reached("payload")
     finally:
         if hashing is not None:
@@ -254,6 +251,16 @@ def write_hashed(fd: int, chunks: Sequence[Any], offset: int) -> tuple[int, byte
     if failed:
         raise failed[0]
     return position - offset, hasher.digest()
+
+
+def pwrite_all(fd: int, data: Any, position: int) -> int:
+    """Write all of ``data`` at ``position`` (partial writes resumed); returns the end offset."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, position)
+        position += written
+        view = view[written:]
+    return position
 
 
 def preallocate(fd: int, offset: int, length: int) -> None:

@@ -607,13 +607,8 @@ def _write_large(
     offset = payload_offset(line, serializer)
     length, fingerprint = _files.write_hashed(fd, payload, offset)
     head, trailer = seal(line, key, serializer, length, fingerprint)
-    for data, position in ((head, 0), (trailer, offset + length)):
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(fd, view, position)
-            position += written
-            view = view[written:]
-    return offset + length + len(trailer), fingerprint
+    _files.pwrite_all(fd, head, 0)
+    return _files.pwrite_all(fd, trailer, offset + length), fingerprint
 
 
 def _read_rest(

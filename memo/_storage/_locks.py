@@ -83,6 +83,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+def _offset(key: str) -> int:
+    """The byte of the lock file that stands for ``key`` (locking and unlocking must agree)."""
+    return int(key[:15], 16)
+
+
 def _open_lock_file(path: str) -> tuple[int, tuple[int, int]]:
     """The process's one descriptor for the lock file at ``path``, and the file's identity."""
     # Closing any descriptor of a file drops every record lock this process holds on it, so a
@@ -216,7 +221,7 @@ class KeyLocks:
         # An OSError opening the lock file (read-only directory) is not "busy": it propagates.
         fd = self._fd if self._fd is not None else self._lock_fd()
         try:
-            fcntl.lockf(fd, _TRY, 1, int(key[:15], 16))
+            fcntl.lockf(fd, _TRY, 1, _offset(key))
         except (BlockingIOError, PermissionError):
             return False
         return True
@@ -225,7 +230,7 @@ class KeyLocks:
         # Unlocking should never fail, but if it does the caller's result must not be lost to
         # it (locks only avoid duplicate work): try once more, then leave the lock to the
         # kernel, which drops it when this process exits (others wait at most their timeout).
-        offset = int(key[:15], 16)
+        offset = _offset(key)
         try:
             fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, offset)
         except OSError:
