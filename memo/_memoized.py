@@ -8,7 +8,6 @@ cache hit does only: bind, encode, hash, open, verify, load.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import json
@@ -224,18 +223,18 @@ class Memoized(Generic[P, R]):
         extra: Any,
         skip: bool,
     ) -> Any:
-        lock: contextlib.AbstractContextManager[bool] | None = None
+        store = state.store
         try:
-            lock = state.store.lock(key, self._lock_timeout)
-            held = lock.__enter__()
+            claim, held = store.acquire(key, self._lock_timeout)
         except (OSError, StoreError):
-            lock, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
+            claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
             if held and not skip:
                 # Another process may have stored it while we waited for the lock.
-                value = self._lookup(state, key, known_missing=True)
-                if value is not MISS:
-                    return value
+                if store.exists(self._name, key):
+                    value = self._lookup(state, key)
+                    if value is not MISS:
+                        return value
             elif not held:
                 logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
             self._note_miss(key, skip)
@@ -249,8 +248,8 @@ class Memoized(Generic[P, R]):
             self._store(state, key, value, args, kwargs, extra, seconds, collected)
             return value
         finally:
-            if lock is not None:
-                lock.__exit__(None, None, None)
+            if claim is not None:
+                store.release(key, claim, held)
 
     def _note_miss(self, key: str, skip: bool) -> None:
         """Count a computation and log it (as a skip when the cache was bypassed)."""

@@ -385,7 +385,7 @@ class LocalStore:
             if serializer.name == CACHEABLE:
                 shutil.rmtree(self.directory(name, key), ignore_errors=True)
             raise StoreError(refusal)
-        write: Callable[[int], tuple[int, bytes]]
+        write: Callable[[int], tuple[int, bytes]] | bytes
         if secret is None and size >= _files.SMALL:
             # A large payload is written first, each piece hashed as it is written, and the
             # head (which holds the payload's digest) last: one pass over the data instead
@@ -394,20 +394,27 @@ class LocalStore:
             write = functools.partial(_write_large, line, keyed, serializer.name, payload)
         else:
             chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
-            write = functools.partial(_write_chunks, chunks, fingerprint)
+            # The common case, a small entry in one piece, is written by _publish itself.
+            if len(chunks) == 1 and type(chunks[0]) is bytes:
+                write = chunks[0]
+            else:
+                write = functools.partial(_write_chunks, chunks, fingerprint)
         try:
             try:
-                written, fingerprint = self._publish(name, key, write)
+                written = self._publish(name, key, write)
             except FileNotFoundError:
                 # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
                 # and its lock file, so other processes share our locks again.
                 self._ready = False
                 self._locks.forget_lock_file()
                 self.prepare()
-                written, fingerprint = self._publish(name, key, write)
+                written = self._publish(name, key, write)
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
-        _files.reached("published")
+        if type(written) is tuple:
+            written, fingerprint = written
+        if _files.phase_hook is not None:
+            _files.phase_hook("published")
         if budget is not None:
             try:
                 budget.record(written)
@@ -444,10 +451,14 @@ class LocalStore:
         return manifest
 
     def _publish(
-        self, name: str, key: str, write: Callable[[int], tuple[int, bytes]]
-    ) -> tuple[int, bytes]:
+        self, name: str, key: str, write: Callable[[int], tuple[int, bytes]] | bytes
+    ) -> Any:
+        """Write an entry and put it in place atomically. ``write`` is the entry's bytes
+        (then the byte count is returned) or writes it to a descriptor (then its result)."""
         final = f"{self._root}/{name}-{key}{SUFFIX}"
         if self._tmpfile:
+            # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
+            # leaves nothing behind, and linking it publishes the whole entry at once.
             try:
                 fd = os.open(self._root, _files.O_TMPFILE, 0o600)
             except OSError as exc:
@@ -456,7 +467,16 @@ class LocalStore:
                 self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
             else:
                 try:
-                    written = self._publish_unnamed(fd, name, key, final, write)
+                    written = _write(fd, write)
+                    source = f"/proc/self/fd/{fd}"
+                    try:
+                        _files.link(source, final)
+                    except FileExistsError:
+                        # Replacing an entry (refresh, damaged or racing writer): link under a
+                        # temporary name, then rename over the old one, which is atomic.
+                        temp = self._temp_name(name, key)
+                        _files.link(source, temp)
+                        _files.rename_into_place(temp, final)
                 except BaseException:
                     with contextlib.suppress(OSError):  # the original error is the one to report
                         os.close(fd)
@@ -472,8 +492,7 @@ class LocalStore:
         temp = self._temp_name(name, key)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
-            _files.reached("opened")
-            total = write(fd)
+            total = _write(fd, write)
         except BaseException:
             _files.discard(temp)
             raise
@@ -483,27 +502,7 @@ class LocalStore:
             except OSError:
                 _files.discard(temp)  # else it stays in .tmp until this process has ended
                 raise
-        _files.reached("written")
         _files.rename_into_place(temp, final)
-        return total
-
-    def _publish_unnamed(
-        self, fd: int, name: str, key: str, final: str, write: Callable[[int], tuple[int, bytes]]
-    ) -> tuple[int, bytes]:
-        # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
-        # leaves nothing behind, and linking it publishes the whole entry at once.
-        _files.reached("opened")
-        total = write(fd)
-        _files.reached("written")
-        source = f"/proc/self/fd/{fd}"
-        try:
-            _files.link(source, final)
-        except FileExistsError:
-            # Replacing an entry (refresh, damaged or racing writer): link under a temporary
-            # name, then rename over the old one, which is atomic.
-            temp = self._temp_name(name, key)
-            _files.link(source, temp)
-            _files.rename_into_place(temp, final)
         return total
 
     def _temp_name(self, name: str, key: str) -> str:
@@ -514,6 +513,18 @@ class LocalStore:
         if not self._ready:
             self.prepare()
         return self._locks.hold(key, timeout)
+
+    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
+        """Take ``key``'s lock: ``(claim, held)`` (see ``KeyLocks.acquire``); unless ``claim``
+        is None, give both to ``release`` when done. Raises ``OSError`` or ``StoreError`` if
+        the directory cannot be used."""
+        if not self._ready:
+            self.prepare()
+        return self._locks.acquire(key, timeout)
+
+    def release(self, key: str, claim: Any, held: bool) -> None:
+        """Give back a lock ``acquire`` took."""
+        self._locks.release(key, claim, held)
 
     @property
     def locks(self) -> KeyLocks:
@@ -595,6 +606,25 @@ def _checked_header(fd: int, size: int, key: str) -> Header:
     end = header.offset + header.length
     check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
     return header
+
+
+def _write(fd: int, write: Callable[[int], tuple[int, bytes]] | bytes) -> Any:
+    """Write a new entry's file through the test hooks' phases: ``opened`` (created, empty),
+    then ``payload`` after each piece and ``written`` (all of it)."""
+    hook = _files.phase_hook
+    if hook is not None:
+        hook("opened")
+    if isinstance(write, bytes):
+        written: Any = os.write(fd, write)
+        if written < len(write):  # a short write (rare): resume it
+            written += _files.write_all(fd, [memoryview(write)[written:]])
+        elif hook is not None:
+            hook("payload")
+    else:
+        written = write(fd)
+    if hook is not None:
+        hook("written")
+    return written
 
 
 def _write_chunks(chunks: list[Any], fingerprint: bytes, fd: int) -> tuple[int, bytes]:

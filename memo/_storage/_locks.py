@@ -6,7 +6,7 @@ On POSIX every key locks one byte of a single ``.lock`` file per store, at an of
 the key (``fcntl.lockf`` record locks). That costs two system calls and creates no file per key:
 a per-key lock file would cost more than the whole store write. The kernel drops a process's
 record locks when it dies, so a killed holder never blocks anyone. Record locks belong to the
-process, so threads of one process are kept apart by an in-process lock per key first. Elsewhere
+process, so threads of one process are kept apart by an in-process claim per key first. Elsewhere
 (Windows) it falls back to one ``filelock.FileLock`` per key.
 """
 
@@ -28,11 +28,10 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["KeyLocks"]
+__all__ = ["Claims", "KeyLocks"]
 
 _POLL_START = 0.001
 _POLL_MAX = 0.05
-_FOREVER = float("inf")
 _TRY = fcntl.LOCK_EX | fcntl.LOCK_NB if fcntl is not None else 0
 
 _lock_files: dict[tuple[int, int], int] = {}  # (device, inode) -> this process's descriptor
@@ -43,40 +42,59 @@ _lock_files_guard = threading.Lock()
 _released: list[tuple[int, int]] = []
 
 
-class _InProcess:
-    """Refcounted per-key thread locks, dropped when no thread uses them."""
+class Claims:
+    """The keys this process's threads and coroutines are computing, each with its holder.
+
+    A claim is a fresh lock its holder keeps acquired until it drops the claim; anyone else
+    wanting that key waits on that lock. Claiming a free key is one ``dict.setdefault``
+    (atomic under the GIL, so no guard lock), and the table only holds keys in use.
+    """
+
+    __slots__ = ("busy",)
 
     def __init__(self) -> None:
-        self.guard = threading.Lock()
-        self.table: dict[str, list[Any]] = {}
-        # The thread holding each key through ``_Held``: a same-key call made while computing
-        # (the function calling itself) is told at once that it cannot have the lock.
-        self.owners: dict[str, int] = {}
+        self.busy: dict[str, tuple[Any, Any]] = {}
 
-    def get(self, name: str) -> threading.Lock:
-        with self.guard:
-            slot = self.table.get(name)
-            if slot is None:
-                slot = self.table[name] = [threading.Lock(), 0]
-            slot[1] += 1
-            lock: threading.Lock = slot[0]
-            return lock
+    def claim(self, key: str, owner: Any, timeout: float) -> Any:
+        """Claim ``key`` for ``owner`` (a thread id or a task), waiting up to ``timeout``
+        seconds; the claim's lock (for ``drop``), or None if the time ran out, or at once
+        when ``owner`` holds it already (a function calling itself)."""
+        mine = _allocate_lock()
+        mine.acquire()
+        entry = (owner, mine)
+        holder = self.busy.setdefault(key, entry)
+        if holder is entry:
+            return mine
+        if holder[0] == owner or timeout <= 0:
+            return None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            # Wait for the holder to drop its claim, then race the other waiters for it.
+            if holder[1].acquire(timeout=min(remaining, threading.TIMEOUT_MAX)):
+                holder[1].release()
+            holder = self.busy.setdefault(key, entry)
+            if holder is entry:
+                return mine
 
-    def put(self, name: str) -> None:
-        with self.guard:
-            slot = self.table[name]
-            slot[1] -= 1
-            if slot[1] == 0:
-                del self.table[name]
+    def drop(self, key: str, mine: Any) -> None:
+        """Give up a claim ``claim`` returned; waiters for the key wake up."""
+        holder = self.busy.get(key)
+        if holder is not None and holder[1] is mine:
+            del self.busy[key]  # only the holder removes its entry: no race with the get
+        mine.release()
 
 
-_threads = _InProcess()
+_allocate_lock = threading.Lock
+_claims = Claims()
 
 
 def _after_fork() -> None:
-    # A lock held by a parent's thread would never be released in the child.
-    global _threads
-    _threads = _InProcess()
+    # A claim held by a parent's thread would never be dropped in the child.
+    global _claims
+    _claims = Claims()
 
 
 if hasattr(os, "register_at_fork"):
@@ -135,65 +153,6 @@ def _close_released() -> None:
                 os.close(fd)
 
 
-class _Held:
-    """The lock of one key while a block runs (a class: cheaper than a generator)."""
-
-    __slots__ = ("held", "key", "locks", "thread_lock", "threads", "timeout")
-
-    def __init__(self, locks: KeyLocks, key: str, timeout: float) -> None:
-        self.locks = locks
-        self.key = key
-        self.timeout = timeout
-        self.held = False
-        self.thread_lock: threading.Lock | None = None
-        self.threads = _threads
-
-    def __enter__(self) -> bool:
-        # Every miss takes a lock, so the uncontended case (no other thread of this process
-        # on the key, the record lock free) is kept to a few operations: no clock, no waiting.
-        key = self.key
-        threads = self.threads
-        me = threading.get_ident()
-        if threads.owners.get(key) == me:
-            return False  # reentrant: this thread holds it, waiting would only time out
-        thread_lock = threads.get(key)
-        if not thread_lock.acquire(False):
-            started = time.monotonic()
-            wait = -1 if self.timeout == _FOREVER else max(self.timeout, 0.0)
-            if not thread_lock.acquire(timeout=wait):
-                threads.put(key)
-                return False
-            timeout = self.timeout - (time.monotonic() - started)
-        else:
-            timeout = self.timeout
-        try:
-            locks = self.locks
-            self.held = locks._try_record(key) or locks._wait_record(key, timeout)
-        except BaseException:
-            thread_lock.release()
-            threads.put(key)
-            raise
-        self.thread_lock = thread_lock
-        threads.owners[key] = me
-        if self.held:
-            _files.reached("locked")
-        return self.held
-
-    def __exit__(self, *exc_info: object) -> None:
-        thread_lock = self.thread_lock
-        if thread_lock is None:
-            return
-        self.thread_lock = None
-        threads = self.threads
-        threads.owners.pop(self.key, None)
-        try:
-            if self.held:
-                self.locks._release_record(self.key)
-        finally:
-            thread_lock.release()
-            threads.put(self.key)
-
-
 class KeyLocks:
     """Locks for the keys of one store directory."""
 
@@ -217,6 +176,69 @@ class KeyLocks:
             self._fd, self._identity = _open_lock_file(os.path.join(self.directory, ".lock"))
         return self._fd
 
+    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
+        """Take ``key``'s lock, waiting up to ``timeout`` seconds: ``(claim, held)``.
+
+        ``held`` says whether this caller may compute alone. Unless ``claim`` is None, pass
+        both to ``release`` when done (the claim keeps this process's other threads waiting
+        even when ``held`` is False because another process kept the key too long). At once
+        ``(None, False)`` when this thread holds the key already (a function calling itself).
+        Raises ``OSError`` if the lock file cannot be used (read-only directory, ...); callers
+        then go on without the lock.
+        """
+        if fcntl is None:  # pragma: no cover - Windows
+            return key, self._acquire_filelock(key, timeout)
+        # Every miss takes a lock, so the uncontended case (no other thread of this process on
+        # the key, the record lock free) is a few operations: no clock reading, no waiting.
+        claims = _claims
+        started = None
+        mine = _allocate_lock()
+        mine.acquire()
+        entry = (threading.get_ident(), mine)
+        if claims.busy.setdefault(key, entry) is not entry:
+            started = time.monotonic()
+            mine = claims.claim(key, entry[0], timeout)
+            if mine is None:
+                return None, False
+        try:
+            if self._try_record(key):
+                held = True
+            else:
+                waited = 0.0 if started is None else time.monotonic() - started
+                held = self._wait_record(key, timeout - waited)
+        except BaseException:
+            claims.drop(key, mine)
+            raise
+        if held and _files.phase_hook is not None:
+            _files.phase_hook("locked")
+        return mine, held
+
+    def release(self, key: str, claim: Any, held: bool) -> None:
+        """Give back what ``acquire`` returned (``claim`` not None)."""
+        if fcntl is None:  # pragma: no cover - Windows
+            if held:
+                self._release_filelock(key)
+            return
+        try:
+            if held:
+                self._release_record(key)
+        finally:
+            _claims.drop(key, claim)
+
+    @contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[bool]:
+        """Hold the lock for ``key`` while in the block; it gives False if ``timeout`` ran out.
+
+        Entering raises ``OSError`` if the lock file cannot be used (read-only directory,
+        ...); callers then go on without the lock.
+        """
+        claim, held = self.acquire(key, timeout)
+        try:
+            yield held
+        finally:
+            if claim is not None:
+                self.release(key, claim, held)
+
     def _try_record(self, key: str) -> bool:
         # An OSError opening the lock file (read-only directory) is not "busy": it propagates.
         fd = self._fd if self._fd is not None else self._lock_fd()
@@ -237,16 +259,6 @@ class KeyLocks:
             with contextlib.suppress(OSError):
                 fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, offset)
 
-    def hold(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
-        """Hold the lock for ``key`` while in the block; it gives False if ``timeout`` ran out.
-
-        Entering raises ``OSError`` if the lock file cannot be used (read-only directory,
-        ...); callers then go on without the lock.
-        """
-        if fcntl is None:  # pragma: no cover - Windows
-            return self._hold_filelock(key, timeout)
-        return _Held(self, key, timeout)
-
     def _wait_record(self, key: str, timeout: float) -> bool:
         """Poll for ``key``'s record lock until ``timeout`` (the first try has failed)."""
         deadline = time.monotonic() + timeout
@@ -260,26 +272,28 @@ class KeyLocks:
         return True
 
     async def acquire_async(self, key: str, timeout: float) -> bool:
-        """Wait for ``key``'s lock without blocking the event loop; True when held."""
+        """Wait for ``key``'s lock without blocking the event loop; True when held (then
+        call ``release_async``). False at once when this task holds the key already."""
         if fcntl is None:  # pragma: no cover - Windows
             return await asyncio.to_thread(self._acquire_filelock, key, timeout)
+        owner = asyncio.current_task()
         deadline = time.monotonic() + timeout
-        threads = _threads
-        thread_lock = threads.get(key)
         pause = _POLL_START
         while True:
-            if thread_lock.acquire(blocking=False):
+            claims = _claims
+            mine = claims.claim(key, owner, 0.0)
+            if mine is not None:
                 try:
                     got = self._try_record(key)
                 except BaseException:
-                    thread_lock.release()
-                    threads.put(key)
+                    claims.drop(key, mine)
                     raise
                 if got:
                     return True
-                thread_lock.release()
+                claims.drop(key, mine)
+            elif claims.busy.get(key, (None,))[0] is owner:
+                return False  # this task computes it: waiting would only time out
             if time.monotonic() >= deadline:
-                threads.put(key)
                 return False
             await asyncio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
@@ -289,12 +303,13 @@ class KeyLocks:
         if fcntl is None:  # pragma: no cover - Windows
             self._release_filelock(key)
             return
-        threads = _threads
-        self._release_record(key)
-        slot = threads.table.get(key)
-        if slot is not None:
-            slot[0].release()
-            threads.put(key)
+        claims = _claims
+        holder = claims.busy.get(key)
+        try:
+            self._release_record(key)
+        finally:
+            if holder is not None:  # None only in a child forked meanwhile
+                claims.drop(key, holder[1])
 
     # --- Windows fallback ----------------------------------------------------------------
 
@@ -309,15 +324,6 @@ class KeyLocks:
             os.makedirs(folder, mode=0o700, exist_ok=True)
             locks[key] = filelock.FileLock(os.path.join(folder, key + ".lock"))
         return locks[key]
-
-    @contextmanager
-    def _hold_filelock(self, key: str, timeout: float) -> Iterator[bool]:  # pragma: no cover
-        held = self._acquire_filelock(key, timeout)
-        try:
-            yield held
-        finally:
-            if held:
-                self._release_filelock(key)
 
     def _acquire_filelock(self, key: str, timeout: float) -> bool:  # pragma: no cover
         import filelock

@@ -87,7 +87,7 @@ from ._local import (
     warn_damaged,
     warn_unloadable,
 )
-from ._locks import _InProcess
+from ._locks import Claims
 from ._serializers import Serializer
 
 __all__ = [
@@ -226,45 +226,43 @@ class _ThreadLocks:
 
     def __init__(self) -> None:
         self._pid = os.getpid()
-        self._table = _InProcess()
-        self._owners: dict[str, int] = {}  # the thread holding each key through ``hold``
+        self._claims = Claims()
 
-    def _threads(self) -> _InProcess:
+    def _current(self) -> Claims:
         if self._pid != os.getpid():
-            # A lock held by a parent's thread would never be released in a forked child.
-            self._pid, self._table, self._owners = os.getpid(), _InProcess(), {}
-        return self._table
+            # A claim held by a parent's thread would never be dropped in a forked child.
+            self._pid, self._claims = os.getpid(), Claims()
+        return self._claims
+
+    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
+        """``(claim, held)`` as ``KeyLocks.acquire`` gives them (here both or neither)."""
+        claim = self._current().claim(key, threading.get_ident(), timeout)
+        return claim, claim is not None
+
+    def release(self, key: str, claim: Any, held: bool) -> None:
+        """Give back what ``acquire`` returned."""
+        self._current().drop(key, claim)
 
     @contextlib.contextmanager
     def hold(self, key: str, timeout: float) -> Iterator[bool]:
         """Hold ``key``'s lock in the block; it gives False when ``timeout`` ran out, or at
         once when this thread already holds it (a function calling itself)."""
-        threads = self._threads()
-        me = threading.get_ident()
-        if self._owners.get(key) == me:
-            yield False
-            return
-        lock = threads.get(key)
-        held = lock.acquire(timeout=-1 if timeout == float("inf") else max(timeout, 0.0))
-        if held:
-            self._owners[key] = me
+        claim, held = self.acquire(key, timeout)
         try:
             yield held
         finally:
-            if held:
-                self._owners.pop(key, None)
-                lock.release()
-            threads.put(key)
+            if claim is not None:
+                self.release(key, claim, held)
 
     async def acquire_async(self, key: str, timeout: float) -> bool:
-        """Wait for ``key``'s lock without blocking the event loop; True when held."""
-        threads = self._threads()
-        lock = threads.get(key)
+        """Wait for ``key``'s lock without blocking the event loop; True when held. False at
+        once when this task holds the key already."""
+        claims = self._current()
+        owner = asyncio.current_task()
         deadline = time.monotonic() + timeout
         pause = _POLL_START
-        while not lock.acquire(blocking=False):
-            if time.monotonic() >= deadline:
-                threads.put(key)
+        while claims.claim(key, owner, 0.0) is None:
+            if claims.busy.get(key, (None,))[0] is owner or time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
@@ -272,11 +270,10 @@ class _ThreadLocks:
 
     def release_async(self, key: str) -> None:
         """Release a lock taken with ``acquire_async``."""
-        threads = self._threads()
-        slot = threads.table.get(key)
-        if slot is not None:
-            slot[0].release()
-            threads.put(key)
+        claims = self._current()
+        holder = claims.busy.get(key)
+        if holder is not None:
+            claims.drop(key, holder[1])
 
 
 class RemoteStore:
@@ -558,6 +555,15 @@ class RemoteStore:
         """Hold ``key``'s lock among this process's threads (other machines may compute the
         same key meanwhile: duplicate work is possible, corruption is not)."""
         return self._locks.hold(key, timeout)
+
+    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
+        """Take ``key``'s lock among this process's threads: ``(claim, held)``; unless
+        ``claim`` is None, give both to ``release`` when done."""
+        return self._locks.acquire(key, timeout)
+
+    def release(self, key: str, claim: Any, held: bool) -> None:
+        """Give back a lock ``acquire`` took."""
+        self._locks.release(key, claim, held)
 
     @property
     def locks(self) -> _ThreadLocks:
