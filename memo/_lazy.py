@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from ._keys._canonical import Context, Handler, add_plugin, text
 
-__all__ = ["Lazy", "add_metadata", "collecting_metadata"]
+__all__ = ["Lazy", "add_metadata", "collecting", "stop_collecting"]
 
 T = TypeVar("T")
 
@@ -99,12 +99,8 @@ def add_metadata(**items: Any) -> bool:
     return True
 
 
-def collecting_metadata() -> tuple[dict[str, Any], contextvars.Token[dict[str, Any] | None]]:
-    """Start collecting ``add_metadata`` items for one computation."""
-    collected: dict[str, Any] = {}
-    return collected, _collected.set(collected)
-
-
-def stop_collecting(token: contextvars.Token[dict[str, Any] | None]) -> None:
-    """Stop collecting (the computation finished or failed)."""
-    _collected.reset(token)
+# A computation collects ``add_metadata`` items into a dict: ``token = collecting(items)``
+# before it runs, ``stop_collecting(token)`` after (the ContextVar's own methods: no Python
+# call around them on every miss).
+collecting = _collected.set
+stop_collecting = _collected.reset

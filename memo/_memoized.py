@@ -16,6 +16,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterable
+from time import perf_counter_ns, time_ns
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._config import (
@@ -28,7 +29,7 @@ from ._config import (
 from ._exceptions import ConfigError, warn_once
 from ._explain import explain_text
 from ._keys._key import EXTRA, NO_EXTRA, KeyMaker, named_function
-from ._lazy import Lazy, collecting_metadata, stop_collecting
+from ._lazy import Lazy, collecting, stop_collecting
 from ._map import run_map
 from ._options import Options
 from ._storage._cacheable import CACHEABLE_SERIALIZER, is_cacheable, resolve_qualified
@@ -137,7 +138,7 @@ class Memoized(Generic[P, R]):
         self._by_type: dict[type, Serializer] = {}
         self._by_name = {s.name: s for s in options.serializers.values()} or None
         self._plain = self._max_age is None and self._validate is None
-        self._fixed: tuple[int, bytes] | None = None
+        self._fixed: tuple[int, str] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
 
     def __repr__(self) -> str:
@@ -183,7 +184,7 @@ class Memoized(Generic[P, R]):
             extra = kwargs.pop(EXTRA)
         if state.disabled:
             return self._func(*args, **kwargs)
-        key = self._maker.key(args, kwargs, extra)
+        key, labels, values = self._maker.bind(args, kwargs, extra)
         if not state.skip:
             if self._plain:
                 # The hit path with no expiry or validation: nothing but load (and check the
@@ -198,7 +199,8 @@ class Memoized(Generic[P, R]):
                 value = self._lookup(state, key)
                 if value is not MISS:
                     return cast(R, value)
-        return cast(R, self._compute(state, key, args, kwargs, extra, state.skip))
+        computed: R = self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
+        return computed
 
     def _lookup(self, state: _State, key: str, *, known_missing: bool = False) -> Any:
         store = state.store
@@ -220,9 +222,13 @@ class Memoized(Generic[P, R]):
         key: str,
         args: Any,
         kwargs: Any,
+        labels: Any,
+        values: Any,
         extra: Any,
         skip: bool,
     ) -> Any:
+        """Compute a call under its key's lock and store the result (``labels`` and
+        ``values``: the bound arguments, from ``KeyMaker.bind``)."""
         store = state.store
         try:
             claim, held = store.acquire(key, self._lock_timeout)
@@ -238,14 +244,15 @@ class Memoized(Generic[P, R]):
             elif not held:
                 logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
             self._note_miss(key, skip)
-            started = time.perf_counter()
-            collected, token = collecting_metadata()
+            collected: dict[str, Any] = {}
+            token = collecting(collected)
+            started = perf_counter_ns()
             try:
                 value = self._func(*args, **kwargs)
             finally:
+                elapsed_ns = perf_counter_ns() - started
                 stop_collecting(token)
-            seconds = time.perf_counter() - started
-            self._store(state, key, value, args, kwargs, extra, seconds, collected)
+            self._store(state, key, value, labels, values, extra, elapsed_ns, collected)
             return value
         finally:
             if claim is not None:
@@ -263,24 +270,32 @@ class Memoized(Generic[P, R]):
         state: _State,
         key: str,
         value: Any,
-        args: Any,
-        kwargs: Any,
+        labels: Any,
+        values: Any,
         extra: Any,
-        seconds: float,
+        elapsed_ns: int,
         user: dict[str, Any],
     ) -> str | None:
         """Store a fresh value; returns its fingerprint, or None if it was not stored."""
         if self._validate is not None and not self._passes(value, key, cached=False):
             return None
         try:
-            metadata = self._metadata(key, args, kwargs, extra, seconds, user)
+            members = (
+                f'"key":"{key}",{self._maker.describe(labels, values, extra)},'
+                # Seconds as JSON numbers with an exponent: formatting a float costs more.
+                f'"created":{time_ns()}e-9,"compute_seconds":{elapsed_ns}e-9'
+            )
+            if user:
+                members += f',"user":{_USER_JSON.encode(user)}'
+            fixed = self._fixed
+            serializer = self._own_serializer or self._by_type.get(type(value))
             fingerprint = state.store.save(
                 self._name,
                 key,
                 value,
-                metadata,
-                self._serializer_for(value),
-                self._fixed_metadata(),
+                members,
+                serializer or self._serializer_for(value),
+                fixed[1] if fixed and fixed[0] == _process_id else self._fixed_metadata(),
                 state.secret,
             )
         except StoreError as exc:
@@ -294,7 +309,7 @@ class Memoized(Generic[P, R]):
             return None
         self.stores += 1
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], seconds)
+            logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
         return fingerprint
 
     def _serializer_for(self, value: Any) -> Serializer:
@@ -337,26 +352,9 @@ class Memoized(Generic[P, R]):
             )
         return ok
 
-    def _metadata(
-        self,
-        key: str,
-        args: Any,
-        kwargs: Any,
-        extra: Any,
-        seconds: float,
-        user: dict[str, Any],
-    ) -> str:
-        """This call's members of its entry's metadata line (JSON text, see ``store.save``)."""
-        members = (
-            f'"key":"{key}",{self._maker.describe(args, kwargs, extra)},'
-            f'"created":{_now_text()},"compute_seconds":{seconds:.6f}'
-        )
-        if user:
-            members += f',"user":{_USER_JSON.encode(user)}'
-        return members
-
-    def _fixed_metadata(self) -> bytes:
-        """The metadata members shared by all of this process's entries, encoded once."""
+    def _fixed_metadata(self) -> str:
+        """The metadata members shared by all of this process's entries, encoded once (the
+        rest, the call's own, are built as text in ``_store``: this runs on every miss)."""
         pid = _process_id  # not os.getpid(): a system call on every miss
         cached = self._fixed
         if cached is None or cached[0] != pid:
@@ -368,7 +366,7 @@ class Memoized(Generic[P, R]):
                 "pid": pid,
                 "components": self._maker.components(),
             }
-            encoded = json.dumps(members, separators=(",", ":")).encode()[1:-1]
+            encoded = json.dumps(members, separators=(",", ":"))[1:-1]
             cached = self._fixed = (pid, encoded)
         return cached[1]
 
@@ -396,8 +394,8 @@ class Memoized(Generic[P, R]):
         """Recompute this call, overwrite its stored result and return the new value."""
         state = self._setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
-        key = self._maker.key(args, call_kwargs, extra)
-        return cast(R, self._compute(state, key, args, call_kwargs, extra, True))
+        key, labels, values = self._maker.bind(args, call_kwargs, extra)
+        return cast(R, self._compute(state, key, args, call_kwargs, labels, values, extra, True))
 
     def lazy(self, *args: P.args, **kwargs: P.kwargs) -> Lazy[R]:
         """A handle to this call's result that reads only the entry's header.
@@ -479,8 +477,8 @@ class Memoized(Generic[P, R]):
         function of yours changed), ``version``, ``_extra_cache_key`` or the Python version."""
         state = self._setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
-        key = self._maker.key(args, call_kwargs, extra)
-        call = json.loads("{" + self._maker.describe(args, call_kwargs, extra) + "}")
+        key, labels, values = self._maker.bind(args, call_kwargs, extra)
+        call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
         call["components"] = self._maker.components()
         hit = state.store.contains(self._name, key, self._max_age, state.secret_keys)
         return explain_text(self._maker.qualname, key, call, self.entries(), hit)
@@ -508,12 +506,6 @@ class Memoized(Generic[P, R]):
             if meta is None or meta.get("function") == self._maker.qualname:
                 removed += store.delete(name, key)
         return removed
-
-
-def _now_text() -> str:
-    """The time now in seconds since the epoch, as JSON text (float repr costs twice this)."""
-    ns = str(time.time_ns())
-    return f"{ns[:-9]}.{ns[-9:]}"
 
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:

@@ -8,7 +8,7 @@ import time
 from typing import Any, ParamSpec, TypeVar, cast
 
 from ._keys._key import EXTRA, NO_EXTRA
-from ._lazy import collecting_metadata, stop_collecting
+from ._lazy import collecting, stop_collecting
 from ._memoized import Memoized
 from ._storage._local import MISS, StoreError
 
@@ -28,7 +28,7 @@ class AsyncMemoized(Memoized[P, R]):
             extra = kwargs.pop(EXTRA)
         if state.disabled:
             return await cast(Any, self._func(*args, **kwargs))
-        key = self._maker.key(args, kwargs, extra)
+        key, labels, values = self._maker.bind(args, kwargs, extra)
         store = state.store
         if not state.skip:
             value = self._lookup(state, key)
@@ -45,14 +45,15 @@ class AsyncMemoized(Memoized[P, R]):
                 if value is not MISS:
                     return value
             self._note_miss(key, state.skip)
-            started = time.perf_counter()
-            collected, token = collecting_metadata()
+            started = time.perf_counter_ns()
+            collected: dict[str, Any] = {}
+            token = collecting(collected)
             try:
                 value = await cast(Any, self._func(*args, **kwargs))
             finally:
                 stop_collecting(token)
-            seconds = time.perf_counter() - started
-            self._store(state, key, value, args, kwargs, extra, seconds, collected)
+            elapsed_ns = time.perf_counter_ns() - started
+            self._store(state, key, value, labels, values, extra, elapsed_ns, collected)
             return value
         finally:
             if held:

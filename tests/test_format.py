@@ -211,7 +211,7 @@ def test_metadata_line_is_the_json_object_of_its_members(
     fixed: dict[str, Any], members: dict[str, Any], serializer: str, size: int
 ) -> None:
     """The metadata line built as text is one line of JSON holding every member, in order."""
-    fixed_text = json.dumps(fixed, separators=(",", ":"))[1:-1].encode()
+    fixed_text = json.dumps(fixed, separators=(",", ":"))[1:-1]
     members_text = json.dumps(members, separators=(",", ":"))[1:-1]
     line = metadata_line(members_text, serializer, size, fixed_text)
     assert b"\n" not in line

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import memo
 from memo._explain import changed_arguments
 from memo._keys._canonical import value_digest
-from memo._keys._key import NO_EXTRA, KeyMaker
+from memo._keys._key import NO_EXTRA, KeyMaker, _label_name
 
 
 def test_binding_applies_defaults(cache_dir: Path) -> None:
@@ -225,6 +225,42 @@ def _exact(value: Any) -> bool:
     )
 
 
+def _described(maker: KeyMaker, args: Any, kwargs: Any, extra: Any) -> Any:
+    _, labels, values = maker.bind(args, kwargs, extra)
+    return json.loads("{" + maker.describe(labels, values, extra) + "}")
+
+
+def _fully_bound(func: Any, args: Any, kwargs: Any) -> list[Any]:
+    bound = inspect.signature(func).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return list(bound.arguments.values())
+
+
+@given(st.integers(0, 3), st.booleans(), st.integers())
+def test_bind_completes_calls_as_the_signature_does(
+    given_count: int, keyword: bool, x: int
+) -> None:
+    """bind's values are the signature's bound arguments with defaults, and its key is key()'s."""
+
+    def f(a, b, c=2.5, *, d="d"):  # type: ignore[no-untyped-def]
+        return a
+
+    maker = KeyMaker(f)
+    args = (x, "b", None)[:given_count]
+    kwargs = {"d": x} if keyword else {}
+    try:
+        expected = _fully_bound(f, args, kwargs)
+    except TypeError:
+        with pytest.raises(TypeError):
+            maker.bind(args, kwargs)
+        return
+    key, labels, values = maker.bind(args, kwargs)
+    assert list(values) == expected
+    assert [_label_name(label) for label in labels] == ["a", "b", "c", "d"]
+    assert key == maker.key(args, kwargs)
+    assert key == KeyMaker(f).key(tuple(expected[:3]), {"d": expected[3]})
+
+
 def _expected_digests(arguments: dict[str, Any]) -> dict[str, str]:
     return {name: value_digest(value) for name, value in arguments.items() if not _exact(value)}
 
@@ -241,7 +277,7 @@ def test_described_call_is_json_with_a_summary_and_digest_per_argument(
 
     maker = KeyMaker(f)
     for args, kwargs in (((first, second), {}), ((first,), {"ünïcodé": second})):
-        described = json.loads("{" + maker.describe(args, kwargs, extra) + "}")
+        described = _described(maker, args, kwargs, extra)
         assert list(described["arguments"]) == ["plain", "ünïcodé"]
         bound = {"plain": first, "ünïcodé": second}
         assert described["argument_digests"] == _expected_digests(bound)
@@ -254,7 +290,7 @@ def test_described_call_is_json_with_a_summary_and_digest_per_argument(
     def g(a, *rest, **named):  # type: ignore[no-untyped-def]
         return a
 
-    described = json.loads("{" + KeyMaker(g).describe((first,), {"b": second}, extra) + "}")
+    described = _described(KeyMaker(g), (first,), {"b": second}, extra)
     assert list(described["arguments"]) == ["a", "rest", "named"]
     assert described["argument_digests"] == _expected_digests(
         {"a": first, "rest": (), "named": {"b": second}}
@@ -270,6 +306,22 @@ def test_described_arguments_differ_exactly_when_the_values_differ(first: Any, s
         return x
 
     maker = KeyMaker(f)
-    one, two = (json.loads("{" + maker.describe((v,), {}, NO_EXTRA) + "}") for v in (first, second))
+    one, two = (_described(maker, (v,), {}, NO_EXTRA) for v in (first, second))
     changed = [name for name, _, _ in changed_arguments(one, two)]
     assert changed == ([] if value_digest(first) == value_digest(second) else ["x"])
+
+
+def test_an_int_too_long_to_print_is_summarized_not_an_error(cache_dir: Path) -> None:
+    """An argument Python refuses to print (an int over sys.get_int_max_str_digits digits)
+    is stored with a summary and a digest, and tells calls apart by its digest."""
+    huge = 10**5000
+
+    @memo.decorate(cache_path=cache_dir)
+    def f(x):  # type: ignore[no-untyped-def]
+        return 1
+
+    assert [f(huge), f([huge]), f(huge + 1)] == [1, 1, 1]
+    assert f.cache_info().stores == 3
+    arguments = [entry["arguments"]["x"] for entry in f.entries()]
+    assert sorted(arguments) == ["<builtins.int>", "<builtins.int>", "<builtins.list>"]
+    assert len({entry["argument_digests"]["x"] for entry in f.entries()}) == 3

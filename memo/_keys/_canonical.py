@@ -41,6 +41,10 @@ pack_q = struct.Struct("<Q").pack
 _pack_i = struct.Struct("<q").pack  # = int.to_bytes(8, "little", signed=True), at half the cost
 _pack_d = struct.Struct("<d").pack
 _NAN = b"f" + _pack_d(math.nan)
+# A type tag and the value's 8 bytes in one call (the atoms of stream_digest, on every call).
+_tag_q = struct.Struct("<cQ").pack
+_tag_i = struct.Struct("<cq").pack
+_tag_d = struct.Struct("<cd").pack
 
 
 class UnencodableError(Exception):
@@ -436,14 +440,12 @@ def stream_digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any])
             tp = type(value)
             if tp is str:
                 data = value.encode("utf-8", "surrogatepass")
-                out += b"s"
-                out += pack_q(len(data))
+                out += _tag_q(b"s", len(data))
                 out += data
             elif tp is int and -(1 << 63) <= value < (1 << 63):
-                out += b"i"
-                out += _pack_i(value)
+                out += _tag_i(b"i", value)
             elif tp is float:
-                out += _NAN if value != value else b"f" + _pack_d(value)
+                out += _NAN if value != value else _tag_d(b"f", value)
             else:
                 handler = resolved.get(tp)
                 if handler is None:

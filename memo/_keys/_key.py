@@ -95,6 +95,13 @@ class KeyMaker:
             p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
             for p in params
         )
+        # For a call with no keywords, by how many positional arguments it has: the defaults
+        # that complete it, or None if that leaves a required parameter out.
+        self._fill: dict[int, tuple[Any, ...] | None] = {}
+        if self.fast and self.all_kept:
+            for given in range(self.n_positional + 1):
+                rest = self.defaults[given:]
+                self._fill[given] = None if _MISSING in rest else tuple(rest)
         self._prefix: bytes | None = None
         self.code_fingerprint = ""
 
@@ -173,34 +180,44 @@ class KeyMaker:
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any], extra: Any = NO_EXTRA) -> str:
         """The hex key of a call; raises ``EncodingError`` naming the failing argument."""
-        if self.all_kept and not kwargs and len(args) == self.n_params and self.fast:
-            labels: Sequence[bytes] = self.labels  # the hit path: labelled()'s first case
-            values: Sequence[Any] = args
+        return self.bind(args, kwargs, extra)[0]
+
+    def bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], extra: Any = NO_EXTRA
+    ) -> tuple[str, Sequence[bytes], Sequence[Any]]:
+        """The hex key of a call, and the labels and values (``labelled``'s) it was made of,
+        which ``describe`` takes. Raises ``EncodingError`` naming the failing argument."""
+        # The hit path: positional arguments, completed by the defaults, need no binding.
+        fill = None if kwargs else self._fill.get(len(args))
+        if fill is not None:
+            labels: Sequence[bytes] = self.labels
+            values: Sequence[Any] = args + fill if fill else args
         else:
             labels, values = self.labelled(args, kwargs)
-        if extra is not NO_EXTRA:
-            labels, values = [*labels, _EXTRA_LABEL], [*values, extra]
         try:
-            return stream_digest(self._prefix or self.prefix, labels, values)
+            if extra is NO_EXTRA:
+                return stream_digest(self._prefix or self.prefix, labels, values), labels, values
+            return (
+                stream_digest(
+                    self._prefix or self.prefix, [*labels, _EXTRA_LABEL], [*values, extra]
+                ),
+                labels,
+                values,
+            )
         except UnencodableError as exc:
-            raise self._error(exc, labels) from None
+            raise self._error(exc, [*labels, _EXTRA_LABEL]) from None
 
-    def describe(
-        self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        extra: Any,
-    ) -> str:
+    def describe(self, labels: Sequence[bytes], values: Sequence[Any], extra: Any) -> str:
         """A call's part of an entry's metadata, as JSON object members (no braces):
         ``"arguments"`` (a short summary of each), ``"argument_digests"`` and ``"extra"``
-        (the digest of ``_extra_cache_key``, or null).
+        (the digest of ``_extra_cache_key``, or null). ``labels`` and ``values`` are what
+        ``bind`` or ``labelled`` gave.
 
         Digests let a later call say which argument changed without storing the arguments. A
         number, ``None`` or a short string is shown whole (its repr tells every value apart,
         as its key encoding does), so it needs no digest and gets none. JSON text, not a dict:
         this runs on every miss, and ``json`` costs more than the rest of the metadata.
         """
-        labels, values = self.labelled(args, kwargs)
         if labels is self.labels:
             names = self._json_names
         else:
@@ -208,11 +225,17 @@ class KeyMaker:
         shown, digests = [], []
         for name, value in zip(names, values, strict=True):
             kind = type(value)
-            if kind in _ATOMS or (kind is str and len(value) <= _SHORT):  # shown exactly
+            if kind in _ATOMS:  # shown exactly; the repr of a number has nothing to escape
+                try:
+                    shown.append(f'{name}"{value!r}"')
+                    continue
+                except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
+                    pass
+            elif kind is str and len(value) <= _SHORT:
                 shown.append(name + json_string(repr(value)))
-            else:
-                shown.append(name + json_string(_summarize(value, kind)))
-                digests.append(f'{name}"{value_digest(value)}"')
+                continue
+            shown.append(name + json_string(_summarize(value, kind)))
+            digests.append(f'{name}"{value_digest(value)}"')
         extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
         return (
             f'"arguments":{{{",".join(shown)}}},'
@@ -277,7 +300,10 @@ def _summarize(value: Any, kind: type) -> str:
     """A short description of an argument ``describe`` does not show whole: a shortened repr
     of a plain value or container, else the type (and shape, if any)."""
     if isinstance(value, (*_PLAIN, os.PathLike)):
-        return _summary.repr(value)
+        try:
+            return _summary.repr(value)
+        except ValueError:  # it holds an int too long to print
+            pass
     shape = getattr(value, "shape", None)
     name = f"{kind.__module__}.{kind.__qualname__}"
     return f"<{name} shape={shape}>" if isinstance(shape, tuple) else f"<{name}>"

@@ -89,10 +89,16 @@ def pack(
     and the payload's fingerprint."""
     if secret is None and len(payload) == 1:
         data = payload[0]
-        if type(data) is bytes and len(data) < _SMALL:  # the common case: a small pickle
+        if type(data) is bytes and len(data) < _SMALL and b"\n" not in metadata:
+            # The common case, a small pickle: seal() inlined (this runs on every miss).
+            name = (_tails.get(serializer) or _tail(serializer))[1]
+            end = len(metadata) + 1 + HEADER + len(name)
             fingerprint = _digest(data)
-            head, check = seal(metadata, key, serializer, len(data), fingerprint)
-            return [b"".join((head, data, check))], fingerprint
+            packed = _HEAD.pack(
+                MAGIC, FORMAT, 0, len(name), len(data), key, fingerprint, time.time_ns()
+            )
+            head = b"".join((metadata, b"\n", packed, name, _ZEROS[: -end % _ALIGN]))
+            return [head + data + _digest(head)], fingerprint
     views = [memoryview(chunk).cast("B") for chunk in payload]
     length = sum(view.nbytes for view in views)
     if len(views) == 1:
@@ -110,17 +116,21 @@ def pack(
     return [head, *views, trailer], fingerprint
 
 
-def metadata_line(members: str, serializer: str, size: int, fixed: bytes = b"") -> bytes:
-    """An entry's metadata line: one JSON object of ``fixed`` (bytes) and ``members`` (text),
-    both JSON object members without braces, then the serializer's name and the payload size.
+def metadata_line(members: str, serializer: str, size: int, fixed: str = "") -> bytes:
+    """An entry's metadata line: one JSON object of ``fixed`` and ``members`` (ASCII JSON
+    object members without braces), then the serializer's name and the payload size.
 
     Built as text: the callers encode their members once, or cheaply, and ``json`` would
     cost more than the rest of a store. Raises ``ValueError`` if the line is too long for the
     entry format (before anything is written).
     """
-    tail = f'"serializer":{json_string(serializer)},"payload_bytes":{size}}}'
-    body = f"{{{members},{tail}" if members else f"{{{tail}"
-    line = b"{" + fixed + b"," + body[1:].encode() if fixed else body.encode()
+    tail = (_tails.get(serializer) or _tail(serializer))[0]
+    if fixed and members:
+        line = f"{{{fixed},{members},{tail}{size}}}".encode()
+    elif fixed or members:
+        line = f"{{{fixed or members},{tail}{size}}}".encode()
+    else:
+        line = f"{{{tail}{size}}}".encode()
     if len(line) > MAX_METADATA:
         raise ValueError(
             f"the entry's metadata is {len(line)} bytes, over the limit of {MAX_METADATA}: "
@@ -128,6 +138,17 @@ def metadata_line(members: str, serializer: str, size: int, fixed: bytes = b"") 
             "keep them small"
         )
     return line
+
+
+_tails: dict[str, tuple[str, bytes]] = {}
+
+
+def _tail(serializer: str) -> tuple[str, bytes]:
+    """The metadata line's members naming ``serializer`` (up to the size), and its name as
+    ASCII bytes, made once per serializer."""
+    made = (f'"serializer":{json_string(serializer)},"payload_bytes":', serializer.encode("ascii"))
+    _tails[serializer] = made
+    return made
 
 
 def payload_offset(metadata: bytes, serializer: str) -> int:

@@ -336,7 +336,7 @@ class LocalStore:
         value: Any,
         metadata: str,
         serializer: Serializer,
-        fixed_metadata: bytes = b"",
+        fixed_metadata: str = "",
         secret: bytes | None = None,
     ) -> str:
         """Serialize and publish an entry atomically; returns its fingerprint (hex).

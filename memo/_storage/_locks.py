@@ -201,9 +201,11 @@ class KeyLocks:
             if mine is None:
                 return None, False
         try:
-            if self._try_record(key):
+            fd = self._fd if self._fd is not None else self._lock_fd()
+            try:
+                fcntl.lockf(fd, _TRY, 1, int(key[:15], 16))  # _try_record and _offset, inlined
                 held = True
-            else:
+            except (BlockingIOError, PermissionError):
                 waited = 0.0 if started is None else time.monotonic() - started
                 held = self._wait_record(key, timeout - waited)
         except BaseException:
@@ -221,7 +223,14 @@ class KeyLocks:
             return
         try:
             if held:
-                self._release_record(key)
+                fd = self._fd
+                try:
+                    if fd is None:  # forgotten meanwhile (the directory was recreated)
+                        self._release_record(key)
+                    else:
+                        fcntl.lockf(fd, fcntl.LOCK_UN, 1, int(key[:15], 16))  # _offset inlined
+                except OSError:
+                    self._release_record(key)
         finally:
             _claims.drop(key, claim)
 

@@ -481,7 +481,7 @@ class RemoteStore:
         value: Any,
         metadata: str,
         serializer: Serializer,
-        fixed_metadata: bytes = b"",
+        fixed_metadata: str = "",
         secret: bytes | None = None,
     ) -> str:
         """Serialize and publish an entry as one object; returns its fingerprint (hex).
