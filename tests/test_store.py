@@ -33,6 +33,7 @@ from memo._exceptions import reset_warnings
 from memo._storage import _local
 from memo._storage._format import CHECK, HEADER
 from memo._storage._local import LocalStore, sanitize
+from memo._storage._serializers import get_serializer
 from memo._storage._serializers import PickleSerializer
 
 # The autouse fixture in conftest only sets environment variables and clears warnings, which is
@@ -935,3 +936,21 @@ def test_a_failed_write_while_hashing_raises_and_leaves_no_thread(
     finally:
         os.close(fd)
     assert threading.active_count() == before
+
+
+def test_after_a_run_of_misses_entries_written_by_others_are_still_found(tmp_path: Path) -> None:
+    """A store that has found nothing many times in a row (and so checks for a file before
+    opening it) still loads an entry another process stored, and a symbolic link placed as an
+    entry is still refused with a warning."""
+    reader, writer = LocalStore(tmp_path), LocalStore(tmp_path)
+    pickler = get_serializer("pickle")
+    keys = [f"{n:032x}" for n in range(20)]
+    assert all(reader.load("f", key) is _local.MISS for key in keys)
+    writer.save("f", keys[3], "three", '"k":1', pickler)
+    assert reader.load("f", keys[3]) == "three"
+    assert all(reader.load("f", key) is _local.MISS for key in keys[4:])
+    target = tmp_path / "elsewhere"
+    target.write_bytes(Path(writer.path("f", keys[3])).read_bytes())
+    os.symlink(target, writer.path("f", keys[5]))
+    with pytest.warns(UserWarning, match="symbolic link"):
+        assert reader.load("f", keys[5]) is _local.MISS

@@ -89,7 +89,9 @@ def pack(
     and the payload's fingerprint."""
     if secret is None and len(payload) == 1:
         data = payload[0]
-        if type(data) is bytes and len(data) < _SMALL and b"\n" not in metadata:
+        # (find, not "in": bytes.__contains__ tries the argument as an int first, and raising
+        # and clearing that TypeError costs more than the search.)
+        if type(data) is bytes and len(data) < _SMALL and metadata.find(b"\n") < 0:
             # The common case, a small pickle: seal() inlined (this runs on every miss).
             name = (_tails.get(serializer) or _tail(serializer))[1]
             end = len(metadata) + 1 + HEADER + len(name)
@@ -167,7 +169,7 @@ def seal(
 ) -> tuple[bytes, bytes]:
     """An entry's head (everything before the payload) and its trailer's check, for a payload
     of ``length`` bytes with ``fingerprint``; a signed entry's signature follows the check."""
-    if b"\n" in metadata or len(metadata) > MAX_METADATA:
+    if metadata.find(b"\n") >= 0 or len(metadata) > MAX_METADATA:
         raise ValueError("metadata must be one line of JSON of at most 64 KiB")
     name = serializer.encode("ascii")
     end = len(metadata) + 1 + HEADER + len(name)
