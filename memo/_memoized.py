@@ -243,7 +243,7 @@ class Memoized(Generic[P, R]):
                         return value
             elif not held:
                 logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
-            self._note_miss(key, skip)
+            debug = self._note_miss(key, skip)
             collected: dict[str, Any] = {}
             token = collecting(collected)
             started = perf_counter_ns()
@@ -252,18 +252,21 @@ class Memoized(Generic[P, R]):
             finally:
                 elapsed_ns = perf_counter_ns() - started
                 stop_collecting(token)
-            self._store(state, key, value, labels, values, extra, elapsed_ns, collected)
+            self._store(state, key, value, labels, values, extra, elapsed_ns, collected, debug)
             return value
         finally:
             if claim is not None:
                 store.release(key, claim, held)
 
-    def _note_miss(self, key: str, skip: bool) -> None:
-        """Count a computation and log it (as a skip when the cache was bypassed)."""
+    def _note_miss(self, key: str, skip: bool) -> bool:
+        """Count a computation and log it (as a skip when the cache was bypassed); returns
+        whether debug logging is on, for ``_store`` (asked once per miss)."""
         self.misses += 1
-        if logger.isEnabledFor(logging.DEBUG):
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
             what = "skip (recomputing)" if skip else "miss"
             logger.debug("%s %s %s", what, self._maker.qualname, key[:12])
+        return debug
 
     def _store(
         self,
@@ -275,8 +278,10 @@ class Memoized(Generic[P, R]):
         extra: Any,
         elapsed_ns: int,
         user: dict[str, Any],
+        debug: bool,
     ) -> str | None:
-        """Store a fresh value; returns its fingerprint, or None if it was not stored."""
+        """Store a fresh value; returns its fingerprint, or None if it was not stored.
+        ``debug``: whether debug logging is on (asked once per miss)."""
         if self._validate is not None and not self._passes(value, key, cached=False):
             return None
         try:
@@ -308,7 +313,7 @@ class Memoized(Generic[P, R]):
             )
             return None
         self.stores += 1
-        if logger.isEnabledFor(logging.DEBUG):
+        if debug:
             logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
         return fingerprint
 

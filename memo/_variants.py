@@ -44,7 +44,7 @@ class AsyncMemoized(Memoized[P, R]):
                 value = self._lookup(state, key, known_missing=True)
                 if value is not MISS:
                     return value
-            self._note_miss(key, state.skip)
+            debug = self._note_miss(key, state.skip)
             started = time.perf_counter_ns()
             collected: dict[str, Any] = {}
             token = collecting(collected)
@@ -53,7 +53,7 @@ class AsyncMemoized(Memoized[P, R]):
             finally:
                 stop_collecting(token)
             elapsed_ns = time.perf_counter_ns() - started
-            self._store(state, key, value, labels, values, extra, elapsed_ns, collected)
+            self._store(state, key, value, labels, values, extra, elapsed_ns, collected, debug)
             return value
         finally:
             if held:
