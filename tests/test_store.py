@@ -33,8 +33,7 @@ from memo._exceptions import reset_warnings
 from memo._storage import _local
 from memo._storage._format import CHECK, HEADER
 from memo._storage._local import LocalStore, sanitize
-from memo._storage._serializers import get_serializer
-from memo._storage._serializers import PickleSerializer
+from memo._storage._serializers import PickleSerializer, get_serializer
 
 # The autouse fixture in conftest only sets environment variables and clears warnings, which is
 # harmless to share between examples; every example makes its own directory and resets warnings.

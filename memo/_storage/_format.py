@@ -44,6 +44,7 @@ __all__ = [
     "parse_header",
     "parse_metadata",
     "read_metadata_line",
+    "small_entry",
     "unpack",
 ]
 
@@ -87,20 +88,6 @@ def pack(
 ) -> tuple[list[Any], bytes]:
     """The chunks to write, in order, for an entry holding ``payload`` (a list of buffers),
     and the payload's fingerprint."""
-    if secret is None and len(payload) == 1:
-        data = payload[0]
-        # (find, not "in": bytes.__contains__ tries the argument as an int first, and raising
-        # and clearing that TypeError costs more than the search.)
-        if type(data) is bytes and len(data) < _SMALL and metadata.find(b"\n") < 0:
-            # The common case, a small pickle: seal() inlined (this runs on every miss).
-            name = (_tails.get(serializer) or _tail(serializer))[1]
-            end = len(metadata) + 1 + HEADER + len(name)
-            fingerprint = _digest(data)
-            packed = _HEAD.pack(
-                MAGIC, FORMAT, 0, len(name), len(data), key, fingerprint, time.time_ns()
-            )
-            head = b"".join((metadata, b"\n", packed, name, _ZEROS[: -end % _ALIGN]))
-            return [head + data + _digest(head)], fingerprint
     views = [memoryview(chunk).cast("B") for chunk in payload]
     length = sum(view.nbytes for view in views)
     if len(views) == 1:
@@ -116,6 +103,29 @@ def pack(
     if len(views) == 1 and length < _SMALL:
         return [head + views[0] + trailer], fingerprint
     return [head, *views, trailer], fingerprint
+
+
+def small_entry(
+    members: str, fixed: str, key: bytes, serializer: str, data: bytes
+) -> tuple[bytes, bytes]:
+    """A whole unsigned entry holding ``data`` (one piece, under 1 MiB) and its fingerprint:
+    ``pack(metadata_line(members, serializer, len(data), fixed), key, serializer, [data])`` in
+    one step, as every miss stores one. Raises ``ValueError`` as they do."""
+    tail, name = _tails.get(serializer) or _tail(serializer)
+    line = f"{{{fixed},{members},{tail}{len(data)}}}\n".encode()
+    # (find, not "in": bytes.__contains__ tries its argument as an int first, and raising
+    # and clearing that TypeError costs more than the search.)
+    if not (fixed and members) or len(line) > MAX_METADATA or line.find(b"\n") < len(line) - 1:
+        # The rare cases (no members, a line too long, one with a newline) as pack has them.
+        chunks, fingerprint = pack(
+            metadata_line(members, serializer, len(data), fixed), key, serializer, [data]
+        )
+        return b"".join(chunks), fingerprint
+    end = len(line) + HEADER + len(name)
+    fingerprint = _digest(data)
+    packed = _HEAD.pack(MAGIC, FORMAT, 0, len(name), len(data), key, fingerprint, time.time_ns())
+    head = b"".join((line, packed, name, _ZEROS[: -end % _ALIGN]))
+    return head + data + _digest(head), fingerprint
 
 
 def metadata_line(members: str, serializer: str, size: int, fixed: str = "") -> bytes:

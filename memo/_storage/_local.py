@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .._exceptions import warn_once
 from . import _files
@@ -39,6 +39,7 @@ from ._format import (
     parse_metadata,
     payload_offset,
     seal,
+    small_entry,
     unpack,
 )
 from ._locks import KeyLocks
@@ -375,38 +376,42 @@ class LocalStore:
                 f"the result ({type(value).__qualname__}) could not be serialized with "
                 f"{serializer.name!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        if len(payload) == 1 and type(payload[0]) is bytes:
+        small = len(payload) == 1 and type(payload[0]) is bytes and secret is None
+        if small:
             size = len(payload[0])
+            small = size < _files.SMALL
         else:
             size = sum(memoryview(chunk).nbytes for chunk in payload)
         budget = self._budget
-        refusal = None
-        try:
-            line = metadata_line(metadata, serializer.name, size, fixed_metadata)
-        except ValueError as exc:  # too long for the entry format
-            refusal = str(exc)
         if budget is not None and not budget.fits(size):
-            refusal = (
+            self._refuse(
+                name,
+                key,
+                serializer,
                 f"the result ({size} bytes) is larger than the store's whole size budget "
-                f"({budget.limit} bytes), so it is not stored"
+                f"({budget.limit} bytes), so it is not stored",
             )
-        if refusal is not None:
-            if serializer.name == CACHEABLE:
-                shutil.rmtree(self.directory(name, key), ignore_errors=True)
-            raise StoreError(refusal)
         write: Callable[[int], tuple[int, bytes]] | bytes
-        if secret is None and size >= _files.SMALL:
-            # A large payload is written first, each piece hashed as it is written, and the
-            # head (which holds the payload's digest) last: one pass over the data instead
-            # of two. The file has no name, or a temporary one, until it is complete.
-            keyed = bytes.fromhex(key)
-            write = functools.partial(_write_large, line, keyed, serializer.name, payload)
-        else:
-            chunks, fingerprint = pack(line, bytes.fromhex(key), serializer.name, payload, secret)
-            # The common case, a small entry in one piece, is written by _publish itself.
-            if len(chunks) == 1 and type(chunks[0]) is bytes:
-                write = chunks[0]
+        try:
+            if small:
+                # The common case, a small entry in one piece, made in one step and written
+                # by _publish itself.
+                write, fingerprint = small_entry(
+                    metadata, fixed_metadata, bytes.fromhex(key), serializer.name, payload[0]
+                )
             else:
+                line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+        except ValueError as exc:  # a metadata line too long for the entry format
+            self._refuse(name, key, serializer, str(exc))
+        if not small:
+            keyed = bytes.fromhex(key)
+            if secret is None and size >= _files.SMALL:
+                # A large payload is written first, each piece hashed as it is written, and
+                # the head (which holds the payload's digest) last: one pass over the data
+                # instead of two. The file has no name, or a temporary one, until complete.
+                write = functools.partial(_write_large, line, keyed, serializer.name, payload)
+            else:
+                chunks, fingerprint = pack(line, keyed, serializer.name, payload, secret)
                 write = functools.partial(_write_chunks, chunks, fingerprint)
         try:
             try:
@@ -435,6 +440,13 @@ class LocalStore:
                     "may exceed its size budget until a later write succeeds",
                 )
         return fingerprint.hex()
+
+    def _refuse(self, name: str, key: str, serializer: Serializer, why: str) -> NoReturn:
+        """Store nothing for ``key`` (and remove a Cacheable result's directory, already
+        written): raises ``StoreError`` saying ``why``."""
+        if serializer.name == CACHEABLE:
+            shutil.rmtree(self.directory(name, key), ignore_errors=True)
+        raise StoreError(why)
 
     def _write_directory(self, name: str, key: str, value: Any) -> bytes:
         """Write a Cacheable's directory aside, then swap it into place; returns the manifest."""
