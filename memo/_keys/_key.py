@@ -236,6 +236,8 @@ class KeyMaker:
                 continue
             shown.append(name + json_string(_summarize(value, kind)))
             digests.append(f'{name}"{value_digest(value)}"')
+        if not digests and extra is NO_EXTRA:  # the usual case: numbers and short strings
+            return f'"arguments":{{{",".join(shown)}}},"argument_digests":{{}},"extra":null'
         extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
         return (
             f'"arguments":{{{",".join(shown)}}},'

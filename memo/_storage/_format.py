@@ -286,13 +286,13 @@ def unpack(
     if stored_key != key:
         raise DamagedEntryError("it belongs to another key")
     # Slicing a small entry's bytes copies under a kilobyte, cheaper than making views.
-    if _digest(data[:offset]) != bytes(data[end : end + CHECK]):
+    if _digest(data[:offset]) != data[end : end + CHECK]:  # (bytes == any buffer, by content)
         raise DamagedEntryError("header digest mismatch")
     payload = memoryview(data)[offset:end]
     if (_digest(payload) if payload_digest is None else payload_digest) != fingerprint:
         raise DamagedEntryError("payload digest mismatch")
     try:
-        name = bytes(data[start + HEADER : name_end]).decode("ascii")
+        name = str(data[start + HEADER : name_end], "ascii")
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
     # tuple.__new__ skips the NamedTuple's Python-level constructor: this is the hit path.
