@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import multiprocessing
 import os
@@ -359,3 +360,25 @@ def test_short_lived_stores_do_not_keep_lock_files_open(tmp_path: Path) -> None:
         gc.collect()
         assert not _lock_is_free(tmp_path / "shared", "1" * 32)
     assert _lock_is_free(tmp_path / "shared", "1" * 32)
+
+
+def test_a_function_calling_itself_does_not_wait_for_its_own_lock(cache_dir: Path) -> None:
+    """A same-key call made while computing (sync, or async in the same task) is computed at
+    once rather than waiting out the lock timeout for the call that is waiting on it."""
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir, lock_timeout=60)
+    def nested(x: int) -> int:
+        calls.append(x)
+        return x if len(calls) > 1 else nested(x) + 1
+
+    @memo.cache(cache_path=cache_dir, lock_timeout=60)
+    async def nested_async(x: int) -> int:
+        calls.append(x)
+        return x if len(calls) > 3 else await nested_async(x) + 1
+
+    started = time.monotonic()
+    assert nested(3) == 4
+    assert asyncio.run(nested_async(5)) == 6
+    assert time.monotonic() - started < 30
+    assert calls == [3, 3, 5, 5]

@@ -42,7 +42,7 @@ from ._format import (
     small_entry,
     unpack,
 )
-from ._locks import KeyLocks
+from ._locks import KeyLocks, hold
 from ._serializers import Serializer, get_serializer
 
 __all__ = [
@@ -533,7 +533,7 @@ class LocalStore:
         """Hold ``key``'s lock (it gives False when ``timeout`` ran out)."""
         if not self._ready:
             self.prepare()
-        return self._locks.hold(key, timeout)
+        return hold(self._locks, key, timeout)
 
     def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
         """Take ``key``'s lock: ``(claim, held)`` (see ``KeyLocks.acquire``); unless ``claim``

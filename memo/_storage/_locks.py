@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from . import _files
 
@@ -28,7 +28,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Claims", "KeyLocks"]
+__all__ = ["Claims", "KeyLocks", "hold"]
 
 _POLL_START = 0.001
 _POLL_MAX = 0.05
@@ -153,6 +153,27 @@ def _close_released() -> None:
                 os.close(fd)
 
 
+class _Locks(Protocol):
+    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]: ...
+    def release(self, key: str, claim: Any, held: bool) -> None: ...
+
+
+@contextmanager
+def hold(locks: _Locks, key: str, timeout: float) -> Iterator[bool]:
+    """Hold ``key``'s lock (of ``KeyLocks`` or a store's thread locks) while in the block; it
+    gives False if ``timeout`` ran out, or at once when this thread holds it already.
+
+    Entering raises ``OSError`` if the lock file cannot be used (read-only directory, ...);
+    callers then go on without the lock.
+    """
+    claim, held = locks.acquire(key, timeout)
+    try:
+        yield held
+    finally:
+        if claim is not None:
+            locks.release(key, claim, held)
+
+
 class KeyLocks:
     """Locks for the keys of one store directory."""
 
@@ -190,6 +211,7 @@ class KeyLocks:
             return key, self._acquire_filelock(key, timeout)
         # Every miss takes a lock, so the uncontended case (no other thread of this process on
         # the key, the record lock free) is a few operations: no clock reading, no waiting.
+        # Claims.claim's first step is done here, so only a wait reads the clock.
         claims = _claims
         started = None
         mine = _allocate_lock()
@@ -203,7 +225,7 @@ class KeyLocks:
         try:
             fd = self._fd if self._fd is not None else self._lock_fd()
             try:
-                fcntl.lockf(fd, _TRY, 1, int(key[:15], 16))  # _try_record and _offset, inlined
+                fcntl.lockf(fd, _TRY, 1, _offset(key))  # _try_record, inlined
                 held = True
             except (BlockingIOError, PermissionError):
                 waited = 0.0 if started is None else time.monotonic() - started
@@ -228,25 +250,11 @@ class KeyLocks:
                     if fd is None:  # forgotten meanwhile (the directory was recreated)
                         self._release_record(key)
                     else:
-                        fcntl.lockf(fd, fcntl.LOCK_UN, 1, int(key[:15], 16))  # _offset inlined
+                        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _offset(key))
                 except OSError:
                     self._release_record(key)
         finally:
             _claims.drop(key, claim)
-
-    @contextmanager
-    def hold(self, key: str, timeout: float) -> Iterator[bool]:
-        """Hold the lock for ``key`` while in the block; it gives False if ``timeout`` ran out.
-
-        Entering raises ``OSError`` if the lock file cannot be used (read-only directory,
-        ...); callers then go on without the lock.
-        """
-        claim, held = self.acquire(key, timeout)
-        try:
-            yield held
-        finally:
-            if claim is not None:
-                self.release(key, claim, held)
 
     def _try_record(self, key: str) -> bool:
         # An OSError opening the lock file (read-only directory) is not "busy": it propagates.

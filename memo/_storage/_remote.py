@@ -87,7 +87,7 @@ from ._local import (
     warn_damaged,
     warn_unloadable,
 )
-from ._locks import Claims
+from ._locks import Claims, hold
 from ._serializers import Serializer
 
 __all__ = [
@@ -242,17 +242,6 @@ class _ThreadLocks:
     def release(self, key: str, claim: Any, held: bool) -> None:
         """Give back what ``acquire`` returned."""
         self._current().drop(key, claim)
-
-    @contextlib.contextmanager
-    def hold(self, key: str, timeout: float) -> Iterator[bool]:
-        """Hold ``key``'s lock in the block; it gives False when ``timeout`` ran out, or at
-        once when this thread already holds it (a function calling itself)."""
-        claim, held = self.acquire(key, timeout)
-        try:
-            yield held
-        finally:
-            if claim is not None:
-                self.release(key, claim, held)
 
     async def acquire_async(self, key: str, timeout: float) -> bool:
         """Wait for ``key``'s lock without blocking the event loop; True when held. False at
@@ -554,7 +543,7 @@ class RemoteStore:
     def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold ``key``'s lock among this process's threads (other machines may compute the
         same key meanwhile: duplicate work is possible, corruption is not)."""
-        return self._locks.hold(key, timeout)
+        return hold(self._locks, key, timeout)
 
     def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
         """Take ``key``'s lock among this process's threads: ``(claim, held)``; unless
