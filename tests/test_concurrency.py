@@ -25,6 +25,7 @@ import memo
 from memo._exceptions import reset_warnings
 from memo._storage import _files, _local
 from memo._storage._local import MISS, LocalStore
+from memo._storage._locks import Claims
 from memo._storage._serializers import get_serializer
 
 CTX = multiprocessing.get_context("fork")
@@ -382,3 +383,24 @@ def test_a_function_calling_itself_does_not_wait_for_its_own_lock(cache_dir: Pat
     assert asyncio.run(nested_async(5)) == 6
     assert time.monotonic() - started < 30
     assert calls == [3, 3, 5, 5]
+
+
+def test_claims_wait_for_the_holder_time_out_and_leave_nothing_behind() -> None:
+    """A claimed key makes other owners wait (until dropped, or until their timeout), tells
+    the holder itself at once, and the table is empty once every claim is dropped."""
+    claims = Claims()
+    mine = claims.claim("k", "first", 1.0)
+    assert mine is not None
+    assert claims.claim("k", "first", 60.0) is None  # the holder asking again: at once
+    assert claims.claim("k", "second", 0.05) is None  # timed out
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(claims.claim("k", "second", 60.0)))
+    waiter.start()
+    time.sleep(0.05)
+    assert waiter.is_alive()  # waiting for the holder
+    claims.drop("k", mine)
+    waiter.join(timeout=30)
+    assert len(got) == 1
+    assert got[0] is not None
+    claims.drop("k", got[0])
+    assert claims.busy == {}
