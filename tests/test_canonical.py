@@ -23,7 +23,14 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memo._keys._canonical import UnencodableError, encode, stream_digest, value_digest
+from memo._keys._canonical import (
+    UnencodableError,
+    atoms_encoder,
+    encode,
+    stream_digest,
+    text,
+    value_digest,
+)
 
 # Values that compare equal or look alike in Python but must not share a key.
 LOOKALIKES: list[Any] = [
@@ -319,3 +326,52 @@ def test_value_digest_is_the_digest_of_the_encoding(value: Any) -> None:
     """One value's digest (atoms inline, for the per-argument digests) is that of encode()."""
     assert value_digest(value) == xxhash.xxh3_128_hexdigest(encode(value))
     assert value_digest(value) == stream_digest(b"", (b"",), (value,))
+
+
+_ATOM_VALUES = st.one_of(
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.booleans(),
+    st.none(),
+)
+
+
+_OF_KIND = {
+    int: st.integers(min_value=-(2**64), max_value=2**64),
+    float: st.floats(allow_nan=True, allow_infinity=True),
+    str: st.text(),
+}
+
+
+def _fits(kind: type, value: Any) -> bool:
+    if kind is int:
+        return type(value) is int and -(2**63) <= value < 2**63
+    if kind is float:
+        return type(value) is float and value == value
+    return type(value) is str
+
+
+@given(st.lists(st.sampled_from([int, float, str]), min_size=1, max_size=5), st.data())
+def test_the_atoms_encoder_gives_exactly_what_stream_digest_hashes(
+    kinds: list[type], data: st.DataObject
+) -> None:
+    """Written out for some kinds, the encoder's bytes hash to stream_digest's key for values
+    of those kinds (64-bit ints, non-NaN floats, any strings), and it declines anything else."""
+    values: list[Any] = [data.draw(_OF_KIND[kind] | _ATOM_VALUES) for kind in kinds]
+    prefix = data.draw(st.binary(max_size=40))
+    labels = [text(f"p{i}") for i in range(len(kinds))]
+    encoder = atoms_encoder(labels, kinds)
+    assert encoder is not None
+    encoded = encoder(prefix, values)
+    fits = all(_fits(kind, value) for kind, value in zip(kinds, values, strict=True))
+    assert (encoded is not None) == fits
+    if encoded is not None:
+        assert xxhash.xxh3_128_hexdigest(encoded) == stream_digest(prefix, labels, values)
+
+
+def test_the_atoms_encoder_is_only_for_numbers_and_strings() -> None:
+    """Other kinds (bool, None, containers) and no arguments at all get no encoder."""
+    refused: list[list[type]] = [[bool], [int, type(None)], [list], []]
+    for kinds in refused:
+        assert atoms_encoder([text("x")] * len(kinds), kinds) is None

@@ -22,6 +22,7 @@ __all__ = [
     "UnencodableError",
     "add_plugin",
     "add_rules",
+    "atoms_encoder",
     "encode",
     "ignored",
     "registry",
@@ -462,6 +463,56 @@ def stream_digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any])
         return xxhash.xxh3_128_hexdigest(out)
     ctx.hasher.update(out)
     return str(ctx.hasher.hexdigest())
+
+
+_INT64 = 1 << 63
+_ATOM_KINDS = (int, float, str)
+
+
+def atoms_encoder(
+    labels: Sequence[bytes], kinds: Sequence[type]
+) -> Callable[[bytes, Sequence[Any]], bytes | None] | None:
+    """For calls whose values are ints (of 64 bits), floats (not NaN) and strings of ``kinds``,
+    in order: a function giving exactly what ``stream_digest`` hashes (``prefix``, then each
+    label and encoded value), or None when the values are not of those kinds. None if a kind
+    is not one of those.
+
+    The function is written out for the kinds (as ``dataclasses`` writes ``__init__``): the
+    hit path of a typical call then runs a few operations instead of ``stream_digest``'s loop.
+    Only positions and kinds shape the source; labels reach it as values, never as text.
+    """
+    if not kinds or any(kind not in _ATOM_KINDS for kind in kinds):
+        return None
+    names, guards, encoded, parts = [], [], [], ["prefix"]
+    for i, kind in enumerate(kinds):
+        value = f"v{i}"
+        names.append(value)
+        parts.append(f"L{i}")
+        if kind is int:
+            guards.append(f"type({value}) is int and -{_INT64} <= {value} < {_INT64}")
+            parts.append(f"_tag_i(b'i', {value})")
+        elif kind is float:
+            guards.append(f"type({value}) is float and {value} == {value}")
+            parts.append(f"_tag_d(b'f', {value})")
+        else:
+            guards.append(f"type({value}) is str")
+            encoded.append(f"    d{i} = {value}.encode('utf-8', 'surrogatepass')")
+            parts += [f"_tag_q(b's', len(d{i}))", f"d{i}"]
+    source = "\n".join(
+        [
+            "def encode(prefix, values):",
+            f"    {', '.join(names)}, = values",
+            f"    if not ({' and '.join(guards)}):",
+            "        return None",
+            *encoded,
+            f"    return b''.join(({', '.join(parts)},))",
+        ]
+    )
+    namespace: dict[str, Any] = {"_tag_i": _tag_i, "_tag_d": _tag_d, "_tag_q": _tag_q}
+    namespace.update((f"L{i}", label) for i, label in enumerate(labels))
+    exec(source, namespace)  # the source is made above from positions and kinds only
+    encoder: Callable[[bytes, Sequence[Any]], bytes | None] = namespace["encode"]
+    return encoder
 
 
 def value_digest(value: Any) -> str:

@@ -18,9 +18,17 @@ from json.encoder import encode_basestring_ascii as json_string
 from typing import Any
 
 import xxhash
+from xxhash import xxh3_128_hexdigest
 
 from .._exceptions import ConfigError, EncodingError
-from ._canonical import UnencodableError, encode, stream_digest, text, value_digest
+from ._canonical import (
+    UnencodableError,
+    atoms_encoder,
+    encode,
+    stream_digest,
+    text,
+    value_digest,
+)
 from ._code import code_details, function_fingerprint
 from ._encoder import encoding_error
 
@@ -104,6 +112,8 @@ class KeyMaker:
                 self._fill[given] = None if _MISSING in rest else tuple(rest)
         self._prefix: bytes | None = None
         self.code_fingerprint = ""
+        self._atoms: Callable[[bytes, Sequence[Any]], bytes | None] | None = None
+        self._atoms_tried = False
 
     @property
     def prefix(self) -> bytes:
@@ -192,6 +202,16 @@ class KeyMaker:
         if fill is not None:
             labels: Sequence[bytes] = self.labels
             values: Sequence[Any] = args + fill if fill else args
+            if extra is NO_EXTRA:
+                # Numbers and strings (of the kinds the first call had) skip stream_digest.
+                atoms = self._atoms
+                if atoms is None and not self._atoms_tried:
+                    self._atoms_tried = True
+                    atoms = self._atoms = atoms_encoder(labels, [type(v) for v in values])
+                if atoms is not None:
+                    data = atoms(self._prefix or self.prefix, values)
+                    if data is not None:
+                        return xxh3_128_hexdigest(data), labels, values
         else:
             labels, values = self.labelled(args, kwargs)
         try:
