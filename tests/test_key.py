@@ -331,6 +331,7 @@ _NUMBERS_AND_STRINGS = st.one_of(
     st.integers(min_value=-(2**65), max_value=2**65),
     st.floats(allow_nan=True),
     st.text(max_size=8),
+    st.text(min_size=55, max_size=70),
     st.booleans(),
     st.none(),
 )
@@ -338,14 +339,18 @@ _NUMBERS_AND_STRINGS = st.one_of(
 
 @given(st.lists(st.tuples(_NUMBERS_AND_STRINGS, _NUMBERS_AND_STRINGS), min_size=1, max_size=6))
 def test_keys_of_numbers_and_strings_are_the_general_keys(calls: list[tuple[Any, Any]]) -> None:
-    """Calls keyed through the encoder written for the first call's kinds get the keys the
-    general encoding gives, whatever kinds later calls have (and with a default filled in)."""
+    """Calls keyed (and described) through the code written for the first call's kinds get
+    the keys and metadata the general path gives, whatever kinds later calls have (and with a
+    default filled in)."""
 
     def f(a, b="default"):  # type: ignore[no-untyped-def]
         return a
 
     maker, general = KeyMaker(f), KeyMaker(f)
     general._atoms_tried = True  # never writes an encoder: stream_digest every time
-    for a, b in calls:
-        assert maker.key((a, b), {}) == general.key((a, b), {})
-        assert maker.key((a,), {}) == general.key((a,), {})
+    for args in [call for a, b in calls for call in ((a, b), (a,))]:
+        key, labels, values = maker.bind(args, {})
+        general_key, general_labels, general_values = general.bind(args, {})
+        assert key == general_key
+        described = maker.describe(labels, values, NO_EXTRA)
+        assert described == general.describe(general_labels, general_values, NO_EXTRA)

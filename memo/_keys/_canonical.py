@@ -29,6 +29,7 @@ __all__ = [
     "reset_rules",
     "stream_digest",
     "value_digest",
+    "written_out",
 ]
 
 Handler = Callable[[Any, bytearray, "Context"], None]
@@ -475,44 +476,54 @@ def atoms_encoder(
     """For calls whose values are ints (of 64 bits), floats (not NaN) and strings of ``kinds``,
     in order: a function giving exactly what ``stream_digest`` hashes (``prefix``, then each
     label and encoded value), or None when the values are not of those kinds. None if a kind
-    is not one of those.
-
-    The function is written out for the kinds (as ``dataclasses`` writes ``__init__``): the
-    hit path of a typical call then runs a few operations instead of ``stream_digest``'s loop.
-    Only positions and kinds shape the source; labels reach it as values, never as text.
+    is not one of those. Written out for the kinds: a typical call's key then takes a few
+    operations instead of ``stream_digest``'s loop.
     """
     if not kinds or any(kind not in _ATOM_KINDS for kind in kinds):
         return None
-    names, guards, encoded, parts = [], [], [], ["prefix"]
+    guards, encoded, parts = [], [], ["prefix"]
     for i, kind in enumerate(kinds):
-        value = f"v{i}"
-        names.append(value)
         parts.append(f"L{i}")
         if kind is int:
-            guards.append(f"type({value}) is int and -{_INT64} <= {value} < {_INT64}")
-            parts.append(f"_tag_i(b'i', {value})")
+            guards.append(f"type(v{i}) is int and -{_INT64} <= v{i} < {_INT64}")
+            parts.append(f"_tag_i(b'i', v{i})")
         elif kind is float:
-            guards.append(f"type({value}) is float and {value} == {value}")
-            parts.append(f"_tag_d(b'f', {value})")
+            guards.append(f"type(v{i}) is float and v{i} == v{i}")
+            parts.append(f"_tag_d(b'f', v{i})")
         else:
-            guards.append(f"type({value}) is str")
-            encoded.append(f"    d{i} = {value}.encode('utf-8', 'surrogatepass')")
+            guards.append(f"type(v{i}) is str")
+            encoded.append(f"d{i} = v{i}.encode('utf-8', 'surrogatepass')")
             parts += [f"_tag_q(b's', len(d{i}))", f"d{i}"]
-    source = "\n".join(
-        [
-            "def encode(prefix, values):",
-            f"    {', '.join(names)}, = values",
-            f"    if not ({' and '.join(guards)}):",
-            "        return None",
-            *encoded,
-            f"    return b''.join(({', '.join(parts)},))",
-        ]
-    )
     namespace: dict[str, Any] = {"_tag_i": _tag_i, "_tag_d": _tag_d, "_tag_q": _tag_q}
     namespace.update((f"L{i}", label) for i, label in enumerate(labels))
-    exec(source, namespace)  # the source is made above from positions and kinds only
-    encoder: Callable[[bytes, Sequence[Any]], bytes | None] = namespace["encode"]
+    body = [*encoded, f"return b''.join(({', '.join(parts)},))"]
+    encoder: Callable[[bytes, Sequence[Any]], bytes | None] = written_out(
+        "prefix, values", len(kinds), guards, body, namespace
+    )
     return encoder
+
+
+def written_out(
+    params: str, count: int, guards: Sequence[str], body: Sequence[str], namespace: dict[str, Any]
+) -> Any:
+    """A function of ``params``, whose last, ``values``, is unpacked into ``v0`` ...
+    ``v{count-1}``: it returns None unless every guard holds, else it runs ``body``.
+
+    For code on every call, written out once per kind of call (as ``dataclasses`` writes
+    ``__init__``). Its source is made from positions and kinds only: anything else (labels,
+    names) reaches it through ``namespace``, never as text.
+    """
+    source = "\n".join(
+        [
+            f"def written({params}):",
+            f"    {', '.join(f'v{i}' for i in range(count))}, = values",
+            f"    if not ({' and '.join(guards)}):",
+            "        return None",
+            *(f"    {line}" for line in body),
+        ]
+    )
+    exec(source, namespace)
+    return namespace["written"]
 
 
 def value_digest(value: Any) -> str:

@@ -28,6 +28,7 @@ from ._canonical import (
     stream_digest,
     text,
     value_digest,
+    written_out,
 )
 from ._code import code_details, function_fingerprint
 from ._encoder import encoding_error
@@ -112,7 +113,9 @@ class KeyMaker:
                 self._fill[given] = None if _MISSING in rest else tuple(rest)
         self._prefix: bytes | None = None
         self.code_fingerprint = ""
+        # Written out for the kinds of the first call's numbers and strings (bind decides).
         self._atoms: Callable[[bytes, Sequence[Any]], bytes | None] | None = None
+        self._atoms_shown: Callable[[Sequence[Any]], str | None] | None = None
         self._atoms_tried = False
 
     @property
@@ -207,7 +210,9 @@ class KeyMaker:
                 atoms = self._atoms
                 if atoms is None and not self._atoms_tried:
                     self._atoms_tried = True
-                    atoms = self._atoms = atoms_encoder(labels, [type(v) for v in values])
+                    kinds = [type(v) for v in values]
+                    atoms = self._atoms = atoms_encoder(labels, kinds)
+                    self._atoms_shown = _atoms_describer(self._json_names, kinds)
                 if atoms is not None:
                     data = atoms(self._prefix or self.prefix, values)
                     if data is not None:
@@ -239,6 +244,11 @@ class KeyMaker:
         this runs on every miss, and ``json`` costs more than the rest of the metadata.
         """
         if labels is self.labels:
+            shown_atoms = self._atoms_shown
+            if shown_atoms is not None and extra is NO_EXTRA:
+                described = shown_atoms(values)
+                if described is not None:
+                    return described
             names = self._json_names
         else:
             names = [json_string(_label_name(label)) + ":" for label in labels]
@@ -257,7 +267,7 @@ class KeyMaker:
             shown.append(name + json_string(_summarize(value, kind)))
             digests.append(f'{name}"{value_digest(value)}"')
         if not digests and extra is NO_EXTRA:  # the usual case: numbers and short strings
-            return f'"arguments":{{{",".join(shown)}}},"argument_digests":{{}},"extra":null'
+            return _SHOWN_HEAD + ",".join(shown) + _SHOWN_TAIL
         extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
         return (
             f'"arguments":{{{",".join(shown)}}},'
@@ -308,6 +318,36 @@ def _check_bound(func: Any, qualname: str) -> None:
             f"{tp.__module__}.{tp.__qualname__}, for the cache key. Pass it at each call "
             "instead, or memoize the function itself and take a partial of the memoized one."
         ) from None
+
+
+_SHOWN_HEAD = '"arguments":{'
+_SHOWN_TAIL = '},"argument_digests":{},"extra":null'
+
+
+def _atoms_describer(
+    json_names: Sequence[str], kinds: Sequence[type]
+) -> Callable[[Sequence[Any]], str | None] | None:
+    """``describe``'s text for calls of ints (of 64 bits), floats and short strings of
+    ``kinds``, written out as ``atoms_encoder`` writes the key's encoding (None for other
+    values; None if a kind is not one of those)."""
+    if not kinds or any(kind not in (int, float, str) for kind in kinds):
+        return None
+    guards, shown = [], []
+    for i, kind in enumerate(kinds):
+        if kind is str:
+            guards.append(f"type(v{i}) is str and len(v{i}) <= {_SHORT}")
+            shown.append(f"{{N{i}}}{{_json(repr(v{i}))}}")
+        else:
+            bounds = f" and -{1 << 63} <= v{i} < {1 << 63}" if kind is int else ""
+            guards.append(f"type(v{i}) is {kind.__name__}{bounds}")
+            shown.append(f'{{N{i}}}"{{v{i}!r}}"')
+    namespace: dict[str, Any] = {"_HEAD": _SHOWN_HEAD, "_TAIL": _SHOWN_TAIL, "_json": json_string}
+    namespace.update((f"N{i}", name) for i, name in enumerate(json_names))
+    body = [f"return _HEAD + f'{','.join(shown)}' + _TAIL"]
+    describer: Callable[[Sequence[Any]], str | None] = written_out(
+        "values", len(kinds), guards, body, namespace
+    )
+    return describer
 
 
 def _label_name(label: bytes) -> str:
