@@ -291,7 +291,7 @@ class Memoized(Generic[P, R]):
                 f'"created":{time_ns()}e-9,"compute_seconds":{elapsed_ns}e-9'
             )
             if user:
-                members += f',"user":{_USER_JSON.encode(user)}'
+                members += f',"user":{_user_json(user)}'
             fixed = self._fixed
             serializer = self._own_serializer or self._by_type.get(type(value))
             fingerprint = state.store.save(
@@ -511,6 +511,18 @@ class Memoized(Generic[P, R]):
             if meta is None or meta.get("function") == self._maker.qualname:
                 removed += store.delete(name, key)
         return removed
+
+
+def _user_json(items: dict[str, Any]) -> str:
+    """The values given to ``memo.add_metadata`` as JSON text (what JSON cannot encode is shown
+    by its ``str``); ``StoreError`` (a failure to cache) if they cannot be encoded at all."""
+    try:
+        return _USER_JSON.encode(items)
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a dict that holds itself
+        raise StoreError(
+            f"the values given to memo.add_metadata cannot be written as JSON ({exc}); "
+            "pass plain numbers, strings, lists and dicts"
+        ) from exc
 
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:

@@ -227,3 +227,25 @@ def test_oversized_added_metadata_is_a_failure_to_cache_not_an_error(cache_dir: 
     assert list(cache_dir.glob("*.memo")) == []
     assert annotated(3) == 6
     assert calls == [3, 3]
+
+
+def test_added_metadata_json_cannot_write_is_a_failure_to_cache_not_an_error(
+    cache_dir: Path,
+) -> None:
+    """Values given to add_metadata that JSON cannot write at all (a dict holding itself)
+    leave the call's value returned, one warning naming add_metadata, and no entry."""
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def annotated(x: int) -> int:
+        calls.append(x)
+        loop: dict[str, Any] = {}
+        loop["self"] = loop
+        memo.add_metadata(loop=loop, when=object())  # object(): shown by its str, fine alone
+        return x * 2
+
+    with pytest.warns(memo.MemoWarning, match="add_metadata"):
+        assert annotated(3) == 6
+    assert list(cache_dir.glob("*.memo")) == []
+    assert annotated(3) == 6
+    assert calls == [3, 3]
