@@ -237,10 +237,9 @@ class Memoized(Generic[P, R]):
         try:
             if held and not skip:
                 # Another process may have stored it while we waited for the lock.
-                if store.exists(self._name, key):
-                    value = self._lookup(state, key)
-                    if value is not MISS:
-                        return value
+                value = self._lookup(state, key, known_missing=True)
+                if value is not MISS:
+                    return value
             elif not held:
                 logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
             debug = self._note_miss(key, skip)
@@ -292,15 +291,13 @@ class Memoized(Generic[P, R]):
             )
             if user:
                 members += f',"user":{_user_json(user)}'
-            fixed = self._fixed
-            serializer = self._own_serializer or self._by_type.get(type(value))
             fingerprint = state.store.save(
                 self._name,
                 key,
                 value,
                 members,
-                serializer or self._serializer_for(value),
-                fixed[1] if fixed and fixed[0] == _process_id else self._fixed_metadata(),
+                self._serializer_for(value),
+                self._fixed_metadata(),
                 state.secret,
             )
         except StoreError as exc:

@@ -22,7 +22,6 @@ from memo._storage._format import (
     metadata_line,
     pack,
     parse_header,
-    small_entry,
     unpack,
 )
 
@@ -229,34 +228,7 @@ def test_a_metadata_line_over_the_format_limit_is_refused_before_writing() -> No
     assert len(metadata_line('"user":{"blob":"x"}', "pickle", 10)) < 100
 
 
-@given(
-    st.dictionaries(st.text(), _JSON_VALUES, max_size=3),
-    st.dictionaries(st.text(), _JSON_VALUES, max_size=3),
-    st.binary(max_size=300),
-    st.sampled_from(["pickle", "json", "x"]),
-)
-def test_a_small_entry_in_one_step_is_the_packed_entry(
-    fixed: dict[str, Any], members: dict[str, Any], data: bytes, serializer: str
-) -> None:
-    """small_entry gives what metadata_line then pack give (but the creation time): same
-    metadata line, header, payload and fingerprint, checked by unpack."""
-    fixed_text = json.dumps(fixed, separators=(",", ":"))[1:-1]
-    members_text = json.dumps(members, separators=(",", ":"))[1:-1]
-    entry, fingerprint = small_entry(members_text, fixed_text, KEY, serializer, data)
-    line = metadata_line(members_text, serializer, len(data), fixed_text)
-    chunks, expected_fingerprint = pack(line, KEY, serializer, [data])
-    expected = b"".join(chunks)
-    header, payload = unpack(entry, KEY)
-    assert bytes(payload) == data
-    assert fingerprint == expected_fingerprint == header.fingerprint
-    assert header[:2] + header[3:] == unpack(expected, KEY)[0][:2] + unpack(expected, KEY)[0][3:]
-    assert entry.split(b"\n", 1)[0] == line
-    assert len(entry) == len(expected)
-
-
-def test_a_small_entry_refuses_what_metadata_line_and_pack_refuse() -> None:
-    """A line over the format's limit, or one holding a newline, is refused with ValueError."""
-    with pytest.raises(ValueError, match="add_metadata"):
-        small_entry('"user":"' + "x" * 70_000 + '"', '"f":1', KEY, "pickle", b"data")
+def test_metadata_with_a_newline_is_refused_before_writing() -> None:
+    """A metadata line holding a newline (it would end the line early) is refused."""
     with pytest.raises(ValueError, match="one line"):
-        small_entry('"user":"a\nb"', '"f":1', KEY, "pickle", b"data")
+        pack(b'{"user":"a\nb"}', KEY, "pickle", [b"data"])

@@ -22,6 +22,7 @@ __all__ = [
     "UnencodableError",
     "add_plugin",
     "add_rules",
+    "atom_guards",
     "atoms_encoder",
     "encode",
     "ignored",
@@ -466,8 +467,17 @@ def stream_digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any])
     return str(ctx.hasher.hexdigest())
 
 
-_INT64 = 1 << 63
-_ATOM_KINDS = (int, float, str)
+# For code written out per kind of call: the source testing that value ``v{i}`` is of a kind
+# that stream_digest encodes inline, and of its encoding there (a string's bytes are named as
+# they are made, so the length before them can use them).
+_ATOM_SOURCE = {
+    int: (f"type(v{{i}}) is int and -{1 << 63} <= v{{i}} < {1 << 63}", "_tag_i(b'i', v{i})"),
+    float: ("type(v{i}) is float and v{i} == v{i}", "_tag_d(b'f', v{i})"),
+    str: (
+        "type(v{i}) is str",
+        "_tag_q(b's', len(d{i} := v{i}.encode('utf-8', 'surrogatepass'))), d{i}",
+    ),
+}
 
 
 def atoms_encoder(
@@ -479,28 +489,28 @@ def atoms_encoder(
     is not one of those. Written out for the kinds: a typical call's key then takes a few
     operations instead of ``stream_digest``'s loop.
     """
-    if not kinds or any(kind not in _ATOM_KINDS for kind in kinds):
+    guards = atom_guards(kinds)
+    if guards is None:
         return None
-    guards, encoded, parts = [], [], ["prefix"]
+    parts = ["prefix"]
     for i, kind in enumerate(kinds):
-        parts.append(f"L{i}")
-        if kind is int:
-            guards.append(f"type(v{i}) is int and -{_INT64} <= v{i} < {_INT64}")
-            parts.append(f"_tag_i(b'i', v{i})")
-        elif kind is float:
-            guards.append(f"type(v{i}) is float and v{i} == v{i}")
-            parts.append(f"_tag_d(b'f', v{i})")
-        else:
-            guards.append(f"type(v{i}) is str")
-            encoded.append(f"d{i} = v{i}.encode('utf-8', 'surrogatepass')")
-            parts += [f"_tag_q(b's', len(d{i}))", f"d{i}"]
+        parts += [f"L{i}", _ATOM_SOURCE[kind][1].format(i=i)]
     namespace: dict[str, Any] = {"_tag_i": _tag_i, "_tag_d": _tag_d, "_tag_q": _tag_q}
     namespace.update((f"L{i}", label) for i, label in enumerate(labels))
-    body = [*encoded, f"return b''.join(({', '.join(parts)},))"]
+    body = [f"return b''.join(({', '.join(parts)},))"]
     encoder: Callable[[bytes, Sequence[Any]], bytes | None] = written_out(
         "prefix, values", len(kinds), guards, body, namespace
     )
     return encoder
+
+
+def atom_guards(kinds: Sequence[type]) -> list[str] | None:
+    """For code written out for calls of ``kinds`` (``written_out``): the source of each value's
+    test that it is of its kind and encoded by ``stream_digest``'s inline cases (an int of 64
+    bits, a float not NaN, a string). None if a kind is not int, float or str, or none given."""
+    if not kinds or any(kind not in _ATOM_SOURCE for kind in kinds):
+        return None
+    return [_ATOM_SOURCE[kind][0].format(i=i) for i, kind in enumerate(kinds)]
 
 
 def written_out(

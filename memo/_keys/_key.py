@@ -23,6 +23,7 @@ from xxhash import xxh3_128_hexdigest
 from .._exceptions import ConfigError, EncodingError
 from ._canonical import (
     UnencodableError,
+    atom_guards,
     atoms_encoder,
     encode,
     stream_digest,
@@ -255,17 +256,11 @@ class KeyMaker:
         shown, digests = [], []
         for name, value in zip(names, values, strict=True):
             kind = type(value)
-            if kind in _ATOMS:  # shown exactly; the repr of a number has nothing to escape
-                try:
-                    shown.append(f'{name}"{value!r}"')
-                    continue
-                except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
-                    pass
-            elif kind is str and len(value) <= _SHORT:
-                shown.append(name + json_string(repr(value)))
-                continue
-            shown.append(name + json_string(_summarize(value, kind)))
-            digests.append(f'{name}"{value_digest(value)}"')
+            text = _exactly(value, kind)
+            if text is None:
+                text = json_string(_summarize(value, kind))
+                digests.append(f'{name}"{value_digest(value)}"')
+            shown.append(name + text)
         if not digests and extra is NO_EXTRA:  # the usual case: numbers and short strings
             return _SHOWN_HEAD + ",".join(shown) + _SHOWN_TAIL
         extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
@@ -327,19 +322,18 @@ _SHOWN_TAIL = '},"argument_digests":{},"extra":null'
 def _atoms_describer(
     json_names: Sequence[str], kinds: Sequence[type]
 ) -> Callable[[Sequence[Any]], str | None] | None:
-    """``describe``'s text for calls of ints (of 64 bits), floats and short strings of
-    ``kinds``, written out as ``atoms_encoder`` writes the key's encoding (None for other
-    values; None if a kind is not one of those)."""
-    if not kinds or any(kind not in (int, float, str) for kind in kinds):
+    """``describe``'s text for calls of numbers and short strings of ``kinds`` (those
+    ``atom_guards`` accepts), written out as ``atoms_encoder`` writes the key's encoding; it
+    gives None for other values (the general path then describes them)."""
+    guards = atom_guards(kinds)
+    if guards is None:
         return None
-    guards, shown = [], []
+    shown = []
     for i, kind in enumerate(kinds):
         if kind is str:
-            guards.append(f"type(v{i}) is str and len(v{i}) <= {_SHORT}")
+            guards[i] += f" and len(v{i}) <= {_SHORT}"
             shown.append(f"{{N{i}}}{{_json(repr(v{i}))}}")
         else:
-            bounds = f" and -{1 << 63} <= v{i} < {1 << 63}" if kind is int else ""
-            guards.append(f"type(v{i}) is {kind.__name__}{bounds}")
             shown.append(f'{{N{i}}}"{{v{i}!r}}"')
     namespace: dict[str, Any] = {"_HEAD": _SHOWN_HEAD, "_TAIL": _SHOWN_TAIL, "_json": json_string}
     namespace.update((f"N{i}", name) for i, name in enumerate(json_names))
@@ -358,8 +352,21 @@ def _label_name(label: bytes) -> str:
     return label[8:].decode("utf-8", "surrogatepass")
 
 
+def _exactly(value: Any, kind: type) -> str | None:
+    """The JSON string showing an argument whole: a number, None or a short string, whose repr
+    tells values apart as their key encoding does; None for anything else."""
+    if kind is str:
+        return json_string(repr(value)) if len(value) <= _SHORT else None
+    if kind in _ATOMS:
+        try:
+            return f'"{value!r}"'  # the repr of a number has nothing to escape
+        except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
+            return None
+    return None
+
+
 def _summarize(value: Any, kind: type) -> str:
-    """A short description of an argument ``describe`` does not show whole: a shortened repr
+    """A short description of an argument ``_exactly`` does not show: a shortened repr
     of a plain value or container, else the type (and shape, if any)."""
     if isinstance(value, (*_PLAIN, os.PathLike)):
         try:

@@ -44,7 +44,6 @@ __all__ = [
     "parse_header",
     "parse_metadata",
     "read_metadata_line",
-    "small_entry",
     "unpack",
 ]
 
@@ -88,6 +87,12 @@ def pack(
 ) -> tuple[list[Any], bytes]:
     """The chunks to write, in order, for an entry holding ``payload`` (a list of buffers),
     and the payload's fingerprint."""
+    if secret is None and len(payload) == 1:
+        data = payload[0]
+        if type(data) is bytes and len(data) < _SMALL:  # the common case: a small pickle
+            fingerprint = _digest(data)
+            head, check = seal(metadata, key, serializer, len(data), fingerprint)
+            return [b"".join((head, data, check))], fingerprint
     views = [memoryview(chunk).cast("B") for chunk in payload]
     length = sum(view.nbytes for view in views)
     if len(views) == 1:
@@ -105,29 +110,6 @@ def pack(
     return [head, *views, trailer], fingerprint
 
 
-def small_entry(
-    members: str, fixed: str, key: bytes, serializer: str, data: bytes
-) -> tuple[bytes, bytes]:
-    """A whole unsigned entry holding ``data`` (one piece, under 1 MiB) and its fingerprint:
-    ``pack(metadata_line(members, serializer, len(data), fixed), key, serializer, [data])`` in
-    one step, as every miss stores one. Raises ``ValueError`` as they do."""
-    tail, name = _tails.get(serializer) or _tail(serializer)
-    line = f"{{{fixed},{members},{tail}{len(data)}}}\n".encode()
-    # (find, not "in": bytes.__contains__ tries its argument as an int first, and raising
-    # and clearing that TypeError costs more than the search.)
-    if not (fixed and members) or len(line) > MAX_METADATA or line.find(b"\n") < len(line) - 1:
-        # The rare cases (no members, a line too long, one with a newline) as pack has them.
-        chunks, fingerprint = pack(
-            metadata_line(members, serializer, len(data), fixed), key, serializer, [data]
-        )
-        return b"".join(chunks), fingerprint
-    end = len(line) + HEADER + len(name)
-    fingerprint = _digest(data)
-    packed = _HEAD.pack(MAGIC, FORMAT, 0, len(name), len(data), key, fingerprint, time.time_ns())
-    head = b"".join((line, packed, name, _ZEROS[: -end % _ALIGN]))
-    return head + data + _digest(head), fingerprint
-
-
 def metadata_line(members: str, serializer: str, size: int, fixed: str = "") -> bytes:
     """An entry's metadata line: one JSON object of ``fixed`` and ``members`` (ASCII JSON
     object members without braces), then the serializer's name and the payload size.
@@ -136,13 +118,11 @@ def metadata_line(members: str, serializer: str, size: int, fixed: str = "") -> 
     cost more than the rest of a store. Raises ``ValueError`` if the line is too long for the
     entry format (before anything is written).
     """
-    tail = (_tails.get(serializer) or _tail(serializer))[0]
-    if fixed and members:
-        line = f"{{{fixed},{members},{tail}{size}}}".encode()
-    elif fixed or members:
-        line = f"{{{fixed or members},{tail}{size}}}".encode()
+    tail = f'"serializer":{json_string(serializer)},"payload_bytes":{size}'
+    if fixed and members:  # the usual case, without a join
+        line = f"{{{fixed},{members},{tail}}}".encode()
     else:
-        line = f"{{{tail}{size}}}".encode()
+        line = ("{" + ",".join(filter(None, (fixed, members, tail))) + "}").encode()
     if len(line) > MAX_METADATA:
         raise ValueError(
             f"the entry's metadata is {len(line)} bytes, over the limit of {MAX_METADATA}: "
@@ -150,17 +130,6 @@ def metadata_line(members: str, serializer: str, size: int, fixed: str = "") -> 
             "keep them small"
         )
     return line
-
-
-_tails: dict[str, tuple[str, bytes]] = {}
-
-
-def _tail(serializer: str) -> tuple[str, bytes]:
-    """The metadata line's members naming ``serializer`` (up to the size), and its name as
-    ASCII bytes, made once per serializer."""
-    made = (f'"serializer":{json_string(serializer)},"payload_bytes":', serializer.encode("ascii"))
-    _tails[serializer] = made
-    return made
 
 
 def payload_offset(metadata: bytes, serializer: str) -> int:
@@ -179,6 +148,8 @@ def seal(
 ) -> tuple[bytes, bytes]:
     """An entry's head (everything before the payload) and its trailer's check, for a payload
     of ``length`` bytes with ``fingerprint``; a signed entry's signature follows the check."""
+    # (find, not "in": bytes.__contains__ tries its argument as an int first, and raising and
+    # clearing that TypeError costs more than the search, on every store.)
     if metadata.find(b"\n") >= 0 or len(metadata) > MAX_METADATA:
         raise ValueError("metadata must be one line of JSON of at most 64 KiB")
     name = serializer.encode("ascii")

@@ -39,7 +39,6 @@ from ._format import (
     parse_metadata,
     payload_offset,
     seal,
-    small_entry,
     unpack,
 )
 from ._locks import KeyLocks, hold
@@ -376,10 +375,8 @@ class LocalStore:
                 f"the result ({type(value).__qualname__}) could not be serialized with "
                 f"{serializer.name!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        small = len(payload) == 1 and type(payload[0]) is bytes and secret is None
-        if small:
+        if len(payload) == 1 and type(payload[0]) is bytes:
             size = len(payload[0])
-            small = size < _files.SMALL
         else:
             size = sum(memoryview(chunk).nbytes for chunk in payload)
         budget = self._budget
@@ -391,44 +388,33 @@ class LocalStore:
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored",
             )
-        write: Callable[[int], tuple[int, bytes]] | bytes
         try:
-            if small:
-                # The common case, a small entry in one piece, made in one step and written
-                # by _publish itself.
-                write, fingerprint = small_entry(
-                    metadata, fixed_metadata, bytes.fromhex(key), serializer.name, payload[0]
-                )
-            else:
-                line = metadata_line(metadata, serializer.name, size, fixed_metadata)
-        except ValueError as exc:  # a metadata line too long for the entry format
+            line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+        except ValueError as exc:  # too long for the entry format
             self._refuse(name, key, serializer, str(exc))
-        if not small:
-            keyed = bytes.fromhex(key)
-            if secret is None and size >= _files.SMALL:
-                # A large payload is written first, each piece hashed as it is written, and
-                # the head (which holds the payload's digest) last: one pass over the data
-                # instead of two. The file has no name, or a temporary one, until complete.
-                write = functools.partial(_write_large, line, keyed, serializer.name, payload)
-            else:
-                chunks, fingerprint = pack(line, keyed, serializer.name, payload, secret)
-                write = functools.partial(_write_chunks, chunks, fingerprint)
+        keyed = bytes.fromhex(key)
+        write: Callable[[int], tuple[int, bytes]]
+        if secret is None and size >= _files.SMALL:
+            # A large payload is written first, each piece hashed as it is written, and the
+            # head (which holds the payload's digest) last: one pass over the data instead
+            # of two. The file has no name, or a temporary one, until it is complete.
+            write = functools.partial(_write_large, line, keyed, serializer.name, payload)
+        else:
+            chunks, fingerprint = pack(line, keyed, serializer.name, payload, secret)
+            write = functools.partial(_write_chunks, chunks, fingerprint)
         try:
             try:
-                written = self._publish(name, key, write)
+                written, fingerprint = self._publish(name, key, write)
             except FileNotFoundError:
                 # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
                 # and its lock file, so other processes share our locks again.
                 self._ready = False
                 self._locks.forget_lock_file()
                 self.prepare()
-                written = self._publish(name, key, write)
+                written, fingerprint = self._publish(name, key, write)
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
-        if type(written) is tuple:
-            written, fingerprint = written
-        if _files.phase_hook is not None:
-            _files.phase_hook("published")
+        _files.reached("published")
         if budget is not None:
             try:
                 budget.record(written)
@@ -472,10 +458,10 @@ class LocalStore:
         return manifest
 
     def _publish(
-        self, name: str, key: str, write: Callable[[int], tuple[int, bytes]] | bytes
-    ) -> Any:
-        """Write an entry and put it in place atomically. ``write`` is the entry's bytes
-        (then the byte count is returned) or writes it to a descriptor (then its result)."""
+        self, name: str, key: str, write: Callable[[int], tuple[int, bytes]]
+    ) -> tuple[int, bytes]:
+        """Write an entry with ``write`` (to a descriptor: it gives the byte count and the
+        fingerprint) and put it in place atomically; returns what ``write`` gave."""
         final = f"{self._root}/{name}-{key}{SUFFIX}"
         if self._tmpfile:
             # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
@@ -629,22 +615,12 @@ def _checked_header(fd: int, size: int, key: str) -> Header:
     return header
 
 
-def _write(fd: int, write: Callable[[int], tuple[int, bytes]] | bytes) -> Any:
-    """Write a new entry's file through the test hooks' phases: ``opened`` (created, empty),
-    then ``payload`` after each piece and ``written`` (all of it)."""
-    hook = _files.phase_hook
-    if hook is not None:
-        hook("opened")
-    if isinstance(write, bytes):
-        written: Any = os.write(fd, write)
-        if written < len(write):  # a short write (rare): resume it
-            written += _files.write_all(fd, [memoryview(write)[written:]])
-        elif hook is not None:
-            hook("payload")
-    else:
-        written = write(fd)
-    if hook is not None:
-        hook("written")
+def _write(fd: int, write: Callable[[int], tuple[int, bytes]]) -> tuple[int, bytes]:
+    """Write a new entry's file, reaching the test hooks' phases ``opened`` (created, empty)
+    and ``written`` (all of it) around ``write``."""
+    _files.reached("opened")
+    written = write(fd)
+    _files.reached("written")
     return written
 
 

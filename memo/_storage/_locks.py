@@ -209,32 +209,28 @@ class KeyLocks:
         """
         if fcntl is None:  # pragma: no cover - Windows
             return key, self._acquire_filelock(key, timeout)
-        # Every miss takes a lock, so the uncontended case (no other thread of this process on
-        # the key, the record lock free) is a few operations: no clock reading, no waiting.
-        # Claims.claim's first step is done here, so only a wait reads the clock.
+        # Every miss takes a lock: the uncontended case (no other thread of this process on
+        # the key, the record lock free) reads no clock and waits for nothing.
         claims = _claims
+        me = threading.get_ident()
         started = None
-        mine = _allocate_lock()
-        mine.acquire()
-        entry = (threading.get_ident(), mine)
-        if claims.busy.setdefault(key, entry) is not entry:
+        mine = claims.claim(key, me, 0.0)
+        if mine is None:  # another thread has it (or this one: then None again, at once)
             started = time.monotonic()
-            mine = claims.claim(key, entry[0], timeout)
+            mine = claims.claim(key, me, timeout)
             if mine is None:
                 return None, False
         try:
-            fd = self._fd if self._fd is not None else self._lock_fd()
-            try:
-                fcntl.lockf(fd, _TRY, 1, _offset(key))  # _try_record, inlined
+            if self._try_record(key):
                 held = True
-            except (BlockingIOError, PermissionError):
+            else:
                 waited = 0.0 if started is None else time.monotonic() - started
                 held = self._wait_record(key, timeout - waited)
         except BaseException:
             claims.drop(key, mine)
             raise
-        if held and _files.phase_hook is not None:
-            _files.phase_hook("locked")
+        if held:
+            _files.reached("locked")
         return mine, held
 
     def release(self, key: str, claim: Any, held: bool) -> None:
@@ -245,14 +241,7 @@ class KeyLocks:
             return
         try:
             if held:
-                fd = self._fd
-                try:
-                    if fd is None:  # forgotten meanwhile (the directory was recreated)
-                        self._release_record(key)
-                    else:
-                        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _offset(key))
-                except OSError:
-                    self._release_record(key)
+                self._release_record(key)
         finally:
             _claims.drop(key, claim)
 
@@ -271,7 +260,8 @@ class KeyLocks:
         # kernel, which drops it when this process exits (others wait at most their timeout).
         offset = _offset(key)
         try:
-            fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, offset)
+            fd = self._fd if self._fd is not None else self._lock_fd()
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
         except OSError:
             with contextlib.suppress(OSError):
                 fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, offset)
