@@ -72,7 +72,8 @@ _TEMP_NAME = re.compile(r"-[0-9a-f]{32}\.([0-9]+)\.[0-9a-f]{8}\.tmp(?:\.d|\.old)
 # "opened" (the entry's file is created, empty), "payload" (after each chunk written; the
 # first leaves part of an entry: a large unsigned one's head is written last), "written"
 # (all bytes are in an unpublished file), "named" (that file has a temporary name),
-# "published" (the entry is in place, lock held).
+# "published" (the entry is in place, lock held). The phases every store passes through are
+# guarded where they are reached (``if phase_hook is not None``): a call costs on every store.
 phase_hook: Callable[[str], None] | None = None
 
 
@@ -210,7 +211,8 @@ def write_all(fd: int, chunks: list[Any]) -> int:
             written = os.write(fd, view)
             total += written
             view = view[written:]
-        reached("payload")
+        if phase_hook is not None:
+            phase_hook("payload")
     return total
 
 

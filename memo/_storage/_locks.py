@@ -220,18 +220,20 @@ class KeyLocks:
             mine = claims.claim(key, me, timeout)
             if mine is None:
                 return None, False
+        offset = _offset(key)
         try:
-            if self._try_record(key):
+            if self._try_record(offset):
                 held = True
             else:
                 waited = 0.0 if started is None else time.monotonic() - started
-                held = self._wait_record(key, timeout - waited)
+                held = self._wait_record(offset, timeout - waited)
         except BaseException:
             claims.drop(key, mine)
             raise
-        if held:
-            _files.reached("locked")
-        return mine, held
+        if held and _files.phase_hook is not None:
+            _files.phase_hook("locked")
+        # The claim carries the record's offset, so releasing need not derive it again.
+        return (mine, offset), held
 
     def release(self, key: str, claim: Any, held: bool) -> None:
         """Give back what ``acquire`` returned (``claim`` not None)."""
@@ -239,26 +241,26 @@ class KeyLocks:
             if held:
                 self._release_filelock(key)
             return
+        mine, offset = claim
         try:
             if held:
-                self._release_record(key)
+                self._release_record(offset)
         finally:
-            _claims.drop(key, claim)
+            _claims.drop(key, mine)
 
-    def _try_record(self, key: str) -> bool:
+    def _try_record(self, offset: int) -> bool:
         # An OSError opening the lock file (read-only directory) is not "busy": it propagates.
         fd = self._fd if self._fd is not None else self._lock_fd()
         try:
-            fcntl.lockf(fd, _TRY, 1, _offset(key))
+            fcntl.lockf(fd, _TRY, 1, offset)
         except (BlockingIOError, PermissionError):
             return False
         return True
 
-    def _release_record(self, key: str) -> None:
+    def _release_record(self, offset: int) -> None:
         # Unlocking should never fail, but if it does the caller's result must not be lost to
         # it (locks only avoid duplicate work): try once more, then leave the lock to the
         # kernel, which drops it when this process exits (others wait at most their timeout).
-        offset = _offset(key)
         try:
             fd = self._fd if self._fd is not None else self._lock_fd()
             fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
@@ -266,11 +268,11 @@ class KeyLocks:
             with contextlib.suppress(OSError):
                 fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, offset)
 
-    def _wait_record(self, key: str, timeout: float) -> bool:
-        """Poll for ``key``'s record lock until ``timeout`` (the first try has failed)."""
+    def _wait_record(self, offset: int, timeout: float) -> bool:
+        """Poll for the record lock at ``offset`` until ``timeout`` (the first try failed)."""
         deadline = time.monotonic() + timeout
         pause = _POLL_START
-        while not self._try_record(key):
+        while not self._try_record(offset):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -291,7 +293,7 @@ class KeyLocks:
             mine = claims.claim(key, owner, 0.0)
             if mine is not None:
                 try:
-                    got = self._try_record(key)
+                    got = self._try_record(_offset(key))
                 except BaseException:
                     claims.drop(key, mine)
                     raise
@@ -313,7 +315,7 @@ class KeyLocks:
         claims = _claims
         holder = claims.busy.get(key)
         try:
-            self._release_record(key)
+            self._release_record(_offset(key))
         finally:
             if holder is not None:  # None only in a child forked meanwhile
                 claims.drop(key, holder[1])
