@@ -517,18 +517,18 @@ def written_out(
     params: str, count: int, guards: Sequence[str], body: Sequence[str], namespace: dict[str, Any]
 ) -> Any:
     """A function of ``params``, whose last, ``values``, is unpacked into ``v0`` ...
-    ``v{count-1}``: it returns None unless every guard holds, else it runs ``body``.
+    ``v{count-1}``: it returns None unless every guard holds (if any), else it runs ``body``.
 
     For code on every call, written out once per kind of call (as ``dataclasses`` writes
     ``__init__``). Its source is made from positions and kinds only: anything else (labels,
     names) reaches it through ``namespace``, never as text.
     """
+    test = [f"    if not ({' and '.join(guards)}):", "        return None"] if guards else []
     source = "\n".join(
         [
             f"def written({params}):",
             f"    {', '.join(f'v{i}' for i in range(count))}, = values",
-            f"    if not ({' and '.join(guards)}):",
-            "        return None",
+            *test,
             *(f"    {line}" for line in body),
         ]
     )

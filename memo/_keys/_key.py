@@ -118,6 +118,10 @@ class KeyMaker:
         self._atoms: Callable[[bytes, Sequence[Any]], bytes | None] | None = None
         self._atoms_shown: Callable[[Sequence[Any]], str | None] | None = None
         self._atoms_tried = False
+        # The labels bind gives when its written-out encoder took the values (of a call with no
+        # _extra_cache_key): equal to self.labels, but a distinct object, so describe knows
+        # those values are of the kinds its written-out describer is for.
+        self._atom_labels: Sequence[bytes] = tuple(self.labels)
 
     @property
     def prefix(self) -> bytes:
@@ -217,7 +221,7 @@ class KeyMaker:
                 if atoms is not None:
                     data = atoms(self._prefix or self.prefix, values)
                     if data is not None:
-                        return xxh3_128_hexdigest(data), labels, values
+                        return xxh3_128_hexdigest(data), self._atom_labels, values
         else:
             labels, values = self.labelled(args, kwargs)
         try:
@@ -244,12 +248,14 @@ class KeyMaker:
         as its key encoding does), so it needs no digest and gets none. JSON text, not a dict:
         this runs on every miss, and ``json`` costs more than the rest of the metadata.
         """
-        if labels is self.labels:
-            shown_atoms = self._atoms_shown
-            if shown_atoms is not None and extra is NO_EXTRA:
-                described = shown_atoms(values)
-                if described is not None:
-                    return described
+        if labels is self._atom_labels:
+            # Values bind's written-out encoder took (so of the kinds the describer is for).
+            assert self._atoms_shown is not None
+            described = self._atoms_shown(values)
+            if described is not None:
+                return described
+            names = self._json_names
+        elif labels is self.labels:
             names = self._json_names
         else:
             names = [json_string(_label_name(label)) + ":" for label in labels]
@@ -323,15 +329,16 @@ def _atoms_describer(
     json_names: Sequence[str], kinds: Sequence[type]
 ) -> Callable[[Sequence[Any]], str | None] | None:
     """``describe``'s text for calls of numbers and short strings of ``kinds`` (those
-    ``atom_guards`` accepts), written out as ``atoms_encoder`` writes the key's encoding; it
-    gives None for other values (the general path then describes them)."""
-    guards = atom_guards(kinds)
-    if guards is None:
+    ``atom_guards`` accepts), written out as ``atoms_encoder`` writes the key's encoding. It
+    is given only values that encoder took (so of those kinds: it does not test them again)
+    and gives None when a string is too long to show whole (the general path then describes
+    the call)."""
+    if atom_guards(kinds) is None:
         return None
-    shown = []
+    shown, guards = [], []
     for i, kind in enumerate(kinds):
         if kind is str:
-            guards[i] += f" and len(v{i}) <= {_SHORT}"
+            guards.append(f"len(v{i}) <= {_SHORT}")
             shown.append(f"{{N{i}}}{{_json(repr(v{i}))}}")
         else:
             shown.append(f'{{N{i}}}"{{v{i}!r}}"')
