@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import pickle
 import re
@@ -22,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from .._exceptions import warn_once
 from . import _files
@@ -62,6 +61,7 @@ _HEAD_READ = (1 << 16) + 4096  # reaches the payload of any entry: the longest h
 _PAGE_READ = 4096
 _FIRST_READ = 1 << 16  # a hit's first read: every small entry whole, with no fstat before it
 _USED_MAX = 1 << 16  # entries whose last use a process remembers (then it starts over)
+_D = TypeVar("_D")  # what a writer of entry files is given
 _PROBE_AFTER = 8  # loads that found nothing in a row, after which a load checks first
 
 _shared: dict[str, LocalStore] = {}
@@ -393,25 +393,27 @@ class LocalStore:
         except ValueError as exc:  # too long for the entry format
             self._refuse(name, key, serializer, str(exc))
         keyed = bytes.fromhex(key)
-        write: Callable[[int], tuple[int, bytes]]
+        # A writer and its data, not a functools.partial: a partial is called from C, which
+        # costs a fresh interpreter frame on every store.
+        write: Callable[[int, Any], tuple[int, bytes]]
+        data: Any
         if secret is None and size >= _files.SMALL:
             # A large payload is written first, each piece hashed as it is written, and the
             # head (which holds the payload's digest) last: one pass over the data instead
             # of two. The file has no name, or a temporary one, until it is complete.
-            write = functools.partial(_write_large, line, keyed, serializer.name, payload)
+            write, data = _write_large, (line, keyed, serializer.name, payload)
         else:
-            chunks, fingerprint = pack(line, keyed, serializer.name, payload, secret)
-            write = functools.partial(_write_chunks, chunks, fingerprint)
+            write, data = _write_chunks, pack(line, keyed, serializer.name, payload, secret)
         try:
             try:
-                written, fingerprint = self._publish(name, key, write)
+                written, fingerprint = self._publish(name, key, write, data)
             except FileNotFoundError:
                 # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
                 # and its lock file, so other processes share our locks again.
                 self._ready = False
                 self._locks.forget_lock_file()
                 self.prepare()
-                written, fingerprint = self._publish(name, key, write)
+                written, fingerprint = self._publish(name, key, write, data)
         except OSError as exc:
             raise StoreError(f"could not write to {self._root}: {exc}") from exc
         if _files.phase_hook is not None:
@@ -459,9 +461,9 @@ class LocalStore:
         return manifest
 
     def _publish(
-        self, name: str, key: str, write: Callable[[int], tuple[int, bytes]]
+        self, name: str, key: str, write: Callable[[int, _D], tuple[int, bytes]], data: _D
     ) -> tuple[int, bytes]:
-        """Write an entry with ``write`` (to a descriptor: it gives the byte count and the
+        """Write an entry with ``write(fd, data)`` (it gives the byte count and the
         fingerprint) and put it in place atomically; returns what ``write`` gave."""
         final = f"{self._root}/{name}-{key}{SUFFIX}"
         if self._tmpfile:
@@ -475,7 +477,7 @@ class LocalStore:
                 self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
             else:
                 try:
-                    written = _write(fd, write)
+                    written = _write(fd, write, data)
                     source = f"/proc/self/fd/{fd}"
                     try:
                         _files.link(source, final)
@@ -500,7 +502,7 @@ class LocalStore:
         temp = self._temp_name(name, key)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
-            total = _write(fd, write)
+            total = _write(fd, write, data)
         except BaseException:
             _files.discard(temp)
             raise
@@ -616,24 +618,27 @@ def _checked_header(fd: int, size: int, key: str) -> Header:
     return header
 
 
-def _write(fd: int, write: Callable[[int], tuple[int, bytes]]) -> tuple[int, bytes]:
-    """Write a new entry's file, reaching the test hooks' phases ``opened`` (created, empty)
-    and ``written`` (all of it) around ``write``."""
+def _write(fd: int, write: Callable[[int, _D], tuple[int, bytes]], data: _D) -> tuple[int, bytes]:
+    """Write a new entry's file with ``write(fd, data)``, reaching the test hooks' phases
+    ``opened`` (created, empty) and ``written`` (all of it) around it."""
     if _files.phase_hook is None:
-        return write(fd)
+        return write(fd, data)
     _files.phase_hook("opened")
-    written = write(fd)
+    written = write(fd, data)
     _files.phase_hook("written")
     return written
 
 
-def _write_chunks(chunks: list[Any], fingerprint: bytes, fd: int) -> tuple[int, bytes]:
+def _write_chunks(fd: int, packed: tuple[list[Any], bytes]) -> tuple[int, bytes]:
+    """Write what ``pack`` gave (the chunks, and the payload's fingerprint, passed on)."""
+    chunks, fingerprint = packed
     return _files.write_all(fd, chunks), fingerprint
 
 
-def _write_large(
-    line: bytes, key: bytes, serializer: str, payload: Sequence[Any], fd: int
-) -> tuple[int, bytes]:
+def _write_large(fd: int, entry: tuple[bytes, bytes, str, Sequence[Any]]) -> tuple[int, bytes]:
+    """Write a large unsigned entry of ``(metadata line, key, serializer, payload)``, hashing
+    the payload as it goes, then its head and trailer."""
+    line, key, serializer, payload = entry
     offset = payload_offset(line, serializer)
     length, fingerprint = _files.write_hashed(fd, payload, offset)
     head, trailer = seal(line, key, serializer, length, fingerprint)
