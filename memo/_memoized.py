@@ -202,11 +202,8 @@ class Memoized(Generic[P, R]):
         computed: R = self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
         return computed
 
-    def _lookup(self, state: _State, key: str, *, known_missing: bool = False) -> Any:
-        store = state.store
-        if known_missing and not store.exists(self._name, key):
-            return MISS
-        value = store.load(self._name, key, self._by_name, state.secret_keys, self._max_age)
+    def _lookup(self, state: _State, key: str) -> Any:
+        value = state.store.load(self._name, key, self._by_name, state.secret_keys, self._max_age)
         if value is MISS:
             return MISS
         if self._validate is not None and not self._passes(value, key, cached=True):
@@ -235,9 +232,10 @@ class Memoized(Generic[P, R]):
         except (OSError, StoreError):
             claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
-            if held and not skip:
-                # Another process may have stored it while we waited for the lock.
-                value = self._lookup(state, key, known_missing=True)
+            # Another process may have stored it while we waited for the lock (asked first: the
+            # usual answer, no entry, then costs no open and no exception).
+            if held and not skip and store.exists(self._name, key):
+                value = self._lookup(state, key)
                 if value is not MISS:
                     return value
             elif not held:

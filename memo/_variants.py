@@ -40,8 +40,8 @@ class AsyncMemoized(Memoized[P, R]):
         except (OSError, StoreError):
             held = False
         try:
-            if held and not state.skip:
-                value = self._lookup(state, key, known_missing=True)
+            if held and not state.skip and store.exists(self._name, key):
+                value = self._lookup(state, key)
                 if value is not MISS:
                     return value
             debug = self._note_miss(key, state.skip)
