@@ -381,7 +381,8 @@ class Memoized(Generic[P, R]):
         return self._key_of(args, kwargs)
 
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Whether this call has an undamaged stored result (checked, not loaded)."""
+        """Whether this call has an undamaged stored result (checked, not loaded: so
+        ``validate``, which needs the value, is not run; a call may still reject it)."""
         key = self._key_of(args, kwargs)
         state = self._setup()
         return state.store.contains(self._name, key, self._max_age, state.secret_keys)
