@@ -404,3 +404,36 @@ def test_claims_wait_for_the_holder_time_out_and_leave_nothing_behind() -> None:
     assert got[0] is not None
     claims.drop("k", got[0])
     assert claims.busy == {}
+
+
+def test_claims_keep_threads_apart_and_wake_every_waiter() -> None:
+    """Threads racing for a few keys never hold one key together, and every wait ends when
+    the key is dropped (a lost wake-up would sit out the 60-second timeout)."""
+    claims = Claims()
+    holders: dict[str, int] = {}
+    overlaps: list[str] = []
+    slowest: list[float] = []
+
+    def work(number: int) -> None:
+        for round_ in range(150):
+            key = f"k{(number + round_) % 3}"
+            started = time.monotonic()
+            mine = claims.claim(key, number, 60.0)
+            slowest.append(time.monotonic() - started)
+            assert mine is not None
+            if holders.setdefault(key, number) != number:
+                overlaps.append(key)
+            time.sleep(0.0001)
+            del holders[key]
+            claims.drop(key, mine)
+
+    threads = [threading.Thread(target=work, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert overlaps == []
+    assert len(slowest) == 8 * 150
+    assert max(slowest) < 30.0
+    assert claims.busy == {}

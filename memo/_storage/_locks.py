@@ -45,49 +45,53 @@ _released: list[tuple[int, int]] = []
 class Claims:
     """The keys this process's threads and coroutines are computing, each with its holder.
 
-    A claim is a fresh lock its holder keeps acquired until it drops the claim; anyone else
-    wanting that key waits on that lock. Claiming a free key is one ``dict.setdefault``
-    (atomic under the GIL, so no guard lock), and the table only holds keys in use.
+    Claiming a free key is one ``dict.setdefault`` of a fresh entry, ``(owner,)``, which is
+    the claim (atomic under the GIL, so no guard lock; the table only holds keys in use).
+    Anyone else wanting that key waits on one condition for the whole table, notified when a
+    claim is dropped while someone waits: an uncontended claim allocates no lock.
     """
 
-    __slots__ = ("busy",)
+    __slots__ = ("_changed", "_waiting", "busy")
 
     def __init__(self) -> None:
-        self.busy: dict[str, tuple[Any, Any]] = {}
+        self.busy: dict[str, tuple[Any]] = {}
+        self._changed = threading.Condition(threading.Lock())
+        self._waiting = 0
 
-    def claim(self, key: str, owner: Any, timeout: float) -> Any:
+    def claim(self, key: str, owner: Any, timeout: float) -> tuple[Any] | None:
         """Claim ``key`` for ``owner`` (a thread id or a task), waiting up to ``timeout``
-        seconds; the claim's lock (for ``drop``), or None if the time ran out, or at once
-        when ``owner`` holds it already (a function calling itself)."""
-        mine = _allocate_lock()
-        mine.acquire()
-        entry = (owner, mine)
-        holder = self.busy.setdefault(key, entry)
-        if holder is entry:
+        seconds; the claim (for ``drop``), or None if the time ran out, or at once when
+        ``owner`` holds it already (a function calling itself)."""
+        mine = (owner,)
+        holder = self.busy.setdefault(key, mine)
+        if holder is mine:
             return mine
         if holder[0] == owner or timeout <= 0:
             return None
         deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            # Wait for the holder to drop its claim, then race the other waiters for it.
-            if holder[1].acquire(timeout=min(remaining, threading.TIMEOUT_MAX)):
-                holder[1].release()
-            holder = self.busy.setdefault(key, entry)
-            if holder is entry:
+        with self._changed:
+            # Counted before looking again, under the condition's lock: a holder dropping
+            # its claim after this look sees the count, and notifies once this waits.
+            self._waiting += 1
+            try:
+                while self.busy.setdefault(key, mine) is not mine:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self._changed.wait(min(remaining, threading.TIMEOUT_MAX))
                 return mine
+            finally:
+                self._waiting -= 1
 
-    def drop(self, key: str, mine: Any) -> None:
-        """Give up a claim ``claim`` returned; waiters for the key wake up."""
-        holder = self.busy.get(key)
-        if holder is not None and holder[1] is mine:
+    def drop(self, key: str, mine: tuple[Any]) -> None:
+        """Give up a claim ``claim`` returned; waiters (for any key) look again."""
+        if self.busy.get(key) is mine:
             del self.busy[key]  # only the holder removes its entry: no race with the get
-        mine.release()
+        if self._waiting:
+            with self._changed:
+                self._changed.notify_all()
 
 
-_allocate_lock = threading.Lock
 _claims = Claims()
 
 
@@ -318,7 +322,7 @@ class KeyLocks:
             self._release_record(_offset(key))
         finally:
             if holder is not None:  # None only in a child forked meanwhile
-                claims.drop(key, holder[1])
+                claims.drop(key, holder)
 
     # --- Windows fallback ----------------------------------------------------------------
 

@@ -262,7 +262,7 @@ class _ThreadLocks:
         claims = self._current()
         holder = claims.busy.get(key)
         if holder is not None:
-            claims.drop(key, holder[1])
+            claims.drop(key, holder)
 
 
 class RemoteStore:
