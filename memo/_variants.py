@@ -45,14 +45,14 @@ class AsyncMemoized(Memoized[P, R]):
                 if value is not MISS:
                     return value
             debug = self._note_miss(key, state.skip)
-            started = time.perf_counter_ns()
             collected: dict[str, Any] = {}
             token = collecting(collected)
+            started = time.perf_counter_ns()
             try:
                 value = await cast(Any, self._func(*args, **kwargs))
             finally:
+                elapsed_ns = time.perf_counter_ns() - started
                 stop_collecting(token)
-            elapsed_ns = time.perf_counter_ns() - started
             self._store(state, key, value, labels, values, extra, elapsed_ns, collected, debug)
             return value
         finally:

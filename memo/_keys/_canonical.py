@@ -22,7 +22,6 @@ __all__ = [
     "UnencodableError",
     "add_plugin",
     "add_rules",
-    "atom_guards",
     "atoms_encoder",
     "encode",
     "ignored",
@@ -489,7 +488,7 @@ def atoms_encoder(
     is not one of those. Written out for the kinds: a typical call's key then takes a few
     operations instead of ``stream_digest``'s loop.
     """
-    guards = atom_guards(kinds)
+    guards = _atom_guards(kinds)
     if guards is None:
         return None
     parts = ["prefix"]
@@ -504,10 +503,10 @@ def atoms_encoder(
     return encoder
 
 
-def atom_guards(kinds: Sequence[type]) -> list[str] | None:
-    """For code written out for calls of ``kinds`` (``written_out``): the source of each value's
-    test that it is of its kind and encoded by ``stream_digest``'s inline cases (an int of 64
-    bits, a float not NaN, a string). None if a kind is not int, float or str, or none given."""
+def _atom_guards(kinds: Sequence[type]) -> list[str] | None:
+    """The source of each value's test that it is of its kind in ``kinds`` and encoded by
+    ``stream_digest``'s inline cases (an int of 64 bits, a float not NaN, a string). None if a
+    kind is not int, float or str, or none given."""
     if not kinds or any(kind not in _ATOM_SOURCE for kind in kinds):
         return None
     return [_ATOM_SOURCE[kind][0].format(i=i) for i, kind in enumerate(kinds)]

@@ -23,7 +23,6 @@ from xxhash import xxh3_128_hexdigest
 from .._exceptions import ConfigError, EncodingError
 from ._canonical import (
     UnencodableError,
-    atom_guards,
     atoms_encoder,
     encode,
     stream_digest,
@@ -217,7 +216,8 @@ class KeyMaker:
                     self._atoms_tried = True
                     kinds = [type(v) for v in values]
                     atoms = self._atoms = atoms_encoder(labels, kinds)
-                    self._atoms_shown = _atoms_describer(self._json_names, kinds)
+                    if atoms is not None:  # describe takes the values this encoder took
+                        self._atoms_shown = _atoms_describer(self._json_names, kinds)
                 if atoms is not None:
                     data = atoms(self._prefix or self.prefix, values)
                     if data is not None:
@@ -327,14 +327,11 @@ _SHOWN_TAIL = '},"argument_digests":{},"extra":null'
 
 def _atoms_describer(
     json_names: Sequence[str], kinds: Sequence[type]
-) -> Callable[[Sequence[Any]], str | None] | None:
-    """``describe``'s text for calls of numbers and short strings of ``kinds`` (those
-    ``atom_guards`` accepts), written out as ``atoms_encoder`` writes the key's encoding. It
-    is given only values that encoder took (so of those kinds: it does not test them again)
-    and gives None when a string is too long to show whole (the general path then describes
-    the call)."""
-    if atom_guards(kinds) is None:
-        return None
+) -> Callable[[Sequence[Any]], str | None]:
+    """``describe``'s text for calls of numbers and short strings of ``kinds``, written out as
+    ``atoms_encoder`` writes the key's encoding (made only when that encoder is). It is given
+    only values that encoder took (so of those kinds: it does not test them again) and gives
+    None when a string is too long to show whole (the general path then describes the call)."""
     shown, guards = [], []
     for i, kind in enumerate(kinds):
         if kind is str:
