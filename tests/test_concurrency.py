@@ -392,6 +392,7 @@ def test_claims_wait_for_the_holder_time_out_and_leave_nothing_behind() -> None:
     mine = claims.claim("k", "first", 1.0)
     assert mine is not None
     assert claims.claim("k", "first", 60.0) is None  # the holder asking again: at once
+    assert claims.holder("k") == "first"
     assert claims.claim("k", "second", 0.05) is None  # timed out
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(claims.claim("k", "second", 60.0)))
@@ -404,6 +405,7 @@ def test_claims_wait_for_the_holder_time_out_and_leave_nothing_behind() -> None:
     assert got[0] is not None
     claims.drop("k", got[0])
     assert claims.busy == {}
+    assert claims.holder("k") is None
 
 
 def test_claims_keep_threads_apart_and_wake_every_waiter() -> None:

@@ -83,6 +83,11 @@ class Claims:
             finally:
                 self._waiting -= 1
 
+    def holder(self, key: str) -> Any:
+        """The owner holding ``key``, or None."""
+        entry = self.busy.get(key)
+        return None if entry is None else entry[0]
+
     def drop(self, key: str, mine: tuple[Any]) -> None:
         """Give up a claim ``claim`` returned; waiters (for any key) look again."""
         if self.busy.get(key) is mine:
@@ -304,7 +309,7 @@ class KeyLocks:
                 if got:
                     return True
                 claims.drop(key, mine)
-            elif claims.busy.get(key, (None,))[0] is owner:
+            elif claims.holder(key) is owner:
                 return False  # this task computes it: waiting would only time out
             if time.monotonic() >= deadline:
                 return False

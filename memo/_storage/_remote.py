@@ -251,7 +251,7 @@ class _ThreadLocks:
         deadline = time.monotonic() + timeout
         pause = _POLL_START
         while claims.claim(key, owner, 0.0) is None:
-            if claims.busy.get(key, (None,))[0] is owner or time.monotonic() >= deadline:
+            if claims.holder(key) is owner or time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
