@@ -70,7 +70,7 @@ class CacheInfo(NamedTuple):
 class _State:
     """What the first call settles: the store, signing keys and the environment switches."""
 
-    __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
+    __slots__ = ("disabled", "locks", "secret", "secret_keys", "skip", "store")
 
     def __init__(self, options: Options) -> None:
         root: str | os.PathLike[str] | None = options.cache_path
@@ -82,6 +82,9 @@ class _State:
             self.store = cast(LocalStore, RemoteStore.shared(os.fspath(root)))
         else:
             self.store = LocalStore.shared(root)
+        # The store's key locks, taken directly on every miss (they make the directory if
+        # the store has not written yet).
+        self.locks = self.store.locks
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
             self.store.limit_size(max_size)
@@ -226,9 +229,9 @@ class Memoized(Generic[P, R]):
     ) -> Any:
         """Compute a call under its key's lock and store the result (``labels`` and
         ``values``: the bound arguments, from ``KeyMaker.bind``)."""
-        store = state.store
+        store, locks = state.store, state.locks
         try:
-            claim, held = store.acquire(key, self._lock_timeout)
+            claim, held = locks.acquire(key, self._lock_timeout)
         except (OSError, StoreError):
             claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
@@ -253,7 +256,7 @@ class Memoized(Generic[P, R]):
             return value
         finally:
             if claim is not None:
-                store.release(key, claim, held)
+                locks.release(key, claim, held)
 
     def _note_miss(self, key: str, skip: bool) -> bool:
         """Count a computation and log it (as a skip when the cache was bypassed); returns
@@ -289,13 +292,14 @@ class Memoized(Generic[P, R]):
             )
             if user:
                 members += f',"user":{_user_json(user)}'
+            fixed = self._fixed  # (pid, text), encoded once per process by _fix
             fingerprint = state.store.save(
                 self._name,
                 key,
                 value,
                 members,
-                self._serializer_for(value),
-                self._fixed_metadata(),
+                self._own_serializer or self._serializer_for(value),
+                fixed[1] if fixed is not None and fixed[0] == _process_id else self._fix(),
                 state.secret,
             )
         except StoreError as exc:
@@ -313,10 +317,8 @@ class Memoized(Generic[P, R]):
         return fingerprint
 
     def _serializer_for(self, value: Any) -> Serializer:
-        """The function's serializer, the one chosen for the value's type, else the default
-        (decided once per type: every miss asks)."""
-        if self._own_serializer is not None:
-            return self._own_serializer
+        """The serializer chosen for the value's type, else the default (decided once per
+        type: every miss asks) when the function has none of its own for every type."""
         kind = type(value)
         chosen = self._by_type.get(kind)
         if chosen is None:
@@ -352,9 +354,9 @@ class Memoized(Generic[P, R]):
             )
         return ok
 
-    def _fixed_metadata(self) -> str:
-        """The metadata members shared by all of this process's entries, encoded once (the
-        rest, the call's own, are built as text in ``_store``: this runs on every miss)."""
+    def _fix(self) -> str:
+        """The metadata members shared by all of this process's entries, encoded once and kept
+        with the pid they hold (the rest, the call's own, are built as text in ``_store``)."""
         pid = _process_id  # not os.getpid(): a system call on every miss
         cached = self._fixed
         if cached is None or cached[0] != pid:

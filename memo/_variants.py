@@ -34,9 +34,9 @@ class AsyncMemoized(Memoized[P, R]):
             value = self._lookup(state, key)
             if value is not MISS:
                 return value
+        locks = state.locks
         try:
-            store.prepare()
-            held = await store.locks.acquire_async(key, self._lock_timeout)
+            held = await locks.acquire_async(key, self._lock_timeout)
         except (OSError, StoreError):
             held = False
         try:
@@ -57,7 +57,7 @@ class AsyncMemoized(Memoized[P, R]):
             return value
         finally:
             if held:
-                store.locks.release_async(key)
+                locks.release_async(key)
 
 
 class LazyMemoized(Memoized[P, R]):

@@ -231,4 +231,6 @@ def test_a_metadata_line_over_the_format_limit_is_refused_before_writing() -> No
 def test_metadata_with_a_newline_is_refused_before_writing() -> None:
     """A metadata line holding a newline (it would end the line early) is refused."""
     with pytest.raises(ValueError, match="one line"):
-        pack(b'{"user":"a\nb"}', KEY, "pickle", [b"data"])
+        metadata_line('"user":"a\nb"', "pickle", 4)
+    with pytest.raises(ValueError, match="one line"):
+        metadata_line('"n":1', "pickle", 4, '"fixed":"a\nb"')

@@ -39,7 +39,6 @@ __all__ = [
     "read_quietly",
     "rename_into_place",
     "sweep_temp",
-    "write_all",
 ]
 
 O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -195,25 +194,6 @@ def is_sparse(st: os.stat_result) -> bool:
     if blocks is None or st.st_size < SMALL:
         return False
     return blocks * 512 * _SPARSE_RATIO < st.st_size
-
-
-def write_all(fd: int, chunks: list[Any]) -> int:
-    """Write every chunk (partial writes resumed); returns the byte count."""
-    total = 0
-    for chunk in chunks:
-        if type(chunk) is bytes:  # a small entry in one piece: mostly written by one call
-            written = os.write(fd, chunk)
-            total += written
-            view = memoryview(chunk)[written:] if written < len(chunk) else None
-        else:
-            view = memoryview(chunk).cast("B")
-        while view:
-            written = os.write(fd, view)
-            total += written
-            view = view[written:]
-        if phase_hook is not None:
-            phase_hook("payload")
-    return total
 
 
 def write_hashed(fd: int, chunks: Sequence[Any], offset: int) -> tuple[int, bytes]:

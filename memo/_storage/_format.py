@@ -116,13 +116,16 @@ def metadata_line(members: str, serializer: str, size: int, fixed: str = "") -> 
 
     Built as text: the callers encode their members once, or cheaply, and ``json`` would
     cost more than the rest of a store. Raises ``ValueError`` if the line is too long for the
-    entry format (before anything is written).
+    entry format or holds a newline (before anything is written).
     """
     tail = f'"serializer":{json_string(serializer)},"payload_bytes":{size}'
     if fixed and members:  # the usual case, without a join
-        line = f"{{{fixed},{members},{tail}}}".encode()
+        text = f"{{{fixed},{members},{tail}}}"
     else:
-        line = ("{" + ",".join(filter(None, (fixed, members, tail))) + "}").encode()
+        text = "{" + ",".join(filter(None, (fixed, members, tail))) + "}"
+    if "\n" in text:  # JSON escapes newlines: only members not made by json could hold one
+        raise ValueError("an entry's metadata must be one line of JSON, without newlines")
+    line = text.encode()
     if len(line) > MAX_METADATA:
         raise ValueError(
             f"the entry's metadata is {len(line)} bytes, over the limit of {MAX_METADATA}: "
@@ -147,11 +150,8 @@ def seal(
     signed: bool = False,
 ) -> tuple[bytes, bytes]:
     """An entry's head (everything before the payload) and its trailer's check, for a payload
-    of ``length`` bytes with ``fingerprint``; a signed entry's signature follows the check."""
-    # (find, not "in": bytes.__contains__ tries its argument as an int first, and raising and
-    # clearing that TypeError costs more than the search, on every store.)
-    if metadata.find(b"\n") >= 0 or len(metadata) > MAX_METADATA:
-        raise ValueError("metadata must be one line of JSON of at most 64 KiB")
+    of ``length`` bytes with ``fingerprint``; a signed entry's signature follows the check.
+    ``metadata`` is a line ``metadata_line`` made (so one line, and not too long)."""
     name = serializer.encode("ascii")
     end = len(metadata) + 1 + HEADER + len(name)
     flags = SIGNED | SIGNED_BODY if signed else 0

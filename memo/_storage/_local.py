@@ -477,7 +477,10 @@ class LocalStore:
                 self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
             else:
                 try:
-                    written = _write(fd, write, data)
+                    if _files.phase_hook is None:
+                        written = write(fd, data)
+                    else:
+                        written = _write(fd, write, data)
                     source = f"/proc/self/fd/{fd}"
                     try:
                         _files.link(source, final)
@@ -524,21 +527,9 @@ class LocalStore:
             self.prepare()
         return hold(self._locks, key, timeout)
 
-    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
-        """Take ``key``'s lock: ``(claim, held)`` (see ``KeyLocks.acquire``); unless ``claim``
-        is None, give both to ``release`` when done. Raises ``OSError`` or ``StoreError`` if
-        the directory cannot be used."""
-        if not self._ready:
-            self.prepare()
-        return self._locks.acquire(key, timeout)
-
-    def release(self, key: str, claim: Any, held: bool) -> None:
-        """Give back a lock ``acquire`` took."""
-        self._locks.release(key, claim, held)
-
     @property
     def locks(self) -> KeyLocks:
-        """The store's key locks (for async callers)."""
+        """The store's key locks (``acquire``/``release``, and their async forms)."""
         return self._locks
 
     # --- managing ------------------------------------------------------------------------
@@ -630,9 +621,24 @@ def _write(fd: int, write: Callable[[int, _D], tuple[int, bytes]], data: _D) -> 
 
 
 def _write_chunks(fd: int, packed: tuple[list[Any], bytes]) -> tuple[int, bytes]:
-    """Write what ``pack`` gave (the chunks, and the payload's fingerprint, passed on)."""
+    """Write what ``pack`` gave: its chunks (partial writes resumed); returns the byte count
+    and the payload's fingerprint, passed on."""
     chunks, fingerprint = packed
-    return _files.write_all(fd, chunks), fingerprint
+    total = 0
+    for chunk in chunks:
+        if type(chunk) is bytes:  # a small entry in one piece: mostly written by one call
+            written = os.write(fd, chunk)
+            total += written
+            view = memoryview(chunk)[written:] if written < len(chunk) else None
+        else:
+            view = memoryview(chunk).cast("B")
+        while view:
+            written = os.write(fd, view)
+            total += written
+            view = view[written:]
+        if _files.phase_hook is not None:
+            _files.phase_hook("payload")
+    return total, fingerprint
 
 
 def _write_large(fd: int, entry: tuple[bytes, bytes, str, Sequence[Any]]) -> tuple[int, bytes]:

@@ -110,9 +110,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+# A key's byte in the lock file is the number its first hex digits spell (locking and unlocking,
+# sync and async, must agree): 60 bits, so two keys in use at once never share a byte.
+_OFFSET_DIGITS = 15
+
+
 def _offset(key: str) -> int:
-    """The byte of the lock file that stands for ``key`` (locking and unlocking must agree)."""
-    return int(key[:15], 16)
+    """The byte of the lock file that stands for ``key``."""
+    return int(key[:_OFFSET_DIGITS], 16)
 
 
 def _open_lock_file(path: str) -> tuple[int, tuple[int, int]]:
@@ -203,7 +208,13 @@ class KeyLocks:
 
     def _lock_fd(self) -> int:
         if self._fd is None:
-            self._fd, self._identity = _open_lock_file(os.path.join(self.directory, ".lock"))
+            path = os.path.join(self.directory, ".lock")
+            try:
+                self._fd, self._identity = _open_lock_file(path)
+            except FileNotFoundError:
+                # A key may be locked before the store's first write has made its directory.
+                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                self._fd, self._identity = _open_lock_file(path)
         return self._fd
 
     def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
@@ -219,7 +230,8 @@ class KeyLocks:
         if fcntl is None:  # pragma: no cover - Windows
             return key, self._acquire_filelock(key, timeout)
         # Every miss takes a lock: the uncontended case (no other thread of this process on
-        # the key, the record lock free) reads no clock and waits for nothing.
+        # the key, the record lock free) reads no clock, waits for nothing and makes no call
+        # beyond the claim (the first try of the record lock is _try_record's, written out).
         claims = _claims
         me = threading.get_ident()
         started = None
@@ -229,11 +241,12 @@ class KeyLocks:
             mine = claims.claim(key, me, timeout)
             if mine is None:
                 return None, False
-        offset = _offset(key)
+        offset = int(key[:_OFFSET_DIGITS], 16)
         try:
-            if self._try_record(offset):
+            try:
+                fcntl.lockf(self._fd if self._fd is not None else self._lock_fd(), _TRY, 1, offset)
                 held = True
-            else:
+            except (BlockingIOError, PermissionError):
                 waited = 0.0 if started is None else time.monotonic() - started
                 held = self._wait_record(offset, timeout - waited)
         except BaseException:
@@ -253,7 +266,11 @@ class KeyLocks:
         mine, offset = claim
         try:
             if held:
-                self._release_record(offset)
+                try:
+                    fd = self._fd if self._fd is not None else self._lock_fd()
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
+                except OSError:
+                    self._release_record(offset)  # tries again (_release_record says why)
         finally:
             _claims.drop(key, mine)
 

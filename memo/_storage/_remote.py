@@ -545,18 +545,9 @@ class RemoteStore:
         same key meanwhile: duplicate work is possible, corruption is not)."""
         return hold(self._locks, key, timeout)
 
-    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
-        """Take ``key``'s lock among this process's threads: ``(claim, held)``; unless
-        ``claim`` is None, give both to ``release`` when done."""
-        return self._locks.acquire(key, timeout)
-
-    def release(self, key: str, claim: Any, held: bool) -> None:
-        """Give back a lock ``acquire`` took."""
-        self._locks.release(key, claim, held)
-
     @property
     def locks(self) -> _ThreadLocks:
-        """The store's key locks (for async callers)."""
+        """The store's key locks (``acquire``/``release``, and their async forms)."""
         return self._locks
 
     # --- managing ------------------------------------------------------------------------
