@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 import warnings
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import xxhash
@@ -22,6 +24,7 @@ from memo._storage._format import (
     metadata_line,
     pack,
     parse_header,
+    small_entry,
     unpack,
 )
 
@@ -234,3 +237,43 @@ def test_metadata_with_a_newline_is_refused_before_writing() -> None:
         metadata_line('"user":"a\nb"', "pickle", 4)
     with pytest.raises(ValueError, match="one line"):
         metadata_line('"n":1', "pickle", 4, '"fixed":"a\nb"')
+
+
+@given(
+    st.dictionaries(st.text(), _JSON_VALUES, min_size=1, max_size=4),
+    st.dictionaries(st.text(), _JSON_VALUES, min_size=1, max_size=4),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12),
+    st.binary(max_size=300),
+)
+def test_a_small_entry_made_in_one_step_is_the_packed_one(
+    fixed: dict[str, Any], members: dict[str, Any], serializer: str, data: bytes
+) -> None:
+    """small_entry gives the bytes and fingerprint metadata_line and pack give (one chunk or
+    several), so the store's usual entry is the general format, and reads back."""
+    fixed_text = json.dumps(fixed, separators=(",", ":"))[1:-1]
+    members_text = json.dumps(members, separators=(",", ":"))[1:-1]
+    with mock.patch.object(time, "time_ns", return_value=1_700_000_000_123_456_789):
+        entry, fingerprint = small_entry(members_text, fixed_text, serializer, KEY, data)
+        line = metadata_line(members_text, serializer, len(data), fixed_text)
+        one, fp_one = pack(line, KEY, serializer, [data])
+        half = len(data) // 2
+        several, fp_several = pack(line, KEY, serializer, [data[:half], data[half:]])
+    assert entry == b"".join(one) == b"".join(bytes(chunk) for chunk in several)
+    assert fingerprint == fp_one == fp_several
+    header, payload = unpack(entry, KEY)
+    assert (header.serializer, bytes(payload), header.created_ns) == (
+        serializer,
+        data,
+        1_700_000_000_123_456_789,
+    )
+
+
+def test_a_small_entry_refuses_the_metadata_metadata_line_refuses() -> None:
+    """small_entry raises metadata_line's errors: a newline, or a line too long."""
+    cases = {'"user":"a\nb"': "one line", '"user":{"blob":"' + "x" * 70_000 + '"}': "limit"}
+    for members, says in cases.items():
+        with pytest.raises(ValueError, match=says) as general:
+            metadata_line(members, "pickle", 4, '"f":1')
+        with pytest.raises(ValueError, match=says) as small:
+            small_entry(members, '"f":1', "pickle", KEY, b"data")
+        assert str(small.value) == str(general.value)

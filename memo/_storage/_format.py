@@ -44,6 +44,7 @@ __all__ = [
     "parse_header",
     "parse_metadata",
     "read_metadata_line",
+    "small_entry",
     "unpack",
 ]
 
@@ -123,16 +124,50 @@ def metadata_line(members: str, serializer: str, size: int, fixed: str = "") -> 
         text = f"{{{fixed},{members},{tail}}}"
     else:
         text = "{" + ",".join(filter(None, (fixed, members, tail))) + "}"
-    if "\n" in text:  # JSON escapes newlines: only members not made by json could hold one
-        raise ValueError("an entry's metadata must be one line of JSON, without newlines")
     line = text.encode()
-    if len(line) > MAX_METADATA:
-        raise ValueError(
-            f"the entry's metadata is {len(line)} bytes, over the limit of {MAX_METADATA}: "
-            "values given to memo.add_metadata are kept in the first line of every entry; "
-            "keep them small"
-        )
+    # JSON escapes newlines: only members not made by json could hold one.
+    if len(line) > MAX_METADATA or "\n" in text:
+        raise _line_error(line)
     return line
+
+
+def _line_error(line: bytes) -> ValueError:
+    """Why a metadata line cannot be written (it holds a newline, or is too long)."""
+    if b"\n" in line:
+        return ValueError("an entry's metadata must be one line of JSON, without newlines")
+    return ValueError(
+        f"the entry's metadata is {len(line)} bytes, over the limit of {MAX_METADATA}: "
+        "values given to memo.add_metadata are kept in the first line of every entry; "
+        "keep them small"
+    )
+
+
+_names: dict[str, tuple[str, bytes, int]] = {}  # serializer -> its JSON, its bytes, its length
+
+
+def small_entry(
+    members: str, fixed: str, serializer: str, key: bytes, data: bytes
+) -> tuple[bytes, bytes]:
+    """The bytes of an unsigned entry holding the small payload ``data`` (under 1 MiB), and
+    its fingerprint: what ``pack(metadata_line(members, serializer, len(data), fixed), key,
+    serializer, [data])`` gives, made in one step (both ``members`` and ``fixed`` given).
+
+    Every miss stores such an entry: the three steps as one are a tenth of a store's cost.
+    ``ValueError`` as ``metadata_line`` raises it.
+    """
+    named = _names.get(serializer)
+    if named is None:
+        encoded = serializer.encode("ascii")
+        named = _names[serializer] = (json_string(serializer), encoded, len(encoded))
+    text = f'{{{fixed},{members},"serializer":{named[0]},"payload_bytes":{len(data)}}}'
+    line = text.encode()
+    if len(line) > MAX_METADATA or "\n" in text:
+        raise _line_error(line)
+    fingerprint = _digest(data)
+    end = len(line) + 1 + HEADER + named[2]
+    packed = _HEAD.pack(MAGIC, FORMAT, 0, named[2], len(data), key, fingerprint, time.time_ns())
+    head = b"".join((line, b"\n", packed, named[1], _ZEROS[: -end % _ALIGN]))
+    return b"".join((head, data, _digest(head))), fingerprint
 
 
 def payload_offset(metadata: bytes, serializer: str) -> int:

@@ -38,6 +38,7 @@ from ._format import (
     parse_metadata,
     payload_offset,
     seal,
+    small_entry,
     unpack,
 )
 from ._locks import KeyLocks, hold
@@ -375,11 +376,12 @@ class LocalStore:
                 f"the result ({type(value).__qualname__}) could not be serialized with "
                 f"{serializer.name!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        if len(payload) == 1 and type(payload[0]) is bytes:
-            size = len(payload[0])
+        budget = self._budget
+        first: Any = payload[0] if len(payload) == 1 else None
+        if type(first) is bytes:
+            size = len(first)
         else:
             size = sum(memoryview(chunk).nbytes for chunk in payload)
-        budget = self._budget
         if budget is not None and not budget.fits(size):
             self._refuse(
                 name,
@@ -388,22 +390,36 @@ class LocalStore:
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored",
             )
-        try:
-            line = metadata_line(metadata, serializer.name, size, fixed_metadata)
-        except ValueError as exc:  # too long for the entry format
-            self._refuse(name, key, serializer, str(exc))
         keyed = bytes.fromhex(key)
         # A writer and its data, not a functools.partial: a partial is called from C, which
-        # costs a fresh interpreter frame on every store.
-        write: Callable[[int, Any], tuple[int, bytes]]
+        # costs a fresh interpreter frame on every store. No writer: _publish writes the
+        # entry's bytes (data) itself.
+        write: Callable[[int, Any], tuple[int, bytes]] | None = None
         data: Any
-        if secret is None and size >= _files.SMALL:
+        line: bytes | None = None
+        try:
+            small = type(first) is bytes and size < _files.SMALL and secret is None
+            if small and fixed_metadata and metadata:
+                # The usual entry (every miss of a function with a small result), made in
+                # one step (memo's calls give both kinds of metadata).
+                data = small_entry(metadata, fixed_metadata, serializer.name, keyed, first)
+            else:
+                line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+        except ValueError as exc:  # too long for the entry format
+            self._refuse(name, key, serializer, str(exc))
+        if line is None:
+            pass
+        elif secret is None and size >= _files.SMALL:
             # A large payload is written first, each piece hashed as it is written, and the
             # head (which holds the payload's digest) last: one pass over the data instead
             # of two. The file has no name, or a temporary one, until it is complete.
             write, data = _write_large, (line, keyed, serializer.name, payload)
         else:
-            write, data = _write_chunks, pack(line, keyed, serializer.name, payload, secret)
+            chunks, fingerprint = pack(line, keyed, serializer.name, payload, secret)
+            if len(chunks) == 1:
+                data = chunks[0], fingerprint
+            else:
+                write, data = _write_chunks, (chunks, fingerprint)
         try:
             try:
                 written, fingerprint = self._publish(name, key, write, data)
@@ -461,10 +477,15 @@ class LocalStore:
         return manifest
 
     def _publish(
-        self, name: str, key: str, write: Callable[[int, _D], tuple[int, bytes]], data: _D
+        self,
+        name: str,
+        key: str,
+        write: Callable[[int, Any], tuple[int, bytes]] | None,
+        data: Any,
     ) -> tuple[int, bytes]:
         """Write an entry with ``write(fd, data)`` (it gives the byte count and the
-        fingerprint) and put it in place atomically; returns what ``write`` gave."""
+        fingerprint) and put it in place atomically; returns what ``write`` gave. Without
+        ``write``, ``data`` is a small entry's bytes and fingerprint, written here."""
         final = f"{self._root}/{name}-{key}{SUFFIX}"
         if self._tmpfile:
             # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
@@ -477,10 +498,15 @@ class LocalStore:
                 self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
             else:
                 try:
-                    if _files.phase_hook is None:
-                        written = write(fd, data)
+                    if write is None and _files.phase_hook is None:
+                        # The usual entry: written by one call, no writer called (every store).
+                        entry, fingerprint = data
+                        count = os.write(fd, entry)
+                        if count < len(entry):  # resumed where the write stopped
+                            count = _files.pwrite_all(fd, memoryview(entry)[count:], count)
+                        written = count, fingerprint
                     else:
-                        written = _write(fd, write, data)
+                        written = _write(fd, write or _write_entry, data)
                     source = f"/proc/self/fd/{fd}"
                     try:
                         _files.link(source, final)
@@ -505,7 +531,7 @@ class LocalStore:
         temp = self._temp_name(name, key)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
-            total = _write(fd, write, data)
+            total = _write(fd, write or _write_entry, data)
         except BaseException:
             _files.discard(temp)
             raise
@@ -621,24 +647,19 @@ def _write(fd: int, write: Callable[[int, _D], tuple[int, bytes]], data: _D) -> 
 
 
 def _write_chunks(fd: int, packed: tuple[list[Any], bytes]) -> tuple[int, bytes]:
-    """Write what ``pack`` gave: its chunks (partial writes resumed); returns the byte count
-    and the payload's fingerprint, passed on."""
+    """Write what ``pack`` gave in several chunks; returns the byte count and the payload's
+    fingerprint, passed on."""
     chunks, fingerprint = packed
     total = 0
     for chunk in chunks:
-        if type(chunk) is bytes:  # a small entry in one piece: mostly written by one call
-            written = os.write(fd, chunk)
-            total += written
-            view = memoryview(chunk)[written:] if written < len(chunk) else None
-        else:
-            view = memoryview(chunk).cast("B")
-        while view:
-            written = os.write(fd, view)
-            total += written
-            view = view[written:]
-        if _files.phase_hook is not None:
-            _files.phase_hook("payload")
+        total = _files.pwrite_all(fd, chunk, total)
+        _files.reached("payload")
     return total, fingerprint
+
+
+def _write_entry(fd: int, entry: tuple[bytes, bytes]) -> tuple[int, bytes]:
+    """Write a small entry's bytes (``_publish`` does so itself unless a test hook is set)."""
+    return _write_chunks(fd, ([entry[0]], entry[1]))
 
 
 def _write_large(fd: int, entry: tuple[bytes, bytes, str, Sequence[Any]]) -> tuple[int, bytes]:
