@@ -298,7 +298,9 @@ class Memoized(Generic[P, R]):
                 key,
                 value,
                 members,
-                self._own_serializer or self._serializer_for(value),
+                self._own_serializer
+                or self._by_type.get(type(value))
+                or self._serializer_for(value),
                 fixed[1] if fixed is not None and fixed[0] == _process_id else self._fix(),
                 state.secret,
             )
@@ -317,22 +319,19 @@ class Memoized(Generic[P, R]):
         return fingerprint
 
     def _serializer_for(self, value: Any) -> Serializer:
-        """The serializer chosen for the value's type, else the default (decided once per
-        type: every miss asks) when the function has none of its own for every type."""
-        kind = type(value)
-        chosen = self._by_type.get(kind)
-        if chosen is None:
-            chosen = self._by_type[kind] = self._choose_serializer(value)
-        return chosen
-
-    def _choose_serializer(self, value: Any) -> Serializer:
+        """The serializer for the value's type: the one given for its class or nearest base,
+        else Cacheable's or pickle; kept by type in ``_by_type``, which every miss asks first."""
+        chosen: Serializer = _PICKLE
         for base in type(value).__mro__:
-            chosen = self._serializers.get(base)
-            if chosen is not None:
-                return chosen
-        if is_cacheable(value):
-            return CACHEABLE_SERIALIZER
-        return _PICKLE
+            given = self._serializers.get(base)
+            if given is not None:
+                chosen = given
+                break
+        else:
+            if is_cacheable(value):
+                chosen = CACHEABLE_SERIALIZER
+        self._by_type[type(value)] = chosen
+        return chosen
 
     def _passes(self, value: Any, key: str, *, cached: bool) -> bool:
         assert self._validate is not None
