@@ -250,8 +250,9 @@ class KeyMaker:
         """
         if labels is self._atom_labels:
             # Values bind's written-out encoder took (so of the kinds the describer is for).
-            assert self._atoms_shown is not None
-            described = self._atoms_shown(values)
+            describer = self._atoms_shown  # (called as a local: an attribute holding a
+            assert describer is not None  # function is looked up generically as a method)
+            described = describer(values)
             if described is not None:
                 return described
             names = self._json_names

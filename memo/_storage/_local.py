@@ -64,6 +64,8 @@ _FIRST_READ = 1 << 16  # a hit's first read: every small entry whole, with no fs
 _USED_MAX = 1 << 16  # entries whose last use a process remembers (then it starts over)
 _D = TypeVar("_D")  # what a writer of entry files is given
 _PROBE_AFTER = 8  # loads that found nothing in a row, after which a load checks first
+# Looked up once: Python looks a class method up on ``bytes`` anew at every call (every hit).
+_fromhex = bytes.fromhex
 
 _shared: dict[str, LocalStore] = {}
 _shared_lock = threading.Lock()
@@ -188,10 +190,10 @@ class LocalStore:
             # read came back full) is sized, and checked piecewise first if it is large.
             first = os.pread(fd, _FIRST_READ, 0)
             if len(first) < _FIRST_READ:
-                header, payload = unpack(first, bytes.fromhex(key), secret_keys)
+                header, payload = unpack(first, _fromhex(key), secret_keys)
             else:
                 data, digest = _read_rest(fd, first, key)
-                header, payload = unpack(data, bytes.fromhex(key), secret_keys, digest)
+                header, payload = unpack(data, _fromhex(key), secret_keys, digest)
             if max_age is not None and _age(header) > max_age:
                 return MISS
             last = self._used.get(path)
@@ -255,7 +257,7 @@ class LocalStore:
         serializer: Any = own.get(header.serializer)
         if not getattr(serializer, "mmap_mode", None):
             data, digest = _read_entry(fd, st, key)
-            full, payload = unpack(data, bytes.fromhex(key), (), digest)
+            full, payload = unpack(data, _fromhex(key), (), digest)
             return self._deserialize(full, payload, name, key, own)
         return serializer.load_file(self.path(name, key), header.offset, header.length)
 
@@ -297,7 +299,7 @@ class LocalStore:
             if self._exposed is not None and not secret_keys:
                 return False  # load would not read it
             data, digest = _read_entry(fd, os.fstat(fd), key)
-            header, payload = unpack(data, bytes.fromhex(key), secret_keys, digest)
+            header, payload = unpack(data, _fromhex(key), secret_keys, digest)
             if header.serializer == CACHEABLE:
                 check_directory(payload, self.directory(name, key))
         except (OSError, DamagedEntryError):
@@ -363,7 +365,10 @@ class LocalStore:
                 self._check_exposure()
             if self._exposed is not None and secret is None:
                 raise StoreError(self._exposed)
-            if serializer.name == CACHEABLE:
+            # (Its name read once: a class attribute read through an instance is looked up
+            # anew each time.)
+            kind = serializer.name
+            if kind == CACHEABLE:
                 payload: Sequence[Any] = [self._write_directory(name, key, value)]
             else:
                 payload = serializer.dumps(value)
@@ -390,7 +395,7 @@ class LocalStore:
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored",
             )
-        keyed = bytes.fromhex(key)
+        keyed = _fromhex(key)
         # A writer and its data, not a functools.partial: a partial is called from C, which
         # costs a fresh interpreter frame on every store. No writer: _publish writes the
         # entry's bytes (data) itself.
@@ -402,9 +407,9 @@ class LocalStore:
             if small and fixed_metadata and metadata:
                 # The usual entry (every miss of a function with a small result), made in
                 # one step (memo's calls give both kinds of metadata).
-                data = small_entry(metadata, fixed_metadata, serializer.name, keyed, first)
+                data = small_entry(metadata, fixed_metadata, kind, keyed, first)
             else:
-                line = metadata_line(metadata, serializer.name, size, fixed_metadata)
+                line = metadata_line(metadata, kind, size, fixed_metadata)
         except ValueError as exc:  # too long for the entry format
             self._refuse(name, key, serializer, str(exc))
         if line is None:
@@ -413,9 +418,9 @@ class LocalStore:
             # A large payload is written first, each piece hashed as it is written, and the
             # head (which holds the payload's digest) last: one pass over the data instead
             # of two. The file has no name, or a temporary one, until it is complete.
-            write, data = _write_large, (line, keyed, serializer.name, payload)
+            write, data = _write_large, (line, keyed, kind, payload)
         else:
-            chunks, fingerprint = pack(line, keyed, serializer.name, payload, secret)
+            chunks, fingerprint = pack(line, keyed, kind, payload, secret)
             if len(chunks) == 1:
                 data = chunks[0], fingerprint
             else:
@@ -624,12 +629,12 @@ def _checked_header(fd: int, size: int, key: str) -> Header:
     # A page holds the usual head (metadata line, header); a longer one is read again whole.
     head = os.pread(fd, _PAGE_READ, 0)
     try:
-        header = parse_header(head, size, bytes.fromhex(key))
+        header = parse_header(head, size, _fromhex(key))
     except DamagedEntryError:
         if len(head) < _PAGE_READ:
             raise  # that was the whole file
         head = os.pread(fd, _HEAD_READ, 0)
-        header = parse_header(head, size, bytes.fromhex(key))
+        header = parse_header(head, size, _fromhex(key))
     end = header.offset + header.length
     check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
     return header
