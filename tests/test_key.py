@@ -337,18 +337,31 @@ _NUMBERS_AND_STRINGS = st.one_of(
 )
 
 
-@given(st.lists(st.tuples(_NUMBERS_AND_STRINGS, _NUMBERS_AND_STRINGS), min_size=1, max_size=6))
-def test_keys_of_numbers_and_strings_are_the_general_keys(calls: list[tuple[Any, Any]]) -> None:
+def _short_defaults(a, b="default", c=2.5, d=7):  # type: ignore[no-untyped-def]
+    return a
+
+
+def _long_default(a, b="default", c=2.5, d="x" * 70):  # type: ignore[no-untyped-def]
+    return a  # d's default is too long to show whole: such calls are described generally
+
+
+@pytest.mark.parametrize("function", [_short_defaults, _long_default])
+@given(
+    calls=st.lists(st.tuples(_NUMBERS_AND_STRINGS, _NUMBERS_AND_STRINGS), min_size=1, max_size=6)
+)
+def test_keys_of_numbers_and_strings_are_the_general_keys(
+    function: Any, calls: list[tuple[Any, Any]]
+) -> None:
     """Calls keyed (and described) through the code written for the first call's kinds get
-    the keys and metadata the general path gives, whatever kinds later calls have (and with a
-    default filled in)."""
-
-    def f(a, b="default"):  # type: ignore[no-untyped-def]
-        return a
-
-    maker, general = KeyMaker(f), KeyMaker(f)
+    the keys and metadata the general path gives, whatever kinds later calls have, with the
+    defaults filled in (encoded and shown once) or passed as equal values anew."""
+    maker, general = KeyMaker(function), KeyMaker(function)
     general._atoms_tried = True  # never writes an encoder: stream_digest every time
-    for args in [call for a, b in calls for call in ((a, b), (a,))]:
+    equal = ("".join(["def", "ault"]), float("2.5"))  # the defaults' values, as new objects
+    variants = [
+        call for a, b in calls for call in ((a, b), (a,), (a, b, 2.5), (b, *equal), (a, b, a, b))
+    ]
+    for args in variants:
         key, labels, values = maker.bind(args, {})
         general_key, general_labels, general_values = general.bind(args, {})
         assert key == general_key

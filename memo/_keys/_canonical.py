@@ -22,6 +22,7 @@ __all__ = [
     "UnencodableError",
     "add_plugin",
     "add_rules",
+    "atom_default",
     "atoms_encoder",
     "encode",
     "ignored",
@@ -467,40 +468,70 @@ def stream_digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any])
 
 
 # For code written out per kind of call: the source testing that value ``v{i}`` is of a kind
-# that stream_digest encodes inline, and of its encoding there (a string's bytes are named as
-# they are made, so the length before them can use them).
+# that stream_digest encodes inline, and the parts of its encoding there (a string's bytes are
+# named as they are made, so the length before them can use them).
 _ATOM_SOURCE = {
-    int: (f"type(v{{i}}) is int and -{1 << 63} <= v{{i}} < {1 << 63}", "_tag_i(b'i', v{i})"),
-    float: ("type(v{i}) is float and v{i} == v{i}", "_tag_d(b'f', v{i})"),
+    int: (f"type(v{{i}}) is int and -{1 << 63} <= v{{i}} < {1 << 63}", ("_tag_i(b'i', v{i})",)),
+    float: ("type(v{i}) is float and v{i} == v{i}", ("_tag_d(b'f', v{i})",)),
     str: (
         "type(v{i}) is str",
-        "_tag_q(b's', len(d{i} := v{i}.encode('utf-8', 'surrogatepass'))), d{i}",
+        ("_tag_q(b's', len(d{i} := v{i}.encode('utf-8', 'surrogatepass')))", "d{i}"),
     ),
 }
+_ATOM_NAMESPACE: dict[str, Any] = {"_tag_i": _tag_i, "_tag_d": _tag_d, "_tag_q": _tag_q}
 
 
 def atoms_encoder(
-    labels: Sequence[bytes], kinds: Sequence[type]
+    labels: Sequence[bytes], kinds: Sequence[type], defaults: Sequence[Any] = ()
 ) -> Callable[[bytes, Sequence[Any]], bytes | None] | None:
     """For calls whose values are ints (of 64 bits), floats (not NaN) and strings of ``kinds``,
     in order: a function giving exactly what ``stream_digest`` hashes (``prefix``, then each
     label and encoded value), or None when the values are not of those kinds. None if a kind
     is not one of those. Written out for the kinds: a typical call's key then takes a few
     operations instead of ``stream_digest``'s loop.
+
+    ``defaults`` (by position; ``atom_default`` says which can be used) are encoded once: a
+    value that is the default object itself (binding filled it in) takes its encoding as is.
     """
     guards = _atom_guards(kinds)
     if guards is None:
         return None
     parts = ["prefix"]
-    for i, kind in enumerate(kinds):
-        parts += [f"L{i}", _ATOM_SOURCE[kind][1].format(i=i)]
-    namespace: dict[str, Any] = {"_tag_i": _tag_i, "_tag_d": _tag_d, "_tag_q": _tag_q}
+    namespace = dict(_ATOM_NAMESPACE)
     namespace.update((f"L{i}", label) for i, label in enumerate(labels))
+    for i, kind in enumerate(kinds):
+        source = [part.format(i=i) for part in _ATOM_SOURCE[kind][1]]
+        if i < len(defaults) and atom_default(kind, defaults[i]):
+            namespace[f"D{i}"], namespace[f"E{i}"] = defaults[i], _atom_bytes(kind, defaults[i])
+            guards[i] = f"(v{i} is D{i} or {guards[i]})"
+            # The first part makes what later ones use (a string's bytes): all test the same.
+            source = [f"(E{i} if v{i} is D{i} else {source[0]})"] + [
+                f"(b'' if v{i} is D{i} else {part})" for part in source[1:]
+            ]
+        parts += [f"L{i}", *source]
     body = [f"return b''.join(({', '.join(parts)},))"]
     encoder: Callable[[bytes, Sequence[Any]], bytes | None] = written_out(
         "prefix, values", len(kinds), guards, body, namespace
     )
     return encoder
+
+
+def atom_default(kind: type, default: Any) -> bool:
+    """Whether a parameter's default is of ``kind`` and encoded inline (an int of 64 bits, a
+    float not NaN, a string), so code written out for ``kind`` can encode it once."""
+    source = _ATOM_SOURCE.get(kind)
+    if source is None:
+        return False
+    test = written_out("values", 1, [source[0].format(i=0)], ["return True"], {})
+    return test([default]) is True
+
+
+def _atom_bytes(kind: type, value: Any) -> bytes:
+    """The inline encoding of one value of ``kind``, by the same source the encoder runs."""
+    parts = ", ".join(part.format(i=0) for part in _ATOM_SOURCE[kind][1])
+    encode = written_out("values", 1, [], [f"return b''.join(({parts},))"], dict(_ATOM_NAMESPACE))
+    encoded: bytes = encode([value])
+    return encoded
 
 
 def _atom_guards(kinds: Sequence[type]) -> list[str] | None:

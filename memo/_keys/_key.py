@@ -23,6 +23,7 @@ from xxhash import xxh3_128_hexdigest
 from .._exceptions import ConfigError, EncodingError
 from ._canonical import (
     UnencodableError,
+    atom_default,
     atoms_encoder,
     encode,
     stream_digest,
@@ -215,9 +216,9 @@ class KeyMaker:
                 if atoms is None and not self._atoms_tried:
                     self._atoms_tried = True
                     kinds = [type(v) for v in values]
-                    atoms = self._atoms = atoms_encoder(labels, kinds)
+                    atoms = self._atoms = atoms_encoder(labels, kinds, self.defaults)
                     if atoms is not None:  # describe takes the values this encoder took
-                        self._atoms_shown = _atoms_describer(self._json_names, kinds)
+                        self._atoms_shown = _atoms_describer(self._json_names, kinds, self.defaults)
                 if atoms is not None:
                     data = atoms(self._prefix or self.prefix, values)
                     if data is not None:
@@ -327,20 +328,31 @@ _SHOWN_TAIL = '},"argument_digests":{},"extra":null'
 
 
 def _atoms_describer(
-    json_names: Sequence[str], kinds: Sequence[type]
+    json_names: Sequence[str], kinds: Sequence[type], defaults: Sequence[Any] = ()
 ) -> Callable[[Sequence[Any]], str | None]:
     """``describe``'s text for calls of numbers and short strings of ``kinds``, written out as
     ``atoms_encoder`` writes the key's encoding (made only when that encoder is). It is given
     only values that encoder took (so of those kinds: it does not test them again) and gives
-    None when a string is too long to show whole (the general path then describes the call)."""
+    None when a string is too long to show whole (the general path then describes the call).
+    A value that is its parameter's default object (of ``defaults``) is shown by its text made
+    once (as the encoder encodes it once)."""
+    namespace: dict[str, Any] = {"_HEAD": _SHOWN_HEAD, "_TAIL": _SHOWN_TAIL, "_json": json_string}
+    namespace["_QUOTED"] = '"%r"'
     shown, guards = [], []
     for i, kind in enumerate(kinds):
-        if kind is str:
+        default = defaults[i] if i < len(defaults) else None
+        text = _exactly(default, kind) if atom_default(kind, default) else None
+        if text is not None:
+            namespace[f"D{i}"], namespace[f"T{i}"] = default, text
+            other = f"_json(repr(v{i}))" if kind is str else f"_QUOTED % v{i}"
+            if kind is str:
+                guards.append(f"(v{i} is D{i} or len(v{i}) <= {_SHORT})")
+            shown.append(f"{{N{i}}}{{T{i} if v{i} is D{i} else {other}}}")
+        elif kind is str:
             guards.append(f"len(v{i}) <= {_SHORT}")
             shown.append(f"{{N{i}}}{{_json(repr(v{i}))}}")
         else:
             shown.append(f'{{N{i}}}"{{v{i}!r}}"')
-    namespace: dict[str, Any] = {"_HEAD": _SHOWN_HEAD, "_TAIL": _SHOWN_TAIL, "_json": json_string}
     namespace.update((f"N{i}", name) for i, name in enumerate(json_names))
     body = [f"return _HEAD + f'{','.join(shown)}' + _TAIL"]
     describer: Callable[[Sequence[Any]], str | None] = written_out(
