@@ -26,10 +26,10 @@ __all__ = [
     "O_READ",
     "O_TMPFILE",
     "PARALLEL",
+    "anchor",
     "discard",
     "is_dead_temp",
     "is_sparse",
-    "link",
     "phase_hook",
     "preallocate",
     "pwrite_all",
@@ -101,14 +101,16 @@ def rename_into_place(temp: str, final: str) -> None:
         raise
 
 
-def link(source: str, target: str) -> None:
-    """``linkat(source, target, AT_SYMLINK_FOLLOW)``: names the file behind /proc/self/fd/N."""
+def anchor() -> int:
+    """A directory descriptor for ``os.link(source, target, dst_dir_fd=anchor(),
+    follow_symlinks=True)``, which names the file behind /proc/self/fd/N (linkat with
+    AT_SYMLINK_FOLLOW): CPython calls plain link(2), which does not follow the /proc symlink,
+    unless a directory descriptor is given. Both paths are absolute, so the descriptor itself
+    is never used; one is opened per process."""
     global _anchor_fd
     if _anchor_fd is None:
         _anchor_fd = os.open("/", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    # CPython calls plain link(2), which does not follow the /proc symlink, unless a directory
-    # descriptor is given; both paths are absolute, so the descriptor itself is never used.
-    os.link(source, target, dst_dir_fd=_anchor_fd, follow_symlinks=True)
+    return _anchor_fd
 
 
 def read_all(fd: int, size: int | None = None) -> bytes | bytearray | memoryview:

@@ -103,6 +103,7 @@ class LocalStore:
         self._locks = KeyLocks(self._root)
         self._ready = False
         self._tmpfile = _files.HAVE_TMPFILE
+        self._anchor = _files.anchor() if self._tmpfile else -1  # for os.link (see anchor)
         self._budget: Budget | None = None
         self._exposed: str | None = None  # why others could write entries here, if they can
         self._checked = False
@@ -512,14 +513,15 @@ class LocalStore:
                         written = count, fingerprint
                     else:
                         written = _write(fd, write or _write_entry, data)
+                    # Names the file behind the /proc link (linkat, AT_SYMLINK_FOLLOW).
                     source = f"/proc/self/fd/{fd}"
                     try:
-                        _files.link(source, final)
+                        os.link(source, final, dst_dir_fd=self._anchor, follow_symlinks=True)
                     except FileExistsError:
                         # Replacing an entry (refresh, damaged or racing writer): link under a
                         # temporary name, then rename over the old one, which is atomic.
                         temp = self._temp_name(name, key)
-                        _files.link(source, temp)
+                        os.link(source, temp, dst_dir_fd=self._anchor, follow_symlinks=True)
                         _files.rename_into_place(temp, final)
                 except BaseException:
                     with contextlib.suppress(OSError):  # the original error is the one to report
