@@ -292,16 +292,19 @@ class Memoized(Generic[P, R]):
             )
             if user:
                 members += f',"user":{_user_json(user)}'
-            fixed = self._fixed  # (pid, text), encoded once per process by _fix
+            serializer = self._own_serializer
+            if serializer is None:
+                serializer = self._by_type.get(type(value))
+                if serializer is None:
+                    serializer = self._serializer_for(value)
+            fixed = self._fixed  # (pid, text), encoded once per process by _encode_fixed
             fingerprint = state.store.save(
                 self._name,
                 key,
                 value,
                 members,
-                self._own_serializer
-                or self._by_type.get(type(value))
-                or self._serializer_for(value),
-                fixed[1] if fixed is not None and fixed[0] == _process_id else self._fix(),
+                serializer,
+                fixed[1] if fixed is not None and fixed[0] == _process_id else self._encode_fixed(),
                 state.secret,
             )
         except StoreError as exc:
@@ -353,7 +356,7 @@ class Memoized(Generic[P, R]):
             )
         return ok
 
-    def _fix(self) -> str:
+    def _encode_fixed(self) -> str:
         """The metadata members shared by all of this process's entries, encoded once and kept
         with the pid they hold (the rest, the call's own, are built as text in ``_store``)."""
         pid = _process_id  # not os.getpid(): a system call on every miss

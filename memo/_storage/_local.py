@@ -103,7 +103,12 @@ class LocalStore:
         self._locks = KeyLocks(self._root)
         self._ready = False
         self._tmpfile = _files.HAVE_TMPFILE
-        self._anchor = _files.anchor() if self._tmpfile else -1  # for os.link (see anchor)
+        self._anchor = -1  # for os.link of an unnamed file (see _files.anchor)
+        if self._tmpfile:
+            try:
+                self._anchor = _files.anchor()
+            except OSError:  # no "/" to open (a sandbox?): named temporary files need none
+                self._tmpfile = False
         self._budget: Budget | None = None
         self._exposed: str | None = None  # why others could write entries here, if they can
         self._checked = False
@@ -413,19 +418,18 @@ class LocalStore:
                 line = metadata_line(metadata, kind, size, fixed_metadata)
         except ValueError as exc:  # too long for the entry format
             self._refuse(name, key, serializer, str(exc))
-        if line is None:
-            pass
-        elif secret is None and size >= _files.SMALL:
-            # A large payload is written first, each piece hashed as it is written, and the
-            # head (which holds the payload's digest) last: one pass over the data instead
-            # of two. The file has no name, or a temporary one, until it is complete.
-            write, data = _write_large, (line, keyed, kind, payload)
-        else:
-            chunks, fingerprint = pack(line, keyed, kind, payload, secret)
-            if len(chunks) == 1:
-                data = chunks[0], fingerprint
+        if line is not None:  # any other entry: its line, then its writer or its bytes
+            if secret is None and size >= _files.SMALL:
+                # A large payload is written first, each piece hashed as it is written, and
+                # the head (which holds the payload's digest) last: one pass over the data
+                # instead of two. The file has no name, or a temporary one, until complete.
+                write, data = _write_large, (line, keyed, kind, payload)
             else:
-                write, data = _write_chunks, (chunks, fingerprint)
+                chunks, fingerprint = pack(line, keyed, kind, payload, secret)
+                if len(chunks) == 1:
+                    data = chunks[0], fingerprint
+                else:
+                    write, data = _write_chunks, (chunks, fingerprint)
         try:
             try:
                 written, fingerprint = self._publish(name, key, write, data)
