@@ -21,51 +21,48 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from .._exceptions import warn_once
 from . import _files
 from ._budget import Budget
 from ._cacheable import CACHEABLE, check_directory, read_directory, write_directory
+from ._entry_file import (
+    checked_header,
+    deserialize,
+    entry_age,
+    fromhex,
+    read_entry,
+    read_rest,
+    warn_damaged,
+    warn_unloadable,
+    write_chunks,
+    write_entry,
+    write_hooked,
+    write_large,
+)
 from ._format import (
     MAX_METADATA,
     DamagedEntryError,
     Header,
-    check_trailer,
     metadata_line,
     pack,
-    parse_header,
     parse_metadata,
-    payload_offset,
-    seal,
     small_entry,
     unpack,
 )
 from ._locks import KeyLocks, hold
-from ._serializers import Serializer, get_serializer
+from ._serializers import Serializer
 
-__all__ = [
-    "MISS",
-    "LocalStore",
-    "StoreError",
-    "deserialize",
-    "sanitize",
-    "warn_damaged",
-    "warn_unloadable",
-]
+__all__ = ["MISS", "LocalStore", "StoreError", "sanitize"]
 
 SUFFIX = ".memo"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 _KEY = re.compile(r"^[0-9a-f]{32}$")
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
-_HEAD_READ = (1 << 16) + 4096  # reaches the payload of any entry: the longest head
-_PAGE_READ = 4096
 _FIRST_READ = 1 << 16  # a hit's first read: every small entry whole, with no fstat before it
 _USED_MAX = 1 << 16  # entries whose last use a process remembers (then it starts over)
-_D = TypeVar("_D")  # what a writer of entry files is given
 _PROBE_AFTER = 8  # loads that found nothing in a row, after which a load checks first
-# Looked up once: Python looks a class method up on ``bytes`` anew at every call (every hit).
-_fromhex = bytes.fromhex
 
 _shared: dict[str, LocalStore] = {}
 _shared_lock = threading.Lock()
@@ -196,11 +193,11 @@ class LocalStore:
             # read came back full) is sized, and checked piecewise first if it is large.
             first = os.pread(fd, _FIRST_READ, 0)
             if len(first) < _FIRST_READ:
-                header, payload = unpack(first, _fromhex(key), secret_keys)
+                header, payload = unpack(first, fromhex(key), secret_keys)
             else:
-                data, digest = _read_rest(fd, first, key)
-                header, payload = unpack(data, _fromhex(key), secret_keys, digest)
-            if max_age is not None and _age(header) > max_age:
+                data, digest = read_rest(fd, first, key)
+                header, payload = unpack(data, fromhex(key), secret_keys, digest)
+            if max_age is not None and entry_age(header) > max_age:
                 return MISS
             last = self._used.get(path)
             if last is None or time.monotonic_ns() - last > _TOUCH_AFTER_NS:
@@ -257,13 +254,13 @@ class LocalStore:
         own: Mapping[str, Serializer],
         max_age: float | None,
     ) -> Any:
-        header = _checked_header(fd, st.st_size, key)
-        if max_age is not None and _age(header) > max_age:
+        header = checked_header(fd, st.st_size, key)
+        if max_age is not None and entry_age(header) > max_age:
             return MISS
         serializer: Any = own.get(header.serializer)
         if not getattr(serializer, "mmap_mode", None):
-            data, digest = _read_entry(fd, st, key)
-            full, payload = unpack(data, _fromhex(key), (), digest)
+            data, digest = read_entry(fd, st, key)
+            full, payload = unpack(data, fromhex(key), (), digest)
             return self._deserialize(full, payload, name, key, own)
         return serializer.load_file(self.path(name, key), header.offset, header.length)
 
@@ -274,7 +271,7 @@ class LocalStore:
         except OSError:
             return None
         try:
-            header = _checked_header(fd, os.fstat(fd).st_size, key)
+            header = checked_header(fd, os.fstat(fd).st_size, key)
         except (OSError, DamagedEntryError):
             return None
         finally:
@@ -304,8 +301,8 @@ class LocalStore:
                 self._check_exposure()
             if self._exposed is not None and not secret_keys:
                 return False  # load would not read it
-            data, digest = _read_entry(fd, os.fstat(fd), key)
-            header, payload = unpack(data, _fromhex(key), secret_keys, digest)
+            data, digest = read_entry(fd, os.fstat(fd), key)
+            header, payload = unpack(data, fromhex(key), secret_keys, digest)
             if header.serializer == CACHEABLE:
                 check_directory(payload, self.directory(name, key))
         except (OSError, DamagedEntryError):
@@ -313,7 +310,7 @@ class LocalStore:
         finally:
             with contextlib.suppress(OSError):  # as in load: closed even if close() reports
                 os.close(fd)
-        return max_age is None or _age(header) <= max_age
+        return max_age is None or entry_age(header) <= max_age
 
     def _warn_read(self, path: str, exc: OSError) -> None:
         if exc.errno == errno.ELOOP:
@@ -401,7 +398,7 @@ class LocalStore:
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored",
             )
-        keyed = _fromhex(key)
+        keyed = fromhex(key)
         # A writer and its data, not a functools.partial: a partial is called from C, which
         # costs a fresh interpreter frame on every store. No writer: _publish writes the
         # entry's bytes (data) itself.
@@ -423,13 +420,13 @@ class LocalStore:
                 # A large payload is written first, each piece hashed as it is written, and
                 # the head (which holds the payload's digest) last: one pass over the data
                 # instead of two. The file has no name, or a temporary one, until complete.
-                write, data = _write_large, (line, keyed, kind, payload)
+                write, data = write_large, (line, keyed, kind, payload)
             else:
                 chunks, fingerprint = pack(line, keyed, kind, payload, secret)
                 if len(chunks) == 1:
                     data = chunks[0], fingerprint
                 else:
-                    write, data = _write_chunks, (chunks, fingerprint)
+                    write, data = write_chunks, (chunks, fingerprint)
         try:
             try:
                 written, fingerprint = self._publish(name, key, write, data)
@@ -516,7 +513,7 @@ class LocalStore:
                             count = _files.pwrite_all(fd, memoryview(entry)[count:], count)
                         written = count, fingerprint
                     else:
-                        written = _write(fd, write or _write_entry, data)
+                        written = write_hooked(fd, write or write_entry, data)
                     # Names the file behind the /proc link (linkat, AT_SYMLINK_FOLLOW).
                     source = f"/proc/self/fd/{fd}"
                     try:
@@ -542,7 +539,7 @@ class LocalStore:
         temp = self._temp_name(name, key)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
-            total = _write(fd, write or _write_entry, data)
+            total = write_hooked(fd, write or write_entry, data)
         except BaseException:
             _files.discard(temp)
             raise
@@ -630,128 +627,8 @@ def _exposure(st: os.stat_result, root: str) -> str | None:
     )
 
 
-def _checked_header(fd: int, size: int, key: str) -> Header:
-    """An open entry's header, checked against its trailer, without reading its payload."""
-    # A page holds the usual head (metadata line, header); a longer one is read again whole.
-    head = os.pread(fd, _PAGE_READ, 0)
-    try:
-        header = parse_header(head, size, _fromhex(key))
-    except DamagedEntryError:
-        if len(head) < _PAGE_READ:
-            raise  # that was the whole file
-        head = os.pread(fd, _HEAD_READ, 0)
-        header = parse_header(head, size, _fromhex(key))
-    end = header.offset + header.length
-    check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
-    return header
-
-
-def _write(fd: int, write: Callable[[int, _D], tuple[int, bytes]], data: _D) -> tuple[int, bytes]:
-    """Write a new entry's file with ``write(fd, data)``, reaching the test hooks' phases
-    ``opened`` (created, empty) and ``written`` (all of it) around it."""
-    if _files.phase_hook is None:
-        return write(fd, data)
-    _files.phase_hook("opened")
-    written = write(fd, data)
-    _files.phase_hook("written")
-    return written
-
-
-def _write_chunks(fd: int, packed: tuple[list[Any], bytes]) -> tuple[int, bytes]:
-    """Write what ``pack`` gave in several chunks; returns the byte count and the payload's
-    fingerprint, passed on."""
-    chunks, fingerprint = packed
-    total = 0
-    for chunk in chunks:
-        total = _files.pwrite_all(fd, chunk, total)
-        _files.reached("payload")
-    return total, fingerprint
-
-
-def _write_entry(fd: int, entry: tuple[bytes, bytes]) -> tuple[int, bytes]:
-    """Write a small entry's bytes (``_publish`` does so itself unless a test hook is set)."""
-    return _write_chunks(fd, ([entry[0]], entry[1]))
-
-
-def _write_large(fd: int, entry: tuple[bytes, bytes, str, Sequence[Any]]) -> tuple[int, bytes]:
-    """Write a large unsigned entry of ``(metadata line, key, serializer, payload)``, hashing
-    the payload as it goes, then its head and trailer."""
-    line, key, serializer, payload = entry
-    offset = payload_offset(line, serializer)
-    length, fingerprint = _files.write_hashed(fd, payload, offset)
-    head, trailer = seal(line, key, serializer, length, fingerprint)
-    _files.pwrite_all(fd, head, 0)
-    return _files.pwrite_all(fd, trailer, offset + length), fingerprint
-
-
-def _read_rest(
-    fd: int, first: bytes, key: str
-) -> tuple[bytes | bytearray | memoryview, bytes | None]:
-    """The whole entry, when a first read of ``len(first)`` bytes from its start came back full
-    (and, as ``_read_entry`` gives it, its payload's digest)."""
-    st = os.fstat(fd)
-    if st.st_size >= _files.SMALL:
-        return _read_entry(fd, st, key)
-    # One byte more than expected, so a file that grew meanwhile fails the size check.
-    return first + os.pread(fd, st.st_size - len(first) + 1, len(first)), None
-
-
-def _read_entry(
-    fd: int, st: os.stat_result, key: str
-) -> tuple[bytes | bytearray | memoryview, bytes | None]:
-    """The whole entry, and for a large payload its xxh3_128 digest (hashed while it was read;
-    else None); a large entry's header, size and trailer are checked before reading it.
-
-    A small entry (under 1 MiB) is one read. A larger one is refused before its payload is
-    read if its header or trailer do not match its size, or if it is sparse (far fewer blocks
-    allocated than its size: a planted or damaged file), so a hostile 10 GB hole costs a few
-    small reads, not 10 GB of memory.
-    """
-    size = st.st_size
-    if size < _files.SMALL:
-        return _files.read_all(fd, size), None
-    header = _checked_header(fd, size, key)
-    if _files.is_sparse(st):
-        raise DamagedEntryError(
-            f"it is sparse ({st.st_blocks * 512} bytes allocated for {size}): not a written entry"
-        )
-    if header.length < _files.PARALLEL:
-        return _files.read_all(fd, size), None
-    return _files.read_hashing(fd, size, header.offset, header.offset + header.length)
-
-
-def deserialize(header: Header, payload: memoryview, own: Mapping[str, Serializer] | None) -> Any:
-    """A checked payload's value, by the caller's serializer of that name or the registered one."""
-    if own is not None and header.serializer in own:
-        return own[header.serializer].loads(payload)
-    return get_serializer(header.serializer).loads(payload)
-
-
-def warn_damaged(where: str, exc: Exception, stacklevel: int = 2) -> None:
-    """One warning per damaged entry: it is ignored, recomputed and replaced."""
-    warn_once(
-        ("damaged", where),
-        f"memo: the cache entry {where} is damaged ({exc}); it is ignored, recomputed and replaced",
-        stacklevel=stacklevel + 1,
-    )
-
-
-def warn_unloadable(where: str, exc: Exception, stacklevel: int = 2) -> None:
-    """One warning per entry whose checked payload its serializer could not load."""
-    warn_once(
-        ("unloadable", where),
-        f"memo: the cache entry {where} passed its integrity check but could not be loaded "
-        f"({type(exc).__name__}: {exc}); it is recomputed and replaced",
-        stacklevel=stacklevel + 1,
-    )
-
-
 def _maps(own: Mapping[str, Serializer]) -> bool:
     return any(getattr(serializer, "mmap_mode", None) for serializer in own.values())
-
-
-def _age(header: Header) -> float:
-    return (time.time_ns() - header.created_ns) / 1e9
 
 
 def _touch(fd: int, st: os.stat_result) -> None:

@@ -68,6 +68,7 @@ from .._catalog import EntryInfo, Problem, Store, _Raw
 from .._config import parse_duration
 from .._exceptions import ConfigError, warn_once
 from ._cacheable import CACHEABLE
+from ._entry_file import deserialize, warn_damaged, warn_unloadable
 from ._format import (
     MAX_METADATA,
     DamagedEntryError,
@@ -79,14 +80,7 @@ from ._format import (
     parse_metadata,
     unpack,
 )
-from ._local import (
-    MISS,
-    SUFFIX,
-    StoreError,
-    deserialize,
-    warn_damaged,
-    warn_unloadable,
-)
+from ._local import MISS, SUFFIX, StoreError
 from ._locks import Claims, hold
 from ._serializers import Serializer
 

@@ -1,0 +1,169 @@
+"""One entry file's I/O: reading it whole and checked (a large one piecewise, hashed as it
+is read), the writers that fill a new one, and the warnings for entries that fail.
+
+Nothing here names or places entries: the store (``_local``) opens, publishes and removes
+them; these functions are given its descriptors.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .._exceptions import warn_once
+from . import _files
+from ._format import (
+    DamagedEntryError,
+    Header,
+    check_trailer,
+    parse_header,
+    payload_offset,
+    seal,
+)
+from ._serializers import Serializer, get_serializer
+
+__all__ = [
+    "checked_header",
+    "deserialize",
+    "entry_age",
+    "fromhex",
+    "read_entry",
+    "read_rest",
+    "warn_damaged",
+    "warn_unloadable",
+    "write_chunks",
+    "write_entry",
+    "write_hooked",
+    "write_large",
+]
+
+_HEAD_READ = (1 << 16) + 4096  # reaches the payload of any entry: the longest head
+_PAGE_READ = 4096
+_D = TypeVar("_D")  # what a writer of entry files is given
+# Looked up once: Python looks a class method up on ``bytes`` anew at every call (every hit).
+fromhex = bytes.fromhex
+
+
+def checked_header(fd: int, size: int, key: str) -> Header:
+    """An open entry's header, checked against its trailer, without reading its payload."""
+    # A page holds the usual head (metadata line, header); a longer one is read again whole.
+    head = os.pread(fd, _PAGE_READ, 0)
+    try:
+        header = parse_header(head, size, fromhex(key))
+    except DamagedEntryError:
+        if len(head) < _PAGE_READ:
+            raise  # that was the whole file
+        head = os.pread(fd, _HEAD_READ, 0)
+        header = parse_header(head, size, fromhex(key))
+    end = header.offset + header.length
+    check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
+    return header
+
+
+def write_hooked(
+    fd: int, write: Callable[[int, _D], tuple[int, bytes]], data: _D
+) -> tuple[int, bytes]:
+    """Write a new entry's file with ``write(fd, data)``, reaching the test hooks' phases
+    ``opened`` (created, empty) and ``written`` (all of it) around it."""
+    if _files.phase_hook is None:
+        return write(fd, data)
+    _files.phase_hook("opened")
+    written = write(fd, data)
+    _files.phase_hook("written")
+    return written
+
+
+def write_chunks(fd: int, packed: tuple[list[Any], bytes]) -> tuple[int, bytes]:
+    """Write what ``pack`` gave in several chunks; returns the byte count and the payload's
+    fingerprint, passed on."""
+    chunks, fingerprint = packed
+    total = 0
+    for chunk in chunks:
+        total = _files.pwrite_all(fd, chunk, total)
+        _files.reached("payload")
+    return total, fingerprint
+
+
+def write_entry(fd: int, entry: tuple[bytes, bytes]) -> tuple[int, bytes]:
+    """Write a small entry's bytes (``_publish`` does so itself unless a test hook is set)."""
+    return write_chunks(fd, ([entry[0]], entry[1]))
+
+
+def write_large(fd: int, entry: tuple[bytes, bytes, str, Sequence[Any]]) -> tuple[int, bytes]:
+    """Write a large unsigned entry of ``(metadata line, key, serializer, payload)``, hashing
+    the payload as it goes, then its head and trailer."""
+    line, key, serializer, payload = entry
+    offset = payload_offset(line, serializer)
+    length, fingerprint = _files.write_hashed(fd, payload, offset)
+    head, trailer = seal(line, key, serializer, length, fingerprint)
+    _files.pwrite_all(fd, head, 0)
+    return _files.pwrite_all(fd, trailer, offset + length), fingerprint
+
+
+def read_rest(
+    fd: int, first: bytes, key: str
+) -> tuple[bytes | bytearray | memoryview, bytes | None]:
+    """The whole entry, when a first read of ``len(first)`` bytes from its start came back full
+    (and, as ``read_entry`` gives it, its payload's digest)."""
+    st = os.fstat(fd)
+    if st.st_size >= _files.SMALL:
+        return read_entry(fd, st, key)
+    # One byte more than expected, so a file that grew meanwhile fails the size check.
+    return first + os.pread(fd, st.st_size - len(first) + 1, len(first)), None
+
+
+def read_entry(
+    fd: int, st: os.stat_result, key: str
+) -> tuple[bytes | bytearray | memoryview, bytes | None]:
+    """The whole entry, and for a large payload its xxh3_128 digest (hashed while it was read;
+    else None); a large entry's header, size and trailer are checked before reading it.
+
+    A small entry (under 1 MiB) is one read. A larger one is refused before its payload is
+    read if its header or trailer do not match its size, or if it is sparse (far fewer blocks
+    allocated than its size: a planted or damaged file), so a hostile 10 GB hole costs a few
+    small reads, not 10 GB of memory.
+    """
+    size = st.st_size
+    if size < _files.SMALL:
+        return _files.read_all(fd, size), None
+    header = checked_header(fd, size, key)
+    if _files.is_sparse(st):
+        raise DamagedEntryError(
+            f"it is sparse ({st.st_blocks * 512} bytes allocated for {size}): not a written entry"
+        )
+    if header.length < _files.PARALLEL:
+        return _files.read_all(fd, size), None
+    return _files.read_hashing(fd, size, header.offset, header.offset + header.length)
+
+
+def deserialize(header: Header, payload: memoryview, own: Mapping[str, Serializer] | None) -> Any:
+    """A checked payload's value, by the caller's serializer of that name or the registered one."""
+    if own is not None and header.serializer in own:
+        return own[header.serializer].loads(payload)
+    return get_serializer(header.serializer).loads(payload)
+
+
+def warn_damaged(where: str, exc: Exception, stacklevel: int = 2) -> None:
+    """One warning per damaged entry: it is ignored, recomputed and replaced."""
+    warn_once(
+        ("damaged", where),
+        f"memo: the cache entry {where} is damaged ({exc}); it is ignored, recomputed and replaced",
+        stacklevel=stacklevel + 1,
+    )
+
+
+def warn_unloadable(where: str, exc: Exception, stacklevel: int = 2) -> None:
+    """One warning per entry whose checked payload its serializer could not load."""
+    warn_once(
+        ("unloadable", where),
+        f"memo: the cache entry {where} passed its integrity check but could not be loaded "
+        f"({type(exc).__name__}: {exc}); it is recomputed and replaced",
+        stacklevel=stacklevel + 1,
+    )
+
+
+def entry_age(header: Header) -> float:
+    """Seconds since the entry was written (by its header's clock)."""
+    return (time.time_ns() - header.created_ns) / 1e9
