@@ -403,7 +403,9 @@ def test_claims_wait_for_the_holder_time_out_and_leave_nothing_behind() -> None:
     waiter.join(timeout=30)
     assert len(got) == 1
     assert got[0] is not None
-    claims.drop("k", got[0])
+    claims.drop_owned("k", "first")  # not its holder any more: nothing happens
+    assert claims.holder("k") == "second"
+    claims.drop_owned("k", "second")
     assert claims.busy == {}
     assert claims.holder("k") is None
 

@@ -88,6 +88,13 @@ class Claims:
         entry = self.busy.get(key)
         return None if entry is None else entry[0]
 
+    def drop_owned(self, key: str, owner: Any) -> None:
+        """Give up ``owner``'s claim on ``key``, if it holds one (for a holder that kept no
+        claim object: the async paths claim in one call and release in another)."""
+        entry = self.busy.get(key)
+        if entry is not None and entry[0] == owner:
+            self.drop(key, entry)
+
     def drop(self, key: str, mine: tuple[Any]) -> None:
         """Give up a claim ``claim`` returned; waiters (for any key) look again."""
         if self.busy.get(key) is mine:
@@ -338,13 +345,11 @@ class KeyLocks:
         if fcntl is None:  # pragma: no cover - Windows
             self._release_filelock(key)
             return
-        claims = _claims
-        holder = claims.busy.get(key)
         try:
             self._release_record(_offset(key))
         finally:
-            if holder is not None:  # None only in a child forked meanwhile
-                claims.drop(key, holder)
+            # (Nothing to drop only in a child forked meanwhile: its table is a new one.)
+            _claims.drop_owned(key, asyncio.current_task())
 
     # --- Windows fallback ----------------------------------------------------------------
 

@@ -253,10 +253,7 @@ class _ThreadLocks:
 
     def release_async(self, key: str) -> None:
         """Release a lock taken with ``acquire_async``."""
-        claims = self._current()
-        holder = claims.busy.get(key)
-        if holder is not None:
-            claims.drop(key, holder)
+        self._current().drop_owned(key, asyncio.current_task())
 
 
 class RemoteStore:
