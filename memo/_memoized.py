@@ -70,7 +70,7 @@ class CacheInfo(NamedTuple):
 class _State:
     """What the first call settles: the store, signing keys and the environment switches."""
 
-    __slots__ = ("disabled", "locks", "secret", "secret_keys", "skip", "store")
+    __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
 
     def __init__(self, options: Options) -> None:
         root: str | os.PathLike[str] | None = options.cache_path
@@ -82,9 +82,6 @@ class _State:
             self.store = cast(LocalStore, RemoteStore.shared(os.fspath(root)))
         else:
             self.store = LocalStore.shared(root)
-        # The store's key locks, taken directly on every miss (they make the directory if
-        # the store has not written yet).
-        self.locks = self.store.locks
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
             self.store.limit_size(max_size)
@@ -137,7 +134,6 @@ class Memoized(Generic[P, R]):
         self._lock_timeout = options.effective_lock_timeout()
         self._state: _State | None = None
         self._declares_extra = self._maker.declares_extra
-        self._own_serializer = _the_only(options.serializers)
         self._by_type: dict[type, Serializer] = {}
         self._by_name = {s.name: s for s in options.serializers.values()} or None
         self._plain = self._max_age is None and self._validate is None
@@ -229,7 +225,8 @@ class Memoized(Generic[P, R]):
     ) -> Any:
         """Compute a call under its key's lock and store the result (``labels`` and
         ``values``: the bound arguments, from ``KeyMaker.bind``)."""
-        store, locks = state.store, state.locks
+        store = state.store
+        locks = store.locks  # (they make the directory if the store has not written yet)
         try:
             claim, held = locks.acquire(key, self._lock_timeout)
         except (OSError, StoreError):
@@ -292,20 +289,14 @@ class Memoized(Generic[P, R]):
             )
             if user:
                 members += f',"user":{_user_json(user)}'
-            serializer = self._own_serializer
+            serializer = self._by_type.get(type(value))
             if serializer is None:
-                serializer = self._by_type.get(type(value))
-                if serializer is None:
-                    serializer = self._serializer_for(value)
-            fixed = self._fixed  # (pid, text), encoded once per process by _encode_fixed
+                serializer = self._serializer_for(value)
+            fixed = self._fixed
+            if fixed is None or fixed[0] != _process_id:  # (not os.getpid(): a system call)
+                fixed = self._fixed = (_process_id, self._fixed_members())
             fingerprint = state.store.save(
-                self._name,
-                key,
-                value,
-                members,
-                serializer,
-                fixed[1] if fixed is not None and fixed[0] == _process_id else self._encode_fixed(),
-                state.secret,
+                self._name, key, value, members, serializer, fixed[1], state.secret
             )
         except StoreError as exc:
             self.errors += 1
@@ -322,8 +313,9 @@ class Memoized(Generic[P, R]):
         return fingerprint
 
     def _serializer_for(self, value: Any) -> Serializer:
-        """The serializer for the value's type: the one given for its class or nearest base,
-        else Cacheable's or pickle; kept by type in ``_by_type``, which every miss asks first."""
+        """The serializer for the value's type: the one given for its class or nearest base
+        (``object``'s, for a serializer given for every type), else Cacheable's or pickle;
+        kept by type in ``_by_type``, which every miss asks first."""
         chosen: Serializer = _PICKLE
         for base in type(value).__mro__:
             given = self._serializers.get(base)
@@ -356,23 +348,18 @@ class Memoized(Generic[P, R]):
             )
         return ok
 
-    def _encode_fixed(self) -> str:
-        """The metadata members shared by all of this process's entries, encoded once and kept
-        with the pid they hold (the rest, the call's own, are built as text in ``_store``)."""
-        pid = _process_id  # not os.getpid(): a system call on every miss
-        cached = self._fixed
-        if cached is None or cached[0] != pid:
-            members = {
-                "function": self._maker.qualname,
-                "name": self._name,
-                "memo": __version__,
-                "python": platform.python_version(),
-                "pid": pid,
-                "components": self._maker.components(),
-            }
-            encoded = json.dumps(members, separators=(",", ":"))[1:-1]
-            cached = self._fixed = (pid, encoded)
-        return cached[1]
+    def _fixed_members(self) -> str:
+        """The metadata members shared by all of this process's entries, as JSON text (``_store``
+        keeps it with the pid it holds; the rest, the call's own, it builds as text)."""
+        members = {
+            "function": self._maker.qualname,
+            "name": self._name,
+            "memo": __version__,
+            "python": platform.python_version(),
+            "pid": _process_id,
+            "components": self._maker.components(),
+        }
+        return json.dumps(members, separators=(",", ":"))[1:-1]
 
     # --- inspecting and managing ---------------------------------------------------------
 
@@ -527,11 +514,6 @@ def _user_json(items: dict[str, Any]) -> str:
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:
     return cls(func, options)
-
-
-def _the_only(serializers: dict[type, Serializer]) -> Serializer | None:
-    """The function's serializer when one was given for every type (``serializer="npy"``)."""
-    return serializers.get(object) if len(serializers) == 1 else None
 
 
 def _fingerprint_of(value: Any) -> str:

@@ -34,7 +34,7 @@ class AsyncMemoized(Memoized[P, R]):
             value = self._lookup(state, key)
             if value is not MISS:
                 return value
-        locks = state.locks
+        locks = store.locks
         try:
             held = await locks.acquire_async(key, self._lock_timeout)
         except (OSError, StoreError):

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _local
+from memo._storage import _files, _local
 from memo._storage._format import CHECK, HEADER
 from memo._storage._local import LocalStore, sanitize
 from memo._storage._serializers import PickleSerializer, get_serializer
@@ -715,6 +715,38 @@ def test_named_temp_files_where_unnamed_ones_are_unavailable(cache_dir: Path) ->
         "serializer": "pickle",
         "payload_bytes": len(pickle.dumps({"a": 2}, protocol=5)),
     }
+
+
+def test_a_process_that_cannot_open_the_link_anchor_uses_named_temp_files(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If "/" cannot be opened (needed to link an unnamed file), the store still stores,
+    through named temp files, instead of failing the call."""
+
+    def refused() -> int:
+        raise PermissionError(13, "Permission denied", "/")
+
+    monkeypatch.setattr(_files, "anchor", refused)
+    store = LocalStore(cache_dir)
+    assert store._tmpfile is False
+    key = "0123456789abcdef" * 2
+    store.save("f", key, [1, 2], f'"key":"{key}"', PickleSerializer(), '"fixed":1')
+    assert store.load("f", key) == [1, 2]
+    assert os.listdir(cache_dir / ".tmp") == []
+
+
+def test_a_key_lock_makes_the_store_directory_before_any_write(tmp_path: Path) -> None:
+    """Locking a key of a store that has never written makes its directory (0o700, parents
+    too) and its lock file, then locks; nothing else is created."""
+    root = tmp_path / "not" / "yet"
+    store = LocalStore(root)
+    claim, held = store.locks.acquire("0123456789abcdef" * 2, 1.0)
+    try:
+        assert held
+        assert stat.S_IMODE(root.stat().st_mode) == 0o700
+        assert sorted(os.listdir(root)) == [".lock"]
+    finally:
+        store.locks.release("0123456789abcdef" * 2, claim, held)
 
 
 class _FailingClose(types.ModuleType):

@@ -251,8 +251,10 @@ class KeyMaker:
         """
         if labels is self._atom_labels:
             # Values bind's written-out encoder took (so of the kinds the describer is for).
-            describer = self._atoms_shown  # (called as a local: an attribute holding a
-            assert describer is not None  # function is looked up generically as a method)
+            # (Called as a local: an attribute holding a function, called as a method, is
+            # looked up generically.)
+            describer = self._atoms_shown
+            assert describer is not None
             described = describer(values)
             if described is not None:
                 return described
@@ -336,8 +338,12 @@ def _atoms_describer(
     None when a string is too long to show whole (the general path then describes the call).
     A value that is its parameter's default object (of ``defaults``) is shown by its text made
     once (as the encoder encodes it once)."""
-    namespace: dict[str, Any] = {"_HEAD": _SHOWN_HEAD, "_TAIL": _SHOWN_TAIL, "_json": json_string}
-    namespace["_QUOTED"] = '"%r"'
+    namespace: dict[str, Any] = {
+        "_HEAD": _SHOWN_HEAD,
+        "_TAIL": _SHOWN_TAIL,
+        "_json": json_string,
+        "_QUOTED": '"%r"',
+    }
     shown, guards = [], []
     for i, kind in enumerate(kinds):
         default = defaults[i] if i < len(defaults) else None

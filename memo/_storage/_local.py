@@ -97,7 +97,8 @@ class LocalStore:
         self.root = Path(root).expanduser().absolute()
         self._root = str(self.root)
         self._tmp = os.path.join(self._root, ".tmp")
-        self._locks = KeyLocks(self._root)
+        # The key locks (acquire/release, and their async forms), taken on every miss.
+        self.locks = KeyLocks(self._root)
         self._ready = False
         self._tmpfile = _files.HAVE_TMPFILE
         self._anchor = -1  # for os.link of an unnamed file (see _files.anchor)
@@ -434,7 +435,7 @@ class LocalStore:
                 # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
                 # and its lock file, so other processes share our locks again.
                 self._ready = False
-                self._locks.forget_lock_file()
+                self.locks.forget_lock_file()
                 self.prepare()
                 written, fingerprint = self._publish(name, key, write, data)
         except OSError as exc:
@@ -559,12 +560,7 @@ class LocalStore:
         """Hold ``key``'s lock (it gives False when ``timeout`` ran out)."""
         if not self._ready:
             self.prepare()
-        return hold(self._locks, key, timeout)
-
-    @property
-    def locks(self) -> KeyLocks:
-        """The store's key locks (``acquire``/``release``, and their async forms)."""
-        return self._locks
+        return hold(self.locks, key, timeout)
 
     # --- managing ------------------------------------------------------------------------
 

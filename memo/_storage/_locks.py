@@ -117,14 +117,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
-# A key's byte in the lock file is the number its first hex digits spell (locking and unlocking,
-# sync and async, must agree): 60 bits, so two keys in use at once never share a byte.
-_OFFSET_DIGITS = 15
-
-
 def _offset(key: str) -> int:
-    """The byte of the lock file that stands for ``key``."""
-    return int(key[:_OFFSET_DIGITS], 16)
+    """The byte of the lock file that stands for ``key`` (locking and unlocking, sync and
+    async, must agree): the number its first 15 hex digits spell, 60 bits, so two keys in use
+    at once never share a byte."""
+    return int(key[:15], 16)
 
 
 def _open_lock_file(path: str) -> tuple[int, tuple[int, int]]:
@@ -237,8 +234,7 @@ class KeyLocks:
         if fcntl is None:  # pragma: no cover - Windows
             return key, self._acquire_filelock(key, timeout)
         # Every miss takes a lock: the uncontended case (no other thread of this process on
-        # the key, the record lock free) reads no clock, waits for nothing and makes no call
-        # beyond the claim (the first try of the record lock is _try_record's, written out).
+        # the key, the record lock free) reads no clock and waits for nothing.
         claims = _claims
         me = threading.get_ident()
         started = None
@@ -248,12 +244,11 @@ class KeyLocks:
             mine = claims.claim(key, me, timeout)
             if mine is None:
                 return None, False
-        offset = int(key[:_OFFSET_DIGITS], 16)
+        offset = _offset(key)
         try:
-            try:
-                fcntl.lockf(self._fd if self._fd is not None else self._lock_fd(), _TRY, 1, offset)
+            if self._try_record(offset):
                 held = True
-            except (BlockingIOError, PermissionError):
+            else:
                 waited = 0.0 if started is None else time.monotonic() - started
                 held = self._wait_record(offset, timeout - waited)
         except BaseException:
@@ -273,11 +268,7 @@ class KeyLocks:
         mine, offset = claim
         try:
             if held:
-                try:
-                    fd = self._fd if self._fd is not None else self._lock_fd()
-                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset)
-                except OSError:
-                    self._release_record(offset)  # tries again (_release_record says why)
+                self._release_record(offset)
         finally:
             _claims.drop(key, mine)
 

@@ -264,7 +264,7 @@ class RemoteStore:
         self.scheme = self.root.partition("://")[0]
         self._options = storage_options(self.scheme)
         self._timeout = _timeout_from_env()
-        self._locks = _ThreadLocks()
+        self.locks = _ThreadLocks()  # the key locks, as LocalStore's
         self._fs: Any = None
         self._pid = 0
         self._path = ""
@@ -534,12 +534,7 @@ class RemoteStore:
     def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
         """Hold ``key``'s lock among this process's threads (other machines may compute the
         same key meanwhile: duplicate work is possible, corruption is not)."""
-        return hold(self._locks, key, timeout)
-
-    @property
-    def locks(self) -> _ThreadLocks:
-        """The store's key locks (``acquire``/``release``, and their async forms)."""
-        return self._locks
+        return hold(self.locks, key, timeout)
 
     # --- managing ------------------------------------------------------------------------
 
