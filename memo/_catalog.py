@@ -1,43 +1,34 @@
-"""``memo.Store``: look into a cache directory and maintain it (list, find, verify, prune).
+"""``memo.Store``: look into a cache and maintain it (list, find, diff, verify, prune, clear).
 
-Listing works from file names and ``stat`` alone: every entry's file name holds its function's
-name and key, its modification time is when it was created and its access time when it was
-last used. So listing 100,000 entries reads no file; an entry's metadata line is read only
-when asked for. Reading an entry here never moves its access time, since least-recently-used
-eviction goes by it.
+Everything here goes through the store protocol (``_storage._backend``), so a directory and a
+bucket are looked into alike. Listing reads no entry: a listing holds each entry's function
+name and key, size, creation and last use (a local file's access time; an object's creation
+time, as objects have no access time). An entry's metadata line is read only when asked for,
+and reading an entry here never counts as using it, since least-recently-used eviction goes by
+it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
-from urllib.request import url2pathname
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, cast
 
 from ._config import default_cache_dir, max_size_from_env, parse_duration, parse_size
 from ._exceptions import ConfigError, MemoError
 from ._explain import ABSENT, changed_arguments
-from ._storage import _files
-from ._storage._format import MAX_METADATA, parse_metadata
-from ._verify import Problem, rmtree, verify_directory
+from ._storage._backend import Listed
+from ._storage._entries import EntryStore
+from ._storage._open import open_store
+from ._storage._urls import check_url, is_remote
 
 __all__ = ["EntryInfo", "EntryNotFoundError", "FunctionInfo", "Problem", "Store", "StoreStats"]
 
-_KEY = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"[0-9a-f]{1,32}")
-_O_NOATIME = getattr(os, "O_NOATIME", 0)
-# A writer moves a Cacheable's directory into place just before publishing its entry file,
-# so a young directory without an entry is most likely being written, not orphaned.
-_ORPHAN_AFTER = 3600.0
-# An entry as scanned, before any Path is made (making 100,000 of them takes a second):
-# last used, bytes, created, name, key, path, whether it has a directory.
-_Raw = tuple[float, int, float, str, str, str, bool]
 _COMPONENTS = ("function", "code", "version", "python", "key_format")
 
 
@@ -68,13 +59,48 @@ class EntryInfo:
     created: float
     last_used: float
     directory: Path | None = None
+    _store: EntryStore | None = field(default=None, repr=False, compare=False)
 
     def metadata(self) -> dict[str, Any] | None:
         """The entry's metadata (its first line, read now), or None if it cannot be read."""
-        try:
-            return parse_metadata(bytes(_files.read_quietly(str(self.path), MAX_METADATA + 1)))
-        except OSError:
+        if self._store is None:
             return None
+        return self._store.metadata(self.name, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something ``Store.verify`` found wrong, and whether it was removed (``fixed``).
+
+    ``kind`` is ``"damaged"`` (fails its checks), ``"unreadable"`` (cannot be read; never
+    removed), ``"orphan-directory"`` (an entry directory without its entry file) or
+    ``"temp-file"`` (left in ``.tmp`` by a writer that died).
+    """
+
+    kind: Literal["damaged", "unreadable", "orphan-directory", "temp-file"]
+    path: Path
+    detail: str
+    fixed: bool = False
+
+
+class RemotePath(PurePosixPath):
+    """A path in a remote store, shown as its URL (``s3://bucket/prefix/f-key.memo``).
+
+    Only pure-path operations apply (``name``, ``relative_to``, ``str``); there is no local
+    file behind it.
+    """
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        first = self.parts[0] if self.parts else ""
+        if first.endswith(":") and text.startswith(first + "/"):
+            return f"{first}//{text[len(first) + 1 :]}"  # pathlib folds the "//" of a URL
+        return text
+
+
+def _as_path(location: str) -> Path:
+    # EntryInfo and Problem say Path; a URL's RemotePath offers the pure part of that interface.
+    return cast(Path, RemotePath(location)) if is_remote(location) else Path(location)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,30 +135,26 @@ class Store:
     (``s3://bucket/prefix``) gives a store listing and reading that location through fsspec.
     """
 
-    def __new__(cls, path: str | os.PathLike[str]) -> Store:
-        """A ``Store``, or for a remote URL the remote variant (``_storage._remote``)."""
-        if cls is Store and isinstance(path, str) and "://" in path:
-            from ._storage._remote import RemoteCatalog, is_remote
-
-            if is_remote(path):
-                return object.__new__(RemoteCatalog)
-        return object.__new__(cls)
-
     def __init__(self, path: str | os.PathLike[str]) -> None:
         text = os.fspath(path)
+        if is_remote(text):
+            self._store = open_store(check_url(text))
+            self._root = _as_path(str(self._store.root))
+            return
         if "://" in text:
+            from urllib.parse import unquote, urlparse  # (file:// URLs only)
+
             url = urlparse(text)
-            if url.scheme != "file" or url.netloc not in ("", "localhost"):
-                raise ConfigError(
-                    f"{text!r}: only local directories are supported for now, not {url.scheme}://"
-                )
-            text = url2pathname(url.path)
+            if url.scheme.lower() != "file" or url.netloc not in ("", "localhost"):
+                raise ConfigError(f"{text!r}: a file:// URL must name a local directory")
+            text = unquote(url.path)
         root = Path(text).expanduser().absolute()
         if not root.is_dir():
             if root.exists():
                 raise NotADirectoryError(f"{root} is not a directory")
             raise FileNotFoundError(f"no cache directory at {root}")
         self._root = root
+        self._store = open_store(root)
 
     @classmethod
     def default(cls) -> Store:
@@ -150,6 +172,13 @@ class Store:
 
     def __repr__(self) -> str:
         return f"memo.Store({str(self._root)!r})"
+
+    @property
+    def exactly_once(self) -> bool:
+        """Whether N processes (or machines) missing one key compute it once here: key
+        leases shared by all of them (a local directory's record locks, an object store's
+        create-only lease objects); else only this process's threads wait for each other."""
+        return self._store.capabilities.exactly_once
 
     # --- listing -------------------------------------------------------------------------
 
@@ -173,7 +202,7 @@ class Store:
 
     def entries(self, function: str | None = None) -> list[EntryInfo]:
         """Every entry, or those of one function name, newest first."""
-        found = sorted(self._scan(function), key=lambda raw: raw[2], reverse=True)
+        found = sorted(self._scan(function), key=lambda raw: raw.created, reverse=True)
         return [self._entry(raw) for raw in found]
 
     def find(self, key: str) -> EntryInfo:
@@ -272,12 +301,12 @@ class Store:
         count = 0
         if age is not None:
             cutoff = time.time() - age
-            while count < len(entries) and entries[count][0] < cutoff:
+            while count < len(entries) and entries[count].last_used < cutoff:
                 count += 1
         if limit is not None:
-            total = sum(raw[1] for raw in entries[count:])
+            total = sum(raw.bytes for raw in entries[count:])
             while total > limit and count < len(entries):
-                total -= entries[count][1]
+                total -= entries[count].bytes
                 count += 1
         chosen = [self._entry(raw) for raw in entries[:count]]
         return chosen if dry_run else [entry for entry in chosen if self._remove(entry)]
@@ -285,96 +314,55 @@ class Store:
     # --- checking ------------------------------------------------------------------------
 
     def verify(self, *, fix: bool = False) -> list[Problem]:
-        """Check every entry in full, and look for orphaned directories and temp files.
+        """Check every entry in full, and look for what dead writers left behind.
 
         An entry is damaged if its size, key, digests, metadata line or (for ``Cacheable``
-        results) directory files do not match. With ``fix``, damaged entries and orphans are
-        removed (``Problem.fixed``). Entries' last-use times are left as they were.
+        results) directory files do not match. With ``fix``, damaged entries and leftovers
+        (orphaned directories, temp files) are removed (``Problem.fixed``). Entries' last-use
+        times are left as they were.
         """
-        listing, directories = _listing(self._root)
-        return verify_directory(self._root, listing, directories, fix)
-
-    # Where a remote store (``_storage._remote.RemoteCatalog``) differs: listing, entries,
-    # removal.
+        store = self._store
+        problems: list[Problem] = []
+        for entry in self._scan(None):
+            path = _as_path(entry.location)
+            try:
+                detail = store.check(entry.name, entry.key)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            except OSError as exc:
+                problems.append(Problem("unreadable", path, str(exc)))
+                continue
+            if detail is not None:
+                # Looked at again first: a writer may have replaced it since it was checked.
+                fixed = fix and _still_damaged(store, entry) and store.delete(entry.name, entry.key)
+                problems.append(Problem("damaged", path, detail, fixed))
+        for kind, location, detail, fixed in store.backend.leftovers(fix):
+            problems.append(Problem(kind, Path(location), detail, fixed))  # type: ignore[arg-type]
+        return problems
 
     def _matching(self, name: str, prefix: str) -> list[EntryInfo]:
         """Entries whose key starts with ``prefix`` (and of function ``name``, if given)."""
-        listing, directories = _listing(self._root)
-        return [
-            _entry(raw)
-            for entry_name, entry_key, item in listing
-            if entry_key.startswith(prefix) and (not name or entry_name == name)
-            if (raw := _stat(entry_name, entry_key, item, directories)) is not None
-        ]
+        return [self._entry(raw) for raw in self._scan(name or None) if raw.key.startswith(prefix)]
 
-    def _entry(self, raw: _Raw) -> EntryInfo:
-        return _entry(raw)
+    def _entry(self, raw: Listed) -> EntryInfo:
+        directory = None if raw.directory is None else Path(raw.directory)
+        path = _as_path(raw.location)
+        return EntryInfo(
+            raw.name, raw.key, path, raw.bytes, raw.created, raw.last_used, directory, self._store
+        )
 
     def _remove(self, entry: EntryInfo) -> bool:
-        return _remove(entry)
+        return self._store.delete(entry.name, entry.key)
 
-    def _scan(self, function: str | None) -> list[_Raw]:
-        listing, directories = _listing(self._root)
-        return [
-            raw
-            for name, key, item in listing
-            if function is None or name == function
-            if (raw := _stat(name, key, item, directories)) is not None
-        ]
+    def _scan(self, function: str | None) -> list[Listed]:
+        return self._store.listing(function)
 
 
-def _listing(root: Path) -> tuple[list[tuple[str, str, os.DirEntry[str]]], set[str]]:
-    """(name, key, dir entry) of the entry files, and the ``name-key`` stems of directories."""
-    entries: list[tuple[str, str, os.DirEntry[str]]] = []
-    directories: set[str] = set()
+def _still_damaged(store: EntryStore, entry: Listed) -> bool:
     try:
-        scan = os.scandir(root)
-    except FileNotFoundError:
-        return entries, directories
-    with scan:
-        for item in scan:
-            # <name>-<32 hex>.memo or <name>-<32 hex>.d, told apart without a regex per name.
-            file_name = item.name
-            if file_name.endswith(".memo"):
-                stem = file_name[:-5]
-            elif file_name.endswith(".d"):
-                stem = file_name[:-2]
-            else:
-                continue
-            if len(stem) < 34 or stem[-33] != "-" or not _KEY.fullmatch(stem, len(stem) - 32):
-                continue
-            if len(stem) + 5 == len(file_name):
-                if item.is_file(follow_symlinks=False):
-                    entries.append((stem[:-33], stem[-32:], item))
-            elif item.is_dir(follow_symlinks=False):
-                directories.add(stem)
-    return entries, directories
-
-
-def _stat(name: str, key: str, item: os.DirEntry[str], directories: set[str]) -> _Raw | None:
-    try:
-        st = item.stat(follow_symlinks=False)
+        return store.check(entry.name, entry.key) is not None
     except OSError:
-        return None  # removed meanwhile
-    size, has_directory = st.st_size, bool(directories) and f"{name}-{key}" in directories
-    if has_directory:
-        size += _tree_size(Path(item.path[: -len(".memo")] + ".d"))
-    return st.st_atime, size, st.st_mtime, name, key, item.path, has_directory
-
-
-def _entry(raw: _Raw) -> EntryInfo:
-    last_used, size, created, name, key, path, has_directory = raw
-    directory = Path(path[: -len(".memo")] + ".d") if has_directory else None
-    return EntryInfo(name, key, Path(path), size, created, last_used, directory)
-
-
-def _tree_size(path: Path) -> int:
-    total = 0
-    for folder, _, names in os.walk(path):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
-    return total
+        return False
 
 
 def _metadata_of(entry: EntryInfo) -> dict[str, Any]:
@@ -382,14 +370,3 @@ def _metadata_of(entry: EntryInfo) -> dict[str, Any]:
     if metadata is None:
         raise MemoError(f"the metadata of {entry.path.name} cannot be read (see memo verify)")
     return metadata
-
-
-def _remove(entry: EntryInfo) -> bool:
-    try:
-        os.unlink(entry.path)
-    except FileNotFoundError:
-        return False
-    finally:
-        if entry.directory is not None:
-            rmtree(entry.directory)
-    return True

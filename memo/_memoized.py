@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from time import perf_counter_ns, time_ns
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
+from ._bound import BoundMemoized
 from ._config import (
     cache_skip_from_env,
     default_cache_dir,
@@ -32,10 +33,12 @@ from ._keys._key import EXTRA, NO_EXTRA, KeyMaker, named_function
 from ._lazy import Lazy, collecting, stop_collecting
 from ._map import run_map
 from ._options import Options
+from ._storage._backend import MISS, StoreError, sanitize
 from ._storage._cacheable import CACHEABLE_SERIALIZER, is_cacheable, resolve_qualified
-from ._storage._local import MISS, LocalStore, StoreError, sanitize
-from ._storage._remote import RemoteStore, is_remote
+from ._storage._entries import EntryExistsError, EntryStore
+from ._storage._open import open_store
 from ._storage._serializers import PickleSerializer, Serializer
+from ._storage._urls import is_remote
 from ._version import __version__
 
 __all__ = ["CacheInfo", "Memoized"]
@@ -77,11 +80,7 @@ class _State:
         if root is None:
             configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
             root = configured if is_remote(configured) else default_cache_dir()
-        if is_remote(root):
-            # A RemoteStore has LocalStore's interface (duck-typed), which is all that is used.
-            self.store = cast(LocalStore, RemoteStore.shared(os.fspath(root)))
-        else:
-            self.store = LocalStore.shared(root)
+        self.store = open_store(root)
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
             self.store.limit_size(max_size)
@@ -159,12 +158,10 @@ class Memoized(Generic[P, R]):
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        from ._variants import BoundMemoized
-
         return BoundMemoized(self, instance)
 
     @property
-    def store(self) -> LocalStore:
+    def store(self) -> EntryStore:
         """The store this function's entries live in."""
         return self._setup().store
 
@@ -228,7 +225,7 @@ class Memoized(Generic[P, R]):
         store = state.store
         locks = store.locks  # (they make the directory if the store has not written yet)
         try:
-            claim, held = locks.acquire(key, self._lock_timeout)
+            claim, held = locks.acquire(key, self._lock_timeout, self._name)
         except (OSError, StoreError):
             claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
@@ -249,8 +246,9 @@ class Memoized(Generic[P, R]):
             finally:
                 elapsed_ns = perf_counter_ns() - started
                 stop_collecting(token)
-            self._store(state, key, value, labels, values, extra, elapsed_ns, collected, debug)
-            return value
+            return self._store(
+                state, key, value, labels, values, extra, elapsed_ns, collected, debug
+            )
         finally:
             if claim is not None:
                 locks.release(key, claim, held)
@@ -276,11 +274,12 @@ class Memoized(Generic[P, R]):
         elapsed_ns: int,
         user: dict[str, Any],
         debug: bool,
-    ) -> str | None:
-        """Store a fresh value; returns its fingerprint, or None if it was not stored.
-        ``debug``: whether debug logging is on (asked once per miss)."""
+    ) -> Any:
+        """Store a fresh value; returns the value the call gives: ``value``, or the one stored
+        meanwhile by another caller, whose entry stands (so every caller gets what the entry
+        holds). ``debug``: whether debug logging is on (asked once per miss)."""
         if self._validate is not None and not self._passes(value, key, cached=False):
-            return None
+            return value
         try:
             members = (
                 f'"key":"{key}",{self._maker.describe(labels, values, extra)},'
@@ -295,9 +294,12 @@ class Memoized(Generic[P, R]):
             fixed = self._fixed
             if fixed is None or fixed[0] != _process_id:  # (not os.getpid(): a system call)
                 fixed = self._fixed = (_process_id, self._fixed_members())
-            fingerprint = state.store.save(
-                self._name, key, value, members, serializer, fixed[1], state.secret
-            )
+            state.store.save(self._name, key, value, members, serializer, fixed[1], state.secret)
+        except EntryExistsError:
+            stored = self._lookup(state, key)
+            if debug:
+                logger.debug("%s %s was stored meanwhile", self._maker.qualname, key[:12])
+            return value if stored is MISS else stored
         except StoreError as exc:
             self.errors += 1
             warn_once(
@@ -306,11 +308,11 @@ class Memoized(Generic[P, R]):
                 "The result was returned but not stored; later calls recompute it.",
                 stacklevel=5,
             )
-            return None
+            return value
         self.stores += 1
         if debug:
             logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
-        return fingerprint
+        return value
 
     def _serializer_for(self, value: Any) -> Serializer:
         """The serializer for the value's type: the one given for its class or nearest base
@@ -483,20 +485,20 @@ class Memoized(Generic[P, R]):
         """Metadata of this function's stored entries, newest first."""
         store = self._setup().store
         found = []
-        for _, _, path in store.iter_entries(self._name):
-            meta = store.metadata(path)
+        for entry in store.listing(self._name):
+            meta = store.metadata(entry.name, entry.key)
             if meta is not None and meta.get("function") == self._maker.qualname:
-                found.append({**meta, "path": str(path)})
+                found.append({**meta, "path": entry.location})
         return sorted(found, key=lambda meta: meta.get("created", 0), reverse=True)
 
     def clear(self) -> int:
         """Delete every stored entry of this function (all arguments, all code versions)."""
         store = self._setup().store
         removed = 0
-        for name, key, path in list(store.iter_entries(self._name)):
-            meta = store.metadata(path)
+        for entry in store.listing(self._name):
+            meta = store.metadata(entry.name, entry.key)
             if meta is None or meta.get("function") == self._maker.qualname:
-                removed += store.delete(name, key)
+                removed += store.delete(entry.name, entry.key)
         return removed
 
 

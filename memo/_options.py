@@ -143,7 +143,7 @@ def _cache_path(cache_path: object) -> str | os.PathLike[str] | None:
             return cache_path[len("file://") :]
         # Any other scheme is an fsspec URL (s3://bucket/prefix): checked now, so a missing
         # package or unknown scheme is a ConfigError at decoration, not at the first call.
-        from ._storage._remote import check_url
+        from ._storage._urls import check_url
 
         return check_url(cache_path)
     return cache_path

@@ -1,18 +1,16 @@
-"""Variants of ``Memoized`` chosen at decoration time: async functions, ``lazy=True``, and
-methods looked up on an instance."""
+"""Variants of ``Memoized`` chosen at decoration time: async functions and ``lazy=True``."""
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any, ParamSpec, TypeVar, cast
 
 from ._keys._key import EXTRA, NO_EXTRA
 from ._lazy import collecting, stop_collecting
 from ._memoized import Memoized
-from ._storage._local import MISS, StoreError
+from ._storage._backend import MISS, StoreError
 
-__all__ = ["AsyncMemoized", "BoundMemoized", "LazyMemoized"]
+__all__ = ["AsyncMemoized", "LazyMemoized"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,7 +34,7 @@ class AsyncMemoized(Memoized[P, R]):
                 return value
         locks = store.locks
         try:
-            held = await locks.acquire_async(key, self._lock_timeout)
+            held = await locks.acquire_async(key, self._lock_timeout, self._name)
         except (OSError, StoreError):
             held = False
         try:
@@ -53,8 +51,9 @@ class AsyncMemoized(Memoized[P, R]):
             finally:
                 elapsed_ns = time.perf_counter_ns() - started
                 stop_collecting(token)
-            self._store(state, key, value, labels, values, extra, elapsed_ns, collected, debug)
-            return value
+            return self._store(
+                state, key, value, labels, values, extra, elapsed_ns, collected, debug
+            )
         finally:
             if held:
                 locks.release_async(key)
@@ -65,22 +64,3 @@ class LazyMemoized(Memoized[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         return self.lazy(*args, **kwargs)
-
-
-class BoundMemoized:
-    """A memoized method looked up on an instance: the instance is the first argument."""
-
-    __slots__ = ("_instance", "_memoized")
-
-    def __init__(self, memoized: Memoized[..., Any], instance: Any) -> None:
-        self._memoized = memoized
-        self._instance = instance
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._memoized(self._instance, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._memoized, name)
-        if name in {"key", "is_cached", "invalidate", "refresh", "lazy"}:
-            return functools.partial(attribute, self._instance)
-        return attribute

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from memo._exceptions import reset_warnings
-from memo._storage import _local
+from memo._storage._open import forget_stores
+
+# The S3 fixtures (endpoint, bucket, url): a moto server started only by tests that use them.
+pytest_plugins = ["tests.s3"]
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +21,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MEMO_CACHE_DIR", str(tmp_path / "default-cache"))
     reset_warnings()
-    _local._shared.clear()  # each test starts with no store objects, as a new process would
+    forget_stores()  # each test starts with no store objects, as a new process would
     yield
     reset_warnings()
 

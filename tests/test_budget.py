@@ -11,6 +11,7 @@ import pytest
 
 import memo
 from memo._storage._budget import Budget
+from memo._storage._disk import DiskBackend
 
 
 def _entry_files(directory: Path) -> list[Path]:
@@ -110,7 +111,7 @@ def test_eviction_never_breaks_an_open_reader(tmp_path: Path) -> None:
     victim = root / f"a-{'0' * 32}.memo"
     victim.write_bytes(b"v" * 5000)
     with open(victim, "rb") as reader:
-        budget = Budget(str(root), 1000)
+        budget = Budget(DiskBackend(root), 1000)
         assert budget.record(5000) == 1
         assert not victim.exists()
         assert reader.read() == b"v" * 5000
@@ -125,7 +126,7 @@ def test_cacheable_directories_count_and_go(tmp_path: Path) -> None:
     folder = root / f"m-{'1' * 32}.d"
     folder.mkdir()
     (folder / "weights.bin").write_bytes(b"w" * 4000)
-    budget = Budget(str(root), 2000)
+    budget = Budget(DiskBackend(root), 2000)
     assert budget.used() == 4100
     assert budget.record(100) == 1
     assert not folder.exists()

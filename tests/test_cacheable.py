@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import memo
-from memo._storage import _local
-from memo._storage._local import sanitize
+from memo._storage._backend import sanitize
+from memo._storage._open import forget_stores
 
 
 class _Calls:
@@ -523,7 +523,7 @@ def test_staging_directory_of_a_killed_writer_is_swept(cache_dir: Path) -> None:
     assert left[0].endswith(".c0ffee00.tmp.d")
     os.utime(cache_dir / ".tmp" / left[0], (0, 0))  # from a writer long dead, long ago
 
-    _local._shared.clear()  # as in a new process: the next write sweeps .tmp first
+    forget_stores()  # as in a new process: the next write sweeps .tmp first
     build, _ = _build(cache_dir)
     build("v1")
     assert _tmp(cache_dir) == []
@@ -540,7 +540,7 @@ def test_staging_directory_of_a_live_writer_is_kept(cache_dir: Path) -> None:
     staging.mkdir()
     (staging / "being-written.bin").write_bytes(b"...")
 
-    _local._shared.clear()  # as in another process starting up: its first write sweeps .tmp
+    forget_stores()  # as in another process starting up: its first write sweeps .tmp
     other, _ = _build(cache_dir)
     other("v3")
     assert staging.is_dir()

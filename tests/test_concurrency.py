@@ -23,10 +23,12 @@ import pytest
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _files, _local
-from memo._storage._local import MISS, LocalStore
+from memo._storage import _files
+from memo._storage._backend import MISS
 from memo._storage._locks import Claims
+from memo._storage._open import forget_stores
 from memo._storage._serializers import get_serializer
+from tests.stores import LocalStore
 
 CTX = multiprocessing.get_context("fork")
 JOIN = 30.0  # no child should take this long; a hang fails the test instead of the suite
@@ -187,7 +189,7 @@ def _check_entries(cache_dir: Path, stamps: range) -> int:
     loaded = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", memo.MemoWarning)
-        for name, key, _ in store.iter_entries():
+        for name, key in [(entry.name, entry.key) for entry in store.listing()]:
             value = store.load(name, key)
             if value is MISS:
                 continue
@@ -260,7 +262,7 @@ def test_writer_killed_at_random_moments_never_leaves_a_wrong_value(
         assert func(0, 99)[1] == PATTERN
     assert killed_mid_write == 10
 
-    _local._shared.clear()  # as in a new process: a new store, whose first write sweeps
+    forget_stores()  # as in a new process: a new store, whose first write sweeps
     later = _big(cache_dir)
     stamp, data = later(0, 99)
     assert stamp in range(16)

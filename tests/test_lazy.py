@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import memo
-from memo._storage._local import LocalStore
+from memo._storage._entries import EntryStore as LocalStore
 
 
 @pytest.fixture

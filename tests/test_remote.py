@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import socket
 import subprocess
@@ -17,32 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto.server import ThreadedMotoServer
 
 import memo
-from memo._storage import _remote
-from memo._storage._local import MISS
-from memo._storage._remote import MissingPackageError, RemoteStore
+from memo._storage._backend import MISS
+from memo._storage._entries import EntryExistsError, EntryStore
+from memo._storage._fsspec import FsspecBackend
+from memo._storage._open import forget_stores, open_store
 from memo._storage._serializers import PickleSerializer
+from memo._storage._urls import MissingPackageError
 from memo.cli import main
-
-_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": "/nonexistent/memo-test-aws-config",
-    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/memo-test-aws-credentials",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-}
-# Small timeouts and one attempt per request, so unreachable endpoints fail fast in tests.
-_FAST = {
-    "config_kwargs": {"connect_timeout": 1, "read_timeout": 3, "retries": {"total_max_attempts": 1}}
-}
+from tests.s3 import FAST, s3_client, start_server
 
 _SCRIPT = """
 import sys
@@ -70,57 +55,14 @@ class Calls(list[Any]):
     (as a new process would define it) has the same key whatever has been recorded."""
 
 
-def _start_server() -> tuple[ThreadedMotoServer, str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    return server, f"http://{host}:{port}"
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 that s3fs (here and in child processes) talks to."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server, url = _start_server()
-    saved = {name: os.environ.get(name) for name in [*_AWS_ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(_AWS_ENV, AWS_ENDPOINT_URL=url)
-    try:
-        yield url
-    finally:
-        server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-
-
-@pytest.fixture
-def bucket(endpoint: str) -> str:
-    """A fresh bucket; the name only (memo's URL is ``s3://<bucket>/cache``)."""
-    name = f"memo-{uuid.uuid4().hex[:16]}"
-    _client(endpoint).create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
-def url(bucket: str) -> str:
-    """The cache URL inside a fresh bucket."""
-    return f"s3://{bucket}/cache"
-
-
 @pytest.fixture(autouse=True)
 def _fresh_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test starts with no remote store objects and fast-failing S3 settings."""
-    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(_FAST))
+    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(FAST))
     monkeypatch.delenv("MEMO_REMOTE_TIMEOUT", raising=False)
-    _remote._shared.clear()
+    forget_stores()
     yield
-    _remote._shared.clear()
+    forget_stores()
 
 
 def _memoized(url: str, calls: Calls, **options: Any) -> memo.Memoized[[int], int]:
@@ -144,12 +86,12 @@ def test_hits_and_misses_on_s3(endpoint: str, bucket: str, url: str) -> None:
     assert square(3) == 9
     assert calls == [3]
     assert square.cache_info() == memo.CacheInfo(hits=1, misses=1, stores=1, errors=0)
-    listed = _client(endpoint).list_objects_v2(Bucket=bucket)["Contents"]
+    listed = s3_client(endpoint).list_objects_v2(Bucket=bucket)["Contents"]
     assert [item["Key"] for item in listed] == [f"cache/square-{square.key(3)}.memo"]
     assert str(square.store.root) == url
     assert square.is_cached(3)
     assert not square.is_cached(4)
-    _remote._shared.clear()  # as a new process would see it
+    forget_stores()  # as a new process would see it
     again = _memoized(url, calls)
     assert again(3) == 9
     assert calls == [3]
@@ -188,12 +130,12 @@ def test_fingerprints_and_lazy(url: str) -> None:
 
     handle = table.lazy(300_000)  # larger than one header read: read in ranges
     assert size(handle) == 300_000
-    _remote._shared.clear()
+    forget_stores()
     again = table.lazy(300_000)
     assert again.fingerprint == handle.fingerprint
     assert size(again) == 300_000
     assert loads == [300_000]
-    store = RemoteStore.shared(url)
+    store = open_store(url)
     header = store.header("table", table.key(300_000))
     assert header is not None
     assert header.fingerprint.hex() == handle.fingerprint
@@ -206,7 +148,7 @@ def test_signed_entries(url: str) -> None:
     signed = _memoized(url, calls, secret_key="first-secret-key-123")
     assert signed(4) == 16
     assert signed(4) == 16
-    _remote._shared.clear()
+    forget_stores()
     other = _memoized(url, calls, secret_key="other-secret-key-456")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -274,7 +216,7 @@ def test_damaged_objects(endpoint: str, bucket: str, url: str, damage: str) -> N
     calls = Calls()
     square = _memoized(url, calls)
     square(5)
-    client = _client(endpoint)
+    client = s3_client(endpoint)
     name = f"cache/square-{square.key(5)}.memo"
     data = bytearray(client.get_object(Bucket=bucket, Key=name)["Body"].read())
     if damage == "truncated":
@@ -295,9 +237,9 @@ def test_damaged_objects(endpoint: str, bucket: str, url: str, damage: str) -> N
 
 def test_stopped_server(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the server gone, calls return correct values, warn once per problem, and are quick."""
-    server, endpoint = _start_server()
+    server, endpoint = start_server()
     try:
-        monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps({**_FAST, "endpoint_url": endpoint}))
+        monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps({**FAST, "endpoint_url": endpoint}))
         calls = Calls()
         square = _memoized(f"s3://{bucket}/stopped", calls)
         assert square(2) == 4
@@ -312,9 +254,11 @@ def test_stopped_server(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert time.monotonic() - started < 30
     messages = _memo_warnings(caught)
     assert calls == [2, 2, 0, 1, 2, 3, 4]
-    assert len(messages) == first == 2  # one for reading, one for writing; none repeated
+    # One for reading, one for the lease, one for writing; none repeated.
+    assert len(messages) == first == 3
     assert "could not read from the remote store" in messages[0]
-    assert "could not cache the result" in messages[1]
+    assert "could not take the lease" in messages[1]
+    assert "could not cache the result" in messages[2]
     assert not square.is_cached(2)
     with pytest.raises(OSError, match="could not list"):
         square.entries()
@@ -370,7 +314,7 @@ def test_store_and_cli_on_a_url(
     assert json.loads(capsys.readouterr().out)["root"] == url
 
     name = f"cache/square-{square.key(2)}.memo"
-    _client(endpoint).put_object(Bucket=bucket, Key=name, Body=b"not an entry\n")
+    s3_client(endpoint).put_object(Bucket=bucket, Key=name, Body=b"not an entry\n")
     assert main(["--cache-path", url, "verify"]) == 1
     assert "square-" in capsys.readouterr().out
     assert [problem.fixed for problem in store.verify(fix=True)] == [True]
@@ -400,7 +344,7 @@ def test_memory_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert cube(2) == cube(2) == 8
     assert calls == [2]
-    assert isinstance(cube.store, RemoteStore)
+    assert isinstance(cube.store.backend, FsspecBackend)
     assert [entry.key for entry in memo.Store.default().entries()] == [cube.key(2)]
     assert cube.invalidate(2)
     assert not cube.invalidate(2)
@@ -410,12 +354,13 @@ def test_memory_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_create_only_after_a_miss(url: str) -> None:
     """After a miss, an entry another process stored meanwhile stands; a refresh overwrites."""
-    mine, theirs = RemoteStore(url), RemoteStore(url)
+    mine, theirs = EntryStore(FsspecBackend(url)), EntryStore(FsspecBackend(url))
     key = "ab" * 16
     pickle = PickleSerializer()
     assert mine.load("f", key) is MISS
-    stored = theirs.save("f", key, "theirs", "", pickle)
-    assert mine.save("f", key, "mine", "", pickle) == stored
+    theirs.save("f", key, "theirs", "", pickle)
+    with pytest.raises(EntryExistsError):
+        mine.save("f", key, "mine", "", pickle)
     assert mine.load("f", key) == "theirs"
     mine.save("f", key, "mine", "", pickle)  # not after a miss: overwrites
     assert theirs.load("f", key) == "mine"

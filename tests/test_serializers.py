@@ -19,8 +19,8 @@ import pytest
 
 import memo
 from memo._storage import _files
+from memo._storage._backend import sanitize
 from memo._storage._format import CHECK, HEADER
-from memo._storage._local import sanitize
 
 
 class Rot13Serializer:
@@ -244,7 +244,8 @@ def test_json_refuses_values_that_would_not_round_trip(
     assert "json" in messages[0]
     assert not func.is_cached(1)
     assert list(cache_dir.glob("*.memo")) == []
-    assert os.listdir(cache_dir / ".tmp") == []
+    # (Nothing was written, so the store may not have made its temp folder at all.)
+    assert not (cache_dir / ".tmp").exists() or os.listdir(cache_dir / ".tmp") == []
 
 
 def test_json_non_finite_and_signed_zero_floats_round_trip(
@@ -378,7 +379,8 @@ def test_npy_refuses_object_arrays_and_non_arrays(
     assert len(messages) == 1, messages
     assert "npy" in messages[0]
     assert list(cache_dir.glob("*.memo")) == []
-    assert os.listdir(cache_dir / ".tmp") == []
+    # (Nothing was written, so the store may not have made its temp folder at all.)
+    assert not (cache_dir / ".tmp").exists() or os.listdir(cache_dir / ".tmp") == []
 
 
 # --- npy, memory-mapped ---------------------------------------------------------------------
@@ -667,7 +669,7 @@ def test_type_mapping_picks_a_serializer_per_result_type(
     for kind in results:
         produce(kind)
     chosen = {
-        kind: produce.store.metadata(_entry(produce, kind))["serializer"]  # type: ignore[index]
+        kind: produce.store.metadata("produce", produce.key(kind))["serializer"]  # type: ignore[index]
         for kind in results
     }
     assert chosen == {"array": "npy", "frame": "parquet", "other": "pickle", "int": "pickle"}

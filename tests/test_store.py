@@ -30,10 +30,12 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _files, _local
+from memo._storage import _disk, _files
+from memo._storage._backend import MISS, sanitize
 from memo._storage._format import CHECK, HEADER
-from memo._storage._local import LocalStore, sanitize
+from memo._storage._open import forget_stores
 from memo._storage._serializers import PickleSerializer, get_serializer
+from tests.stores import LocalStore, disk
 
 # The autouse fixture in conftest only sets environment variables and clears warnings, which is
 # harmless to share between examples; every example makes its own directory and resets warnings.
@@ -688,7 +690,7 @@ def test_temp_files_of_dead_writers_are_swept(cache_dir: Path) -> None:
     live = tmp / f"square-{key}.1.abcd5678.tmp"  # pid 1 is always alive
     live.write_bytes(b"a live writer's entry")
 
-    _local._shared.clear()  # as in a new process: a new store object
+    forget_stores()  # as in a new process: a new store object
     later = memo.decorate(square, cache_path=cache_dir)
     assert later(2) == 4
     assert stale.exists(), "a hit does not write, so it does not sweep"
@@ -702,7 +704,7 @@ def test_temp_files_of_dead_writers_are_swept(cache_dir: Path) -> None:
 def test_named_temp_files_where_unnamed_ones_are_unavailable(cache_dir: Path) -> None:
     """Without O_TMPFILE, entries go through named temp files and nothing is left behind."""
     store = LocalStore(cache_dir)
-    store._tmpfile = False  # as on a filesystem that refuses O_TMPFILE
+    disk(store)._tmpfile = False  # as on a filesystem that refuses O_TMPFILE
     serializer = PickleSerializer()
     key = "0123456789abcdef" * 2
     store.save("f", key, {"a": 1}, f'"key":"{key}"', serializer)
@@ -710,7 +712,7 @@ def test_named_temp_files_where_unnamed_ones_are_unavailable(cache_dir: Path) ->
     store.save("f", key, {"a": 2}, f'"key":"{key}"', serializer)  # replaces the entry
     assert store.load("f", key) == {"a": 2}
     assert os.listdir(cache_dir / ".tmp") == []
-    assert store.metadata(store.path("f", key)) == {
+    assert store.metadata("f", key) == {
         "key": key,
         "serializer": "pickle",
         "payload_bytes": len(pickle.dumps({"a": 2}, protocol=5)),
@@ -728,7 +730,7 @@ def test_a_process_that_cannot_open_the_link_anchor_uses_named_temp_files(
 
     monkeypatch.setattr(_files, "anchor", refused)
     store = LocalStore(cache_dir)
-    assert store._tmpfile is False
+    assert disk(store)._tmpfile is False
     key = "0123456789abcdef" * 2
     store.save("f", key, [1, 2], f'"key":"{key}"', PickleSerializer(), '"fixed":1')
     assert store.load("f", key) == [1, 2]
@@ -771,13 +773,13 @@ def test_close_error_after_linking_is_not_a_failed_store(
     """An unnamed entry already linked into place is stored even if closing it then fails."""
     func, calls = _make(cache_dir)
     func(0)  # creates the directory and its lock file, outside the fault
-    if not func.store._tmpfile:
+    if not disk(func.store)._tmpfile:
         pytest.skip("the filesystem has no unnamed temp files")
     failing = _FailingClose()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with monkeypatch.context() as patch:
-            patch.setattr(_local, "os", failing)
+            patch.setattr(_disk, "os", failing)
             assert func(7) == _value(7)
     assert failing.failed == 1
     assert [str(w.message) for w in caught] == []
@@ -834,7 +836,7 @@ def test_large_array_results_load_aligned_and_writable(cache_dir: Path) -> None:
     for serializer in ("pickle", "npy"):
         f = memo.decorate(lambda: array, cache_path=cache_dir / serializer, serializer=serializer)
         f()
-        _local._shared.clear()
+        forget_stores()
         f = memo.decorate(lambda: array, cache_path=cache_dir / serializer, serializer=serializer)
         loaded = f()
         assert f.hits == 1
@@ -976,12 +978,12 @@ def test_after_a_run_of_misses_entries_written_by_others_are_still_found(tmp_pat
     reader, writer = LocalStore(tmp_path), LocalStore(tmp_path)
     pickler = get_serializer("pickle")
     keys = [f"{n:032x}" for n in range(20)]
-    assert all(reader.load("f", key) is _local.MISS for key in keys)
+    assert all(reader.load("f", key) is MISS for key in keys)
     writer.save("f", keys[3], "three", '"k":1', pickler)
     assert reader.load("f", keys[3]) == "three"
-    assert all(reader.load("f", key) is _local.MISS for key in keys[4:])
+    assert all(reader.load("f", key) is MISS for key in keys[4:])
     target = tmp_path / "elsewhere"
     target.write_bytes(Path(writer.path("f", keys[3])).read_bytes())
     os.symlink(target, writer.path("f", keys[5]))
     with pytest.warns(UserWarning, match="symbolic link"):
-        assert reader.load("f", keys[5]) is _local.MISS
+        assert reader.load("f", keys[5]) is MISS

@@ -17,7 +17,8 @@ from typing import Any, ClassVar, TypeVar, overload
 import xxhash
 
 from .._exceptions import ConfigError, EncodingError
-from . import _pydata as _pydata  # registers the PyData rules (pandas ... xarray)
+from . import _frames as _frames  # registers the polars and xarray rules (after _pydata's)
+from . import _pydata as _pydata  # registers the PyData rules (numpy, pandas, pyarrow, scipy)
 from . import _types  # noqa: F401  (registers the standard-library rules)
 from ._canonical import (
     UnencodableError,

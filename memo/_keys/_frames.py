@@ -1,8 +1,8 @@
 """Encoding rules for polars and xarray values, hashed from their buffers.
 
 Like the pandas rules in ``_pydata``, these apply only once the user has imported the package;
-memo never imports polars or xarray itself, and nothing is pickled. ``_pydata``'s type hook
-calls :func:`plugin` when it meets a type while either package is loaded.
+memo never imports polars or xarray itself, and nothing is pickled. :func:`plugin` is
+registered after ``_pydata``'s rules, whose pyarrow rule it reuses.
 
 What each key covers:
 
@@ -44,6 +44,7 @@ from ._canonical import (
     _list,
     _to_bytes,
     _tuple,
+    add_plugin,
     encode_into,
     enter,
     leave,
@@ -217,7 +218,7 @@ def _xr_dataset(obj: Any, out: bytearray, ctx: Context) -> None:
 
 def plugin(tp: type) -> Handler | None:
     """The rule for a polars or xarray type, or ``None`` (called with the rule tables locked,
-    so this module must not register anything itself)."""
+    so it must not register anything itself)."""
     pl = sys.modules.get("polars")
     if pl is not None:
         if issubclass(tp, pl.DataFrame):
@@ -235,3 +236,6 @@ def plugin(tp: type) -> Handler | None:
         if issubclass(tp, xr.Variable):
             return _xr_variable
     return None
+
+
+add_plugin(plugin)

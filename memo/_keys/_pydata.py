@@ -363,11 +363,6 @@ def _plugin(tp: type) -> Handler | None:
         )
         if bases and issubclass(tp, bases):
             return _sparse
-    if "polars" in sys.modules or "xarray" in sys.modules:
-        # Imported here, not at the top: ``_frames`` reuses this module's pyarrow rule.
-        from ._frames import plugin
-
-        return plugin(tp)
     return None
 
 

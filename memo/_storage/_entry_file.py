@@ -46,19 +46,20 @@ _D = TypeVar("_D")  # what a writer of entry files is given
 fromhex = bytes.fromhex
 
 
-def checked_header(fd: int, size: int, key: str) -> Header:
-    """An open entry's header, checked against its trailer, without reading its payload."""
+def checked_header(read_at: Callable[[int, int], bytes], size: int, key: str) -> Header:
+    """An entry's header, checked against its trailer, without reading its payload:
+    ``read_at(start, end)`` reads bytes of the entry, whose size is ``size``."""
     # A page holds the usual head (metadata line, header); a longer one is read again whole.
-    head = os.pread(fd, _PAGE_READ, 0)
+    head = read_at(0, _PAGE_READ)
     try:
         header = parse_header(head, size, fromhex(key))
     except DamagedEntryError:
         if len(head) < _PAGE_READ:
-            raise  # that was the whole file
-        head = os.pread(fd, _HEAD_READ, 0)
+            raise  # that was the whole entry
+        head = read_at(0, _HEAD_READ)
         header = parse_header(head, size, fromhex(key))
     end = header.offset + header.length
-    check_trailer(memoryview(head)[: header.offset], os.pread(fd, size - end, end))
+    check_trailer(memoryview(head)[: header.offset], read_at(end, size))
     return header
 
 
@@ -128,7 +129,7 @@ def read_entry(
     size = st.st_size
     if size < _files.SMALL:
         return _files.read_all(fd, size), None
-    header = checked_header(fd, size, key)
+    header = checked_header(lambda start, end: os.pread(fd, end - start, start), size, key)
     if _files.is_sparse(st):
         raise DamagedEntryError(
             f"it is sparse ({st.st_blocks * 512} bytes allocated for {size}): not a written entry"

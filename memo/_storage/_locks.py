@@ -172,7 +172,7 @@ def _close_released() -> None:
 
 
 class _Locks(Protocol):
-    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]: ...
+    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]: ...
     def release(self, key: str, claim: Any, held: bool) -> None: ...
 
 
@@ -221,8 +221,9 @@ class KeyLocks:
                 self._fd, self._identity = _open_lock_file(path)
         return self._fd
 
-    def acquire(self, key: str, timeout: float) -> tuple[Any, bool]:
-        """Take ``key``'s lock, waiting up to ``timeout`` seconds: ``(claim, held)``.
+    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]:
+        """Take ``key``'s lock, waiting up to ``timeout`` seconds: ``(claim, held)``
+        (``name``, the entry's, is not needed: a key is unique in a store).
 
         ``held`` says whether this caller may compute alone. Unless ``claim`` is None, pass
         both to ``release`` when done (the claim keeps this process's other threads waiting
@@ -304,7 +305,7 @@ class KeyLocks:
             pause = min(pause * 2, _POLL_MAX)
         return True
 
-    async def acquire_async(self, key: str, timeout: float) -> bool:
+    async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
         """Wait for ``key``'s lock without blocking the event loop; True when held (then
         call ``release_async``). False at once when this task holds the key already."""
         if fcntl is None:  # pragma: no cover - Windows

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from memo._storage import _budget, _cacheable, _files, _local, _locks
+from memo._storage import _cacheable, _disk, _entry_file, _files, _locks
+from memo._storage._open import forget_stores
 
 SOAK = os.environ.get("MEMO_SOAK", "") not in ("", "0")
 # Functions of ``os`` memo's store calls that touch the filesystem; each can be made to fail.
@@ -47,7 +48,7 @@ FAULTY = (
 # fails as ``os.walk`` does when it cannot list the top directory: it yields nothing, silently.
 # ``fcntl.lockf`` (the key locks) and the built-in ``open`` of Cacheable directories' files are
 # counted and failed too, and ``pathlib`` (Cacheable directories) goes through the fake ``os``.
-_MODULES = (_local, _files, _locks, _budget)
+_MODULES = (_disk, _entry_file, _files, _locks)
 
 
 def scale(quick: int, soak: int) -> int:
@@ -139,7 +140,7 @@ class _Stand(types.ModuleType):
 def close_lock_files(under: Path) -> None:
     """Close the lock-file descriptors memo keeps (one per store directory, for the life of
     the process) of stores under ``under``, as the process ending would."""
-    _local._shared.clear()  # their stores would lock through a closed descriptor
+    forget_stores()  # their stores would lock through a closed descriptor
     with _locks._lock_files_guard:
         for identity, fd in list(_locks._lock_files.items()):
             try:

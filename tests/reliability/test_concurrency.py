@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import memo
-from memo._storage import _local
+from memo._storage._open import forget_stores
 
 from ._support import figure, scale
 
@@ -131,9 +131,9 @@ def _leftovers(root: Path) -> list[str]:
 @pytest.fixture
 def clean_shared() -> Iterator[None]:
     """Forked children must not inherit store objects made by earlier tests."""
-    _local._shared.clear()
+    forget_stores()
     yield
-    _local._shared.clear()
+    forget_stores()
 
 
 def test_sixteen_processes_compute_each_key_once(

@@ -30,8 +30,10 @@ import xxhash
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _files, _local
-from memo._storage._local import MISS, LocalStore
+from memo._storage import _files
+from memo._storage._backend import MISS
+from memo._storage._open import forget_stores, open_store
+from tests.stores import LocalStore, disk
 
 from ._support import figure, scale
 
@@ -131,7 +133,7 @@ def _func(kind: str, root: Path, lock_timeout: float | None = None) -> Any:
         lock_timeout=lock_timeout,
     )
     if kind == "named":
-        LocalStore.shared(root)._tmpfile = False  # as on a filesystem without O_TMPFILE
+        disk(open_store(root))._tmpfile = False  # as on a filesystem without O_TMPFILE
     return func
 
 
@@ -153,7 +155,7 @@ def _stamp(value: Any, arg: int) -> int:
 
 def _writer(root: Path, kind: str, log: str, arg: int, stamp: int, phase: str | None) -> None:
     """In a child: store ``arg``'s value under ``stamp``; at ``phase``, touch a marker, sleep."""
-    _local._shared.clear()
+    forget_stores()
     reset_warnings()
     if phase is not None:
         marker = root.parent / f"paused-{os.getpid()}"
@@ -205,7 +207,7 @@ def _on_disk(root: Path) -> tuple[dict[int, int | None], list[str]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         reset_warnings()
-        for name, key, _ in store.iter_entries():
+        for name, key in [(entry.name, entry.key) for entry in store.listing()]:
             if name == "tick":
                 continue
             value = store.load(name, key)
@@ -220,7 +222,7 @@ def _on_disk(root: Path) -> tuple[dict[int, int | None], list[str]]:
 
 def _next_run(root: Path, kind: str, log: Path, arg: int, stamp: int) -> tuple[int, bool]:
     """As a new process: call for ``arg``; (the value's stamp, whether it was computed)."""
-    _local._shared.clear()
+    forget_stores()
     reset_warnings()
     key = _func(kind, root).key(str(log), arg, stamp)
     with LocalStore(root).lock(key, 0.0) as held:

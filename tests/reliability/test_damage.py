@@ -37,8 +37,8 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
+from memo._storage._backend import sanitize
 from memo._storage._format import CHECK, HEADER, SIGNATURE, SIGNED
-from memo._storage._local import sanitize
 from memo._storage._serializers import NpySerializer
 
 from ._support import figure, scale

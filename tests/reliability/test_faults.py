@@ -25,8 +25,9 @@ import pytest
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _local
-from memo._storage._local import MISS, LocalStore
+from memo._storage._backend import MISS
+from memo._storage._open import forget_stores, open_store
+from tests.stores import LocalStore, disk
 
 from ._support import SOAK, FaultyOS, close_lock_files, faulty_os, figure
 
@@ -103,13 +104,13 @@ LIMITS = {"small": 20_000, "large": 7 * 2**20, "cacheable": 24_000}
 
 
 def _make(root: Path, size: str, scenario: str) -> memo.Memoized[[int], Any]:
-    _local._shared.clear()
+    forget_stores()
     limit = LIMITS[size] if scenario == "evict" else None
     func: memo.Memoized[[int], Any] = memo.decorate(
         PRODUCERS[size], cache_path=root, max_size=limit, lock_timeout=LOCK_TIMEOUT
     )
     if scenario == "named":
-        LocalStore.shared(root)._tmpfile = False
+        disk(open_store(root))._tmpfile = False
     return func
 
 
@@ -118,7 +119,7 @@ def _check_disk(root: Path, size: str) -> None:
     store = LocalStore(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", memo.MemoWarning)
-        for name, key, _ in store.iter_entries():
+        for name, key in [(entry.name, entry.key) for entry in store.listing()]:
             value: Any = store.load(name, key)
             if value is not MISS:
                 x = value.x if isinstance(value, Frame) else value[0]

@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage import _format, _local
-from memo._storage._local import sanitize
+from memo._storage import _format
+from memo._storage._backend import sanitize
+from memo._storage._open import forget_stores
+from tests.stores import disk
 
 from ._support import FaultyOS, faulty_os, figure
 
@@ -131,7 +133,7 @@ def test_signing_rejects_entries_written_without_it(cache_dir: Path, tmp_path: P
     path = _entry(plain, 3)
     evil = pickle.dumps(Planted(str(sentinel)))
     path.write_bytes(_forge(path.read_bytes(), bytes.fromhex(plain.key(3)), evil, None))
-    _local._shared.clear()
+    forget_stores()
     signed = memo.decorate(square, cache_path=cache_dir, secret_key=SECRET)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -169,7 +171,7 @@ def test_planted_links_in_the_cache_are_never_followed(
     (cache_dir / planted).symlink_to(target)
     before = _tree(outside)
     func = memo.decorate(square, cache_path=cache_dir)
-    func.store._tmpfile = unnamed and func.store._tmpfile
+    disk(func.store)._tmpfile = unnamed and disk(func.store)._tmpfile
     time.sleep(0.01)  # so a write through the link would change a modification time
 
     for _ in range(2):
@@ -363,7 +365,7 @@ def test_cache_owned_by_another_user_is_not_read_unsigned(
     """A cache directory belonging to someone else is not trusted without signing."""
     func = memo.decorate(square, cache_path=cache_dir)
     assert func(4) == 16
-    _local._shared.clear()
+    forget_stores()
     reset_warnings()
     os.chown(cache_dir, 65534, 65534)
     try:

@@ -1,0 +1,225 @@
+"""The ``Backend`` protocol: what every place entries can live in (a local directory, an fsspec
+URL) implements, and nothing more.
+
+A backend moves an entry's bytes: it reads them (whole, or a few ranges of them), publishes a
+new entry's final bytes atomically (create-only unless told to replace), deletes and lists
+entries, and holds key leases so that callers missing one key compute it once. It knows neither
+the entry format nor functions: the layer above (``_entries.EntryStore``) packs, checks, signs,
+serializes and budgets, once for every backend. What a backend can or cannot do beyond that is
+declared in its ``Capabilities``, which the layer above asks instead of asking which backend
+it has. A new backend (a shared filesystem, GCS with its own preconditions) is one module.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "MISS",
+    "Backend",
+    "Capabilities",
+    "KeyLocks",
+    "Listed",
+    "Reader",
+    "StoreError",
+    "Writer",
+    "sanitize",
+]
+
+SUFFIX = ".memo"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+
+# A new entry's bytes as the layer above hands them over: ``write(fd, data)`` fills an empty
+# file and gives (bytes written, payload fingerprint); with no writer, ``data`` is the entry's
+# whole bytes and its fingerprint. Backends without in-place files (``Capabilities.files``
+# False) are always given whole bytes.
+Writer = Callable[[int, Any], tuple[int, bytes]]
+
+
+class _Miss:
+    def __repr__(self) -> str:
+        return "MISS"
+
+
+MISS: Any = _Miss()
+"""What a lookup gives when there is no usable entry (a value may be None)."""
+
+
+class StoreError(Exception):
+    """Internal: a store operation failed; the message is one line for the user."""
+
+
+def sanitize(name: str) -> str:
+    """A file-name-safe form of a function's name (letters, digits, ``_`` and ``.``).
+
+    ``outer.<locals>.inner`` becomes ``inner``: the key, not the name, tells entries apart.
+    """
+    name = name.rpartition("<locals>.")[2]
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "f"
+    return cleaned[:80]
+
+
+class Capabilities(NamedTuple):
+    """What a backend can do beyond the protocol's core (the layer above asks these).
+
+    - ``files``: entries are local files written in place (so a large payload is hashed as
+      it is written, and the writer is given a descriptor); else whole bytes are handed over.
+    - ``mmap``: ``local_file`` names a file that can be memory-mapped.
+    - ``last_use``: ``note_use`` records an entry's last use and listings report it, so a
+      least-recently-used size budget can be kept.
+    - ``directories``: ``Cacheable`` results can keep a directory beside their entry.
+    - ``exactly_once``: the key leases are shared by every process and machine using the
+      store, so N callers missing one key compute it once (else only among this process's
+      threads, and other processes may compute it too).
+    """
+
+    files: bool
+    mmap: bool
+    last_use: bool
+    directories: bool
+    exactly_once: bool
+
+
+class Listed(NamedTuple):
+    """One entry as a listing shows it (no entry is read to make it)."""
+
+    last_used: float
+    bytes: int
+    created: float
+    name: str
+    key: str
+    location: str
+    directory: str | None
+
+
+class Reader(Protocol):
+    """An entry opened for a few range reads (a header, a trailer) of one version of it."""
+
+    size: int
+
+    def read(self, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (fewer at the end of the entry)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the entry."""
+        ...
+
+
+class KeyLocks(Protocol):
+    """Per-key leases: who computes a missing key while the others wait (never needed for
+    correctness: publishing is atomic either way)."""
+
+    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]:
+        """Wait up to ``timeout`` seconds for ``key`` (of the entry ``name``): ``(claim,
+        held)``. ``held`` says this caller may compute alone, or the entry has appeared
+        meanwhile; unless ``claim`` is None pass both to ``release``. At once
+        ``(None, False)`` when this thread holds ``key`` already (a function calling itself).
+        Raises ``OSError`` or ``StoreError`` if leases cannot be used here."""
+        ...
+
+    def release(self, key: str, claim: Any, held: bool) -> None:
+        """Give back what ``acquire`` returned."""
+        ...
+
+    async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
+        """As ``acquire`` without blocking the event loop; True when held (then call
+        ``release_async``), False at once when this task holds ``key`` already."""
+        ...
+
+    def release_async(self, key: str) -> None:
+        """Give back a lease taken with ``acquire_async``."""
+        ...
+
+
+class Backend(Protocol):
+    """Where entries' bytes live. Names are sanitized function names, keys 32 hex digits."""
+
+    @property
+    def root(self) -> Path | str:
+        """The directory (a ``Path``) or the URL (a ``str``) of the store."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do beyond the core (asked, never assumed)."""
+        ...
+
+    @property
+    def locks(self) -> KeyLocks:
+        """The key leases."""
+        ...
+
+    def location(self, name: str, key: str) -> str:
+        """The path or URL of an entry (for messages, ``memo show`` and other tools)."""
+        ...
+
+    def read(self, name: str, key: str) -> tuple[Any, bytes | None] | None:
+        """An entry's whole bytes, with the payload's digest when the backend hashed it while
+        reading (else None); None if there is no entry. Raises ``OSError`` if it cannot be
+        read (then ``warn_unreadable`` says so)."""
+        ...
+
+    def peek(self, name: str, key: str, limit: int | None = None) -> Any:
+        """An entry's bytes (its first ``limit``) read without counting as a use (for
+        ``memo verify`` and metadata). Raises ``FileNotFoundError`` if there is none."""
+        ...
+
+    def open(self, name: str, key: str) -> Reader | None:
+        """The entry, opened for range reads; None if there is none (or it cannot be read)."""
+        ...
+
+    def exists(self, name: str, key: str) -> bool:
+        """Whether an entry is present (cheap: nothing is read or checked)."""
+        ...
+
+    def publish(
+        self, name: str, key: str, write: Writer | None, data: Any, *, replace: bool
+    ) -> tuple[int, bytes]:
+        """Put a new entry in place atomically (a reader sees all of it or none); gives what
+        the writer gave. Without ``replace`` the write is create-only where the backend can
+        make it so: ``FileExistsError`` if an entry is there (then it stands)."""
+        ...
+
+    def delete(self, name: str, key: str) -> bool:
+        """Remove an entry (and its directory); True if it existed."""
+        ...
+
+    def listing(self, name: str | None = None) -> list[Listed]:
+        """The entries, optionally only those stored under ``name``."""
+        ...
+
+    def untrusted(self) -> str | None:
+        """Why others could plant entries here (then only signed entries are used), or None."""
+        ...
+
+    def warn_unreadable(self, name: str, key: str, exc: OSError) -> None:
+        """Warn, once per kind of failure, that an entry could not be read."""
+        ...
+
+    def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
+        """What writers that died left beside the entries, as ``(kind, location, detail,
+        fixed)``: ``memo verify`` reports them, and removes them with ``fix``."""
+        ...
+
+    # Capability-bound: called only when the capability is declared.
+
+    def note_use(self, name: str, key: str) -> None:
+        """Record that an entry was just used (``last_use``)."""
+        ...
+
+    def local_file(self, name: str, key: str) -> str:
+        """The local file holding an entry, to memory-map (``mmap``)."""
+        ...
+
+    def directory(self, name: str, key: str) -> Path:
+        """Where a ``Cacheable`` entry's directory is (``directories``); ``StoreError`` else."""
+        ...
+
+    def write_directory(self, name: str, key: str, fill: Callable[[Path], bytes]) -> bytes:
+        """Make an entry's directory: ``fill(staging)`` writes it aside (giving the manifest),
+        then it is swapped into place (``directories``)."""
+        ...

@@ -1,0 +1,438 @@
+"""The local-directory backend: one file per entry, published atomically, read without locks.
+
+Entries are ``<name>-<key>.memo`` files, so a directory listing shows which function each
+belongs to; a ``Cacheable`` result also has a ``<name>-<key>.d`` directory. An entry is written
+as an unnamed file and linked into place (or renamed from ``.tmp/``), so a reader sees the old
+entry, the new one, or none, never a partial one. Key leases are kernel record locks
+(``_locks``), which a killed holder drops at once. Last use is a file's access time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import warn_once
+from . import _files
+from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer
+from ._entry_file import read_rest, write_entry, write_hooked
+from ._locks import KeyLocks
+
+__all__ = ["DiskBackend"]
+
+_FIRST_READ = 1 << 16  # a hit's first read: every small entry whole, with no fstat before it
+_PROBE_AFTER = 8  # reads that found nothing in a row, after which a read checks first
+_TOUCH_AFTER_NS = 60 * 10**9  # an access time this recent already says "used now"
+# A writer moves a Cacheable's directory into place just before publishing its entry file,
+# so a young directory without an entry is most likely being written, not orphaned.
+_ORPHAN_AFTER = 3600.0
+_CAPABILITIES = Capabilities(
+    files=True, mmap=True, last_use=True, directories=True, exactly_once=True
+)
+
+
+class _FileReader:
+    """An open entry file, for range reads of one version of it."""
+
+    __slots__ = ("fd", "size")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = os.fstat(fd).st_size
+
+    def read(self, start: int, end: int) -> bytes:
+        return os.pread(self.fd, max(0, end - start), start)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # closed even if close() reports (NFS)
+            os.close(self.fd)
+
+
+class DiskBackend:
+    """Entries in one local directory (created ``0o700`` on first write)."""
+
+    capabilities = _CAPABILITIES
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root: Path | str = Path(root).expanduser().absolute()
+        self._root = str(self.root)
+        self._tmp = os.path.join(self._root, ".tmp")
+        # Kernel record locks, taken on every miss (they make the directory if need be).
+        self.locks = KeyLocks(self._root)
+        self._ready = False
+        self._tmpfile = _files.HAVE_TMPFILE
+        self._anchor = -1  # for os.link of an unnamed file (see _files.anchor)
+        if self._tmpfile:
+            try:
+                self._anchor = _files.anchor()
+            except OSError:  # no "/" to open (a sandbox?): named temporary files need none
+                self._tmpfile = False
+        self._exposed: str | None = None  # why others could write entries here, if they can
+        self._checked = False
+        self._misses_in_row = 0  # reads that found no entry since the last one that did
+
+    def __repr__(self) -> str:
+        return f"DiskBackend({self._root!r})"
+
+    def location(self, name: str, key: str) -> str:
+        """The entry file's path."""
+        return f"{self._root}/{name}-{key}{SUFFIX}"
+
+    def directory(self, name: str, key: str) -> Path:
+        """The directory of a ``Cacheable`` entry."""
+        return Path(f"{self._root}/{name}-{key}.d")
+
+    def local_file(self, name: str, key: str) -> str:
+        """The entry file (it can be memory-mapped)."""
+        return f"{self._root}/{name}-{key}{SUFFIX}"
+
+    # --- reading -------------------------------------------------------------------------
+
+    def read(self, name: str, key: str) -> tuple[Any, bytes | None] | None:
+        """The entry's bytes (a large one's payload hashed as it is read), or None."""
+        path = f"{self._root}/{name}-{key}{SUFFIX}"
+        # After a run of misses (a cache being filled) ask first whether the entry is there:
+        # a failed open costs three times as much, in raising FileNotFoundError.
+        if self._misses_in_row >= _PROBE_AFTER and not os.access(path, os.F_OK):
+            return None
+        try:
+            fd = os.open(path, _files.O_READ)
+        except (FileNotFoundError, NotADirectoryError):
+            self._misses_in_row += 1
+            return None
+        if self._misses_in_row:
+            self._misses_in_row = 0
+        try:
+            # The hit path: a small entry is one read and no fstat; a larger one (the first
+            # read came back full) is sized, and checked piecewise first if it is large.
+            first = os.pread(fd, _FIRST_READ, 0)
+            if len(first) < _FIRST_READ:
+                return first, None
+            return read_rest(fd, first, key)
+        finally:
+            # close() closes even when it reports an error (a delayed write error, on NFS);
+            # raising it here would turn a hit or a miss into an exception for the caller.
+            try:  # noqa: SIM105 (try costs nothing here; contextlib.suppress would)
+                os.close(fd)
+            except OSError:
+                pass
+
+    def peek(self, name: str, key: str, limit: int | None = None) -> Any:
+        """The entry's bytes (its first ``limit``), leaving its access time alone."""
+        return _files.read_quietly(self.location(name, key), limit)
+
+    def open(self, name: str, key: str) -> _FileReader | None:
+        """The entry file, opened for range reads; None if there is none."""
+        try:
+            fd = os.open(self.location(name, key), _files.O_READ)
+        except OSError:
+            return None
+        try:
+            return _FileReader(fd)
+        except OSError:
+            os.close(fd)
+            return None
+
+    def exists(self, name: str, key: str) -> bool:
+        """Whether the entry file is there (no exception, no read)."""
+        return os.access(f"{self._root}/{name}-{key}{SUFFIX}", os.F_OK)
+
+    def note_use(self, name: str, key: str) -> None:
+        """Set the entry's access time to now (its modification time stays its creation)."""
+        path = self.location(name, key)
+        with contextlib.suppress(OSError, NotImplementedError):
+            st = os.stat(path, follow_symlinks=False)
+            if st.st_atime_ns < time.time_ns() - _TOUCH_AFTER_NS and stat.S_ISREG(st.st_mode):
+                os.utime(path, ns=(time.time_ns(), st.st_mtime_ns), follow_symlinks=False)
+
+    def warn_unreadable(self, name: str, key: str, exc: OSError) -> None:
+        """One warning per entry and kind of error (a symbolic link is named as such)."""
+        path = self.location(name, key)
+        if exc.errno == errno.ELOOP:
+            message = f"memo: {path} is a symbolic link; memo never follows links in a cache"
+        else:
+            message = f"memo: could not read the cache entry {path}: {exc}"
+        warn_once(("read", path, str(exc.errno)), message + "; the value is recomputed")
+
+    def untrusted(self) -> str | None:
+        """Why users other than this one can plant entries in the directory, or None."""
+        if not self._checked:
+            try:
+                st = os.stat(self._root)
+            except OSError:
+                return None  # not there yet: memo creates it private
+            self._checked = True
+            self._exposed = _exposure(st, self._root)
+        return self._exposed
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Create the directory (``0o700``) and its temp folder; done once, before writing."""
+        os.makedirs(self._root, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(self._tmp, 0o700)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(self._tmp).st_mode):
+                raise StoreError(f"{self._tmp} exists and is not a directory") from None
+        self._ready = True
+        _files.sweep_temp(self._tmp)
+
+    def publish(
+        self, name: str, key: str, write: Writer | None, data: Any, *, replace: bool
+    ) -> tuple[int, bytes]:
+        """Write the entry into a file with no name (or a temporary one) and link it into
+        place; ``FileExistsError`` if there is one and not ``replace``."""
+        if not self._ready:
+            self._prepare()
+        try:
+            written = self._publish(name, key, write, data, replace)
+        except FileNotFoundError:
+            # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
+            # and its lock file, so other processes share our locks again.
+            self.locks.forget_lock_file()
+            self._prepare()
+            written = self._publish(name, key, write, data, replace)
+        if _files.phase_hook is not None:
+            _files.phase_hook("published")
+        return written
+
+    def _publish(
+        self, name: str, key: str, write: Writer | None, data: Any, replace: bool
+    ) -> tuple[int, bytes]:
+        final = f"{self._root}/{name}-{key}{SUFFIX}"
+        if self._tmpfile:
+            # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
+            # leaves nothing behind, and linking it publishes the whole entry at once.
+            try:
+                fd = os.open(self._root, _files.O_TMPFILE, 0o600)
+            except OSError as exc:
+                if exc.errno not in _files.NO_TMPFILE:
+                    raise
+                self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
+            else:
+                try:
+                    if write is None and _files.phase_hook is None:
+                        # The usual entry: written by one call, no writer called (every store).
+                        entry, fingerprint = data
+                        count = os.write(fd, entry)
+                        if count < len(entry):  # resumed where the write stopped
+                            count = _files.pwrite_all(fd, memoryview(entry)[count:], count)
+                        written = count, fingerprint
+                    else:
+                        written = write_hooked(fd, write or write_entry, data)
+                    # Names the file behind the /proc link (linkat, AT_SYMLINK_FOLLOW).
+                    source = f"/proc/self/fd/{fd}"
+                    try:
+                        os.link(source, final, dst_dir_fd=self._anchor, follow_symlinks=True)
+                    except FileExistsError:
+                        if not replace:
+                            raise
+                        # Replacing an entry (refresh, a damaged one): link under a temporary
+                        # name, then rename over the old one, which is atomic.
+                        temp = self._temp_name(name, key)
+                        os.link(source, temp, dst_dir_fd=self._anchor, follow_symlinks=True)
+                        _files.rename_into_place(temp, final)
+                except BaseException:
+                    with contextlib.suppress(OSError):  # the original error is the one to report
+                        os.close(fd)
+                    raise
+                # Linked, so published: a close() error now (a delayed write error, on NFS)
+                # does not unstore it, and a damaged entry would fail its checks when read.
+                try:  # noqa: SIM105 (this runs on every store: no contextlib.suppress)
+                    os.close(fd)
+                except OSError:
+                    pass
+                return written
+        temp = self._temp_name(name, key)
+        fd = os.open(temp, _files.O_CREATE, 0o600)
+        try:
+            total = write_hooked(fd, write or write_entry, data)
+        except BaseException:
+            _files.discard(temp)
+            raise
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                _files.discard(temp)  # else it stays in .tmp until this process has ended
+                raise
+        if not replace and os.path.lexists(final):
+            # (A rename cannot be made create-only here; the key's lock keeps this process's
+            # look and rename from racing another writer, and either entry is complete.)
+            _files.discard(temp)
+            raise FileExistsError(errno.EEXIST, "an entry is there already", final)
+        _files.rename_into_place(temp, final)
+        return total
+
+    def _temp_name(self, name: str, key: str) -> str:
+        return os.path.join(self._tmp, f"{name}-{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+    def write_directory(self, name: str, key: str, fill: Callable[[Path], bytes]) -> bytes:
+        """Write a Cacheable's directory aside, then swap it into place; returns the manifest."""
+        if not self._ready:
+            self._prepare()
+        staging = Path(self._temp_name(name, key) + ".d")
+        staging.mkdir(mode=0o700)
+        try:
+            manifest = fill(staging)
+            _files.reached("staged")
+            final = self.directory(name, key)
+            if final.exists() or final.is_symlink():
+                old = Path(self._temp_name(name, key) + ".old")
+                os.rename(final, old)
+                _files.reached("moved-aside")
+                # No is_dir() first: if that failed, the old directory would stay in .tmp.
+                # rmtree never follows a link at ``old``; discard removes what it leaves.
+                shutil.rmtree(old, ignore_errors=True)
+                _files.discard(str(old))  # something planted there: never followed
+            os.rename(staging, final)
+            _files.reached("placed")
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return manifest
+
+    # --- managing ------------------------------------------------------------------------
+
+    def delete(self, name: str, key: str) -> bool:
+        """Remove one entry (and its directory, if any); True if it existed."""
+        directory = self.directory(name, key)
+        try:
+            os.unlink(self.location(name, key))
+        except FileNotFoundError:
+            return False
+        finally:
+            if directory.is_dir() and not directory.is_symlink():
+                shutil.rmtree(directory, ignore_errors=True)
+        return True
+
+    def listing(self, name: str | None = None) -> list[Listed]:
+        """The entry files and their times, from ``stat`` alone (no file is read)."""
+        entries, directories = _scan(self._root)
+        found = []
+        for entry_name, key, item in entries:
+            if name is not None and entry_name != name:
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except OSError:
+                continue  # removed meanwhile
+            size, directory = st.st_size, None
+            if directories and f"{entry_name}-{key}" in directories:
+                directory = item.path[: -len(SUFFIX)] + ".d"
+                size += _tree_size(directory)
+            found.append(
+                Listed(st.st_atime, size, st.st_mtime, entry_name, key, item.path, directory)
+            )
+        return found
+
+    def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
+        """Directories without their entry and temp files of writers that died."""
+        _, directories = _scan(self._root)
+        found: list[tuple[str, str, str, bool]] = []
+        now = time.time()
+        for stem in sorted(directories):
+            path = os.path.join(self._root, f"{stem}.d")
+            try:
+                young = now - os.lstat(path).st_mtime < _ORPHAN_AFTER
+            except OSError:
+                continue
+            if young or os.path.lexists(os.path.join(self._root, stem + SUFFIX)):
+                continue  # being written, or it has its entry
+            found.append(("orphan-directory", path, "no entry file", fix and _rmtree(path)))
+        try:
+            names = sorted(os.listdir(self._tmp))
+        except OSError:
+            names = []
+        for temp in names:
+            path = os.path.join(self._tmp, temp)
+            try:
+                if not _files.is_dead_temp(temp, now - os.lstat(path).st_mtime):
+                    continue
+            except OSError:
+                continue
+            found.append(("temp-file", path, "left by a writer that died", fix and _rmtree(path)))
+        return found
+
+
+def _scan(root: str) -> tuple[list[tuple[str, str, os.DirEntry[str]]], set[str]]:
+    """(name, key, dir entry) of the entry files, and the ``name-key`` stems of directories."""
+    entries: list[tuple[str, str, os.DirEntry[str]]] = []
+    directories: set[str] = set()
+    try:
+        scan = os.scandir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return entries, directories
+    with scan:
+        for item in scan:
+            # <name>-<32 hex>.memo or <name>-<32 hex>.d, told apart without a regex per name.
+            file_name = item.name
+            if file_name.endswith(SUFFIX):
+                stem = file_name[: -len(SUFFIX)]
+            elif file_name.endswith(".d"):
+                stem = file_name[:-2]
+            else:
+                continue
+            if len(stem) < 34 or stem[-33] != "-" or not _is_key(stem[-32:]):
+                continue
+            if len(stem) + len(SUFFIX) == len(file_name):
+                if item.is_file(follow_symlinks=False):
+                    entries.append((stem[:-33], stem[-32:], item))
+            elif item.is_dir(follow_symlinks=False):
+                directories.add(stem)
+    return entries, directories
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_key(text: str) -> bool:
+    return _HEX.issuperset(text)
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def _rmtree(path: str) -> bool:
+    """Remove a directory tree, or a file or link; True if it is gone."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return not os.path.lexists(path)
+
+
+def _exposure(st: os.stat_result, root: str) -> str | None:
+    """Why users other than this one can plant entries in the directory ``st``, or None."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    if uid is None:  # pragma: no cover - Windows: no modes to check
+        return None
+    if st.st_mode & stat.S_IWOTH:
+        why = f"is writable by every user (mode {stat.S_IMODE(st.st_mode):o})"
+    elif st.st_uid not in (uid, 0):
+        why = f"belongs to another user (uid {st.st_uid})"
+    elif st.st_mode & stat.S_IWGRP and st.st_uid != uid:
+        why = f"is writable by its group (mode {stat.S_IMODE(st.st_mode):o})"
+    else:
+        return None
+    return (
+        f"the cache directory {root} {why}, so anyone could plant entries that unpickle "
+        "code; memo neither reads nor writes it unless entries are signed (set secret_key= "
+        "or MEMO_SECRET_KEY), or make it private (chmod 700)"
+    )

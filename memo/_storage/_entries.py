@@ -1,0 +1,424 @@
+"""``EntryStore``: entries (format, integrity, signing, serializers, size budget) on a backend.
+
+Everything about what an entry holds is here, once, for every backend (``_backend``): packing
+a value into an entry's bytes, checking size, key and digests (and the signature) before
+anything is deserialized, ``max_age``, last-use times, the least-recently-used budget, and
+``Cacheable`` directories. The backend only moves bytes; what it can do beyond that is read
+from its ``Capabilities``. The store knows nothing about functions: it maps (name, key) to
+values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .._exceptions import warn_once
+from . import _files
+from ._backend import MISS, Backend, Capabilities, KeyLocks, Listed, StoreError, Writer
+from ._budget import Budget
+from ._cacheable import CACHEABLE, check_directory, read_directory, write_directory
+from ._entry_file import (
+    checked_header,
+    deserialize,
+    entry_age,
+    fromhex,
+    warn_damaged,
+    warn_unloadable,
+    write_chunks,
+    write_large,
+)
+from ._format import (
+    MAX_METADATA,
+    DamagedEntryError,
+    Header,
+    metadata_line,
+    pack,
+    parse_metadata,
+    small_entry,
+    unpack,
+)
+from ._locks import hold
+from ._serializers import Serializer
+
+__all__ = ["EntryExistsError", "EntryStore"]
+
+_TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
+_REMEMBERED = 1 << 16  # keys whose last use (or absence) a store remembers, then it starts over
+
+
+class EntryExistsError(Exception):
+    """Internal: another caller published the entry first (a create-only write found it)."""
+
+
+class EntryStore:
+    """The entries of one backend: load, save, check, list and delete them."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.capabilities: Capabilities = backend.capabilities
+        # The key leases, taken on every miss.
+        self.locks: KeyLocks = backend.locks
+        self._read = backend.read
+        self._budget: Budget | None = None
+        self._used: dict[str, int] = {}  # key -> when this process last noted its use
+        self._absent: set[str] = set()  # keys a load found missing (so publish create-only)
+
+    def __repr__(self) -> str:
+        return f"EntryStore({self.backend!r})"
+
+    @property
+    def root(self) -> Path | str:
+        """The store's directory (a ``Path``) or URL (a ``str``)."""
+        return self.backend.root
+
+    def path(self, name: str, key: str) -> str:
+        """Where the entry for ``key`` of ``name`` lives (a path, or a URL)."""
+        return self.backend.location(name, key)
+
+    def directory(self, name: str, key: str) -> Path:
+        """The directory of a ``Cacheable`` entry (``StoreError`` where there are none)."""
+        return self.backend.directory(name, key)
+
+    # --- the size budget -----------------------------------------------------------------
+
+    def limit_size(self, max_bytes: int) -> None:
+        """Keep the store under ``max_bytes``, evicting least-recently-used entries as it
+        writes (the smallest limit wins if several functions set one). Backends without
+        last-use times cannot: that is warned once."""
+        if not self.capabilities.last_use:
+            warn_once(
+                ("no-max-size", str(self.root)),
+                f"memo: max_size is not enforced on the store {self.root}, which has no "
+                "last-use times; use the bucket's lifecycle rules or `memo prune --older-than`",
+                stacklevel=4,
+            )
+            return
+        if self._budget is None or max_bytes < self._budget.limit:
+            self._budget = Budget(self.backend, max_bytes)
+
+    @property
+    def max_size(self) -> int | None:
+        """The size budget in bytes, if one is set."""
+        return self._budget.limit if self._budget is not None else None
+
+    # --- reading -------------------------------------------------------------------------
+
+    def load(
+        self,
+        name: str,
+        key: str,
+        own: Mapping[str, Serializer] | None = None,
+        secret_keys: Sequence[bytes] = (),
+        max_age: float | None = None,
+        mapped: bool = True,
+    ) -> Any:
+        """The stored value, or ``MISS``; a damaged or unreadable entry is a miss, warned once.
+
+        ``own`` are the caller's serializers by name (used when the entry names one, e.g. to
+        memory-map, unless not ``mapped``); with ``secret_keys`` only entries signed by one of
+        them are accepted; entries older than ``max_age`` seconds are misses.
+        """
+        if mapped and own is not None and not secret_keys and self.capabilities.mmap and _maps(own):
+            return self._load_mapped(name, key, own, max_age)
+        try:
+            got = self._read(name, key)
+        except OSError as exc:
+            self.backend.warn_unreadable(name, key, exc)
+            return MISS
+        except DamagedEntryError as exc:  # refused before its payload was read
+            warn_damaged(self.backend.location(name, key), exc)
+            return MISS
+        if got is None:
+            absent = self._absent
+            if len(absent) >= _REMEMBERED:
+                absent.clear()  # only an optimization: forgetting costs an overwrite
+            absent.add(key)
+            return MISS
+        if not secret_keys and self.backend.untrusted() is not None:
+            return MISS  # anyone may have written it: not read (saving says why, once)
+        try:
+            header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
+            if max_age is not None and entry_age(header) > max_age:
+                return MISS
+            last = self._used.get(key)
+            if last is None or time.monotonic_ns() - last > _TOUCH_AFTER_NS:
+                self._note_use(name, key)
+            if payload[0] == 0x80 and header.serializer == "pickle":
+                return pickle.loads(payload)  # a plain pickle, the common case: no lookups
+            return self._deserialize(header, payload, name, key, own)
+        except DamagedEntryError as exc:
+            warn_damaged(self.backend.location(name, key), exc)
+            return MISS
+        except Exception as exc:
+            warn_unloadable(self.backend.location(name, key), exc)
+            return MISS
+
+    def _note_use(self, name: str, key: str) -> None:
+        # Last use (for the size budget's LRU order) is recorded at most once a minute per
+        # entry by each process, so a repeated hit costs nothing more.
+        if len(self._used) >= _REMEMBERED:
+            self._used.clear()
+        self._used[key] = time.monotonic_ns()
+        if self.capabilities.last_use:
+            self.backend.note_use(name, key)
+
+    def _deserialize(
+        self,
+        header: Header,
+        payload: memoryview,
+        name: str,
+        key: str,
+        own: Mapping[str, Serializer] | None,
+    ) -> Any:
+        if header.serializer == CACHEABLE:
+            return read_directory(payload, self.backend.directory(name, key))
+        return deserialize(header, payload, own)
+
+    def _load_mapped(
+        self, name: str, key: str, own: Mapping[str, Serializer], max_age: float | None
+    ) -> Any:
+        """A load that memory-maps the payload where the serializer asks to: the header and
+        trailer are checked, the payload is not read (hashing 400 MB would defeat mapping)."""
+        backend = self.backend
+        header = self.header(name, key)
+        if header is None:
+            if not backend.exists(name, key):
+                self._absent.add(key)
+                return MISS
+            return self.load(name, key, own, (), max_age, mapped=False)  # damaged: it says so
+        if backend.untrusted() is not None or (max_age is not None and entry_age(header) > max_age):
+            return MISS
+        serializer: Any = own.get(header.serializer)
+        if not getattr(serializer, "mmap_mode", None):
+            return self.load(name, key, own, (), max_age, mapped=False)
+        self._note_use(name, key)
+        try:
+            return serializer.load_file(backend.local_file(name, key), header.offset, header.length)
+        except Exception as exc:
+            warn_unloadable(backend.location(name, key), exc)
+            return MISS
+
+    def header(self, name: str, key: str) -> Header | None:
+        """The checked header of an entry (fingerprint, serializer, ...) without its payload;
+        None if it is missing, damaged or unreadable."""
+        reader = self.backend.open(name, key)
+        if reader is None:
+            return None
+        try:
+            return checked_header(reader.read, reader.size, key)
+        except (OSError, DamagedEntryError):
+            return None
+        finally:
+            reader.close()
+
+    def exists(self, name: str, key: str) -> bool:
+        """Whether an entry is present (cheap: nothing is read or checked)."""
+        return self.backend.exists(name, key)
+
+    def contains(
+        self,
+        name: str,
+        key: str,
+        max_age: float | None = None,
+        secret_keys: Sequence[bytes] = (),
+    ) -> bool:
+        """Whether an entry ``load`` would accept exists (checks the digests, the signature
+        with ``secret_keys`` and a ``Cacheable``'s directory; does not deserialize)."""
+        try:
+            got = self.backend.read(name, key)
+            if got is None or (not secret_keys and self.backend.untrusted() is not None):
+                return False
+            header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
+            if header.serializer == CACHEABLE:
+                check_directory(payload, self.backend.directory(name, key))
+        except (OSError, DamagedEntryError, StoreError):
+            return False
+        return max_age is None or entry_age(header) <= max_age
+
+    def metadata(self, name: str, key: str) -> dict[str, Any] | None:
+        """The metadata recorded in an entry, or None if it cannot be read."""
+        try:
+            head = self.backend.peek(name, key, MAX_METADATA + 1)
+        except Exception:
+            return None
+        return parse_metadata(bytes(head))
+
+    def check(self, name: str, key: str) -> str | None:
+        """What is wrong with an entry (as ``memo verify`` says it), or None if it is sound.
+        Raises ``FileNotFoundError`` if it is gone, other errors if it cannot be read; does
+        not count as a use."""
+        data = self.backend.peek(name, key)
+        try:
+            header, payload = unpack(data, fromhex(key))
+        except DamagedEntryError as exc:
+            return str(exc)
+        if parse_metadata(bytes(data[: MAX_METADATA + 1])) is None:
+            return "its metadata line is not a JSON object"
+        if header.serializer != CACHEABLE:
+            return None
+        try:
+            check_directory(payload, self.backend.directory(name, key))
+        except DamagedEntryError as exc:
+            return str(exc)
+        return None
+
+    # --- writing -------------------------------------------------------------------------
+
+    def save(
+        self,
+        name: str,
+        key: str,
+        value: Any,
+        metadata: str,
+        serializer: Serializer,
+        fixed_metadata: str = "",
+        secret: bytes | None = None,
+    ) -> str:
+        """Serialize and publish an entry atomically; returns its fingerprint (hex).
+
+        ``metadata`` is JSON object members (``"a":1,"b":2``, no braces) for the entry's
+        metadata line; ``fixed_metadata`` is more, which the caller encodes once and reuses,
+        written first. With ``secret`` the entry is signed. After a load found the key
+        missing the write is create-only: ``EntryExistsError`` if another caller stored it
+        meanwhile (its entry stands). Raises ``StoreError`` (nothing partial left behind) if
+        serializing or writing fails.
+        """
+        backend = self.backend
+        # (Its name read once: a class attribute read through an instance is looked up anew.)
+        kind = serializer.name
+        try:
+            exposed = backend.untrusted()
+            if exposed is not None and secret is None:
+                raise StoreError(exposed)
+            if kind == CACHEABLE:
+                if not self.capabilities.directories:
+                    raise StoreError(
+                        "Cacheable results need a local cache_path (a remote store holds "
+                        "single objects)"
+                    )
+                fill = _directory_writer(value)
+                payload: Sequence[Any] = [backend.write_directory(name, key, fill)]
+            else:
+                payload = serializer.dumps(value)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"could not write to {self.root}: {exc}") from exc
+        except Exception as exc:
+            raise StoreError(
+                f"the result ({type(value).__qualname__}) could not be serialized with "
+                f"{kind!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        first: Any = payload[0] if len(payload) == 1 else None
+        if type(first) is bytes:
+            size = len(first)
+        else:
+            size = sum(memoryview(chunk).nbytes for chunk in payload)
+        budget = self._budget
+        if budget is not None and not budget.fits(size):
+            self._refuse(
+                name,
+                key,
+                kind,
+                f"the result ({size} bytes) is larger than the store's whole size budget "
+                f"({budget.limit} bytes), so it is not stored",
+            )
+        try:
+            write, data = self._entry(
+                metadata, fixed_metadata, kind, key, payload, first, size, secret
+            )
+        except ValueError as exc:  # too long for the entry format
+            self._refuse(name, key, kind, str(exc))
+        absent = self._absent
+        replace = key not in absent
+        if not replace:
+            absent.discard(key)
+        try:
+            written, fingerprint = backend.publish(name, key, write, data, replace=replace)
+        except FileExistsError:
+            raise EntryExistsError(key) from None
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"could not write to {self.root}: {exc}") from exc
+        if budget is not None:
+            try:
+                budget.record(written)
+            except OSError as exc:
+                # The entry is stored; only eviction failed, and the next write retries it.
+                warn_once(
+                    ("evict", str(self.root)),
+                    f"memo: could not evict old entries from {self.root}: {exc}; the store "
+                    "may exceed its size budget until a later write succeeds",
+                )
+        return fingerprint.hex()
+
+    def _entry(
+        self,
+        metadata: str,
+        fixed: str,
+        kind: str,
+        key: str,
+        payload: Sequence[Any],
+        first: Any,
+        size: int,
+        secret: bytes | None,
+    ) -> tuple[Writer | None, Any]:
+        """What ``Backend.publish`` is given: a writer and its data, or (no writer) the
+        entry's bytes and fingerprint. ``ValueError`` if the metadata cannot be written."""
+        keyed = fromhex(key)
+        if not self.capabilities.files:
+            line = metadata_line(metadata, kind, size, fixed)
+            chunks, fingerprint = pack(line, keyed, kind, payload, secret)
+            return None, (chunks[0] if len(chunks) == 1 else b"".join(chunks), fingerprint)
+        if type(first) is bytes and size < _files.SMALL and secret is None and fixed and metadata:
+            # The usual entry (every miss of a function with a small result), made in one
+            # step (memo's calls give both kinds of metadata).
+            return None, small_entry(metadata, fixed, kind, keyed, first)
+        line = metadata_line(metadata, kind, size, fixed)
+        if secret is None and size >= _files.SMALL:
+            # A large payload is written first, each piece hashed as it is written, and the
+            # head (which holds the payload's digest) last: one pass over the data instead of
+            # two. The file has no name, or a temporary one, until complete.
+            return write_large, (line, keyed, kind, payload)
+        chunks, fingerprint = pack(line, keyed, kind, payload, secret)
+        if len(chunks) == 1:
+            return None, (chunks[0], fingerprint)
+        return write_chunks, (chunks, fingerprint)
+
+    def _refuse(self, name: str, key: str, kind: str, why: str) -> NoReturn:
+        """Store nothing for ``key`` (and remove a Cacheable result's directory, already
+        written): raises ``StoreError`` saying ``why``."""
+        if kind == CACHEABLE:
+            self.backend.delete(name, key)
+        raise StoreError(why)
+
+    def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
+        """Hold ``key``'s lease (it gives False when ``timeout`` ran out)."""
+        return hold(self.locks, key, timeout)
+
+    # --- managing ------------------------------------------------------------------------
+
+    def delete(self, name: str, key: str) -> bool:
+        """Remove one entry (and its directory, if any); True if it existed."""
+        return self.backend.delete(name, key)
+
+    def listing(self, name: str | None = None) -> list[Listed]:
+        """The entries, optionally only those stored under ``name``."""
+        return self.backend.listing(name)
+
+
+def _directory_writer(value: Any) -> Any:
+    def fill(directory: Path) -> bytes:
+        return write_directory(value, directory)
+
+    return fill
+
+
+def _maps(own: Mapping[str, Serializer]) -> bool:
+    return any(getattr(serializer, "mmap_mode", None) for serializer in own.values())

@@ -1,0 +1,365 @@
+"""The fsspec backend: entries at a URL (``s3://bucket/prefix``, ``gs://...``, ``memory://x``).
+
+Entries are the same ``<name>-<key>.memo`` objects as in a local directory, so a store can be
+copied between a bucket and a directory. fsspec and the URL's package (s3fs for S3) are
+imported only when such a URL is used; ``pip install "memo[remote]"`` installs both.
+
+- **No partial values.** An entry is published as one object write of its final bytes (one
+  PUT on S3; a multipart upload above 100 MB, which S3 shows only once complete). Filesystems
+  that write in place (sftp, ftp) can show a racing reader a partial file: it fails the checks
+  above and is a miss, never a wrong value.
+- **Create-only after a miss** where the backend has such writes (S3 ``If-None-Match``): an
+  entry another machine stored meanwhile stands. Refreshes and replacements of damaged entries
+  overwrite; either way what is stored is one writer's complete entry.
+- **Compute once across machines** through key leases (``_leases``) beside the entries, on
+  every backend with create-only writes; without them, machines may compute a key twice.
+- **The network never fails a call.** A read that fails is a miss, warned about once per store
+  and kind of error; a failed write is reported by the decorator as one warning.
+
+``max_size`` is not enforced (objects have no last-use time; use the bucket's lifecycle rules
+or ``memo prune --older-than``), and ``Cacheable`` results need a local ``cache_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import importlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from .._exceptions import warn_once
+from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer
+from ._leases import ObjectLeases
+from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
+from ._urls import timeout_from_env as _timeout_from_env
+
+__all__ = ["FsspecBackend", "RemoteStoreError"]
+
+# Protocols whose first path component is a bucket: a missing one is reported, never created.
+_BUCKETS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"})
+# Errors of a create-only write meaning "this backend cannot do create-only writes".
+_NO_CREATE_ERRNOS = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+_CAPABILITIES = Capabilities(
+    files=False, mmap=False, last_use=False, directories=False, exactly_once=True
+)
+_HEX = frozenset("0123456789abcdef")
+
+logger = logging.getLogger("memo")
+
+
+class RemoteStoreError(StoreError, OSError):
+    """A remote store operation failed (unreachable, denied, missing bucket); one line."""
+
+
+class _ObjectReader:
+    """An object opened for range reads (each a ranged GET)."""
+
+    def __init__(self, backend: FsspecBackend, path: str, size: int) -> None:
+        self._backend = backend
+        self._path = path
+        self.size = size
+
+    def read(self, start: int, end: int) -> bytes:
+        if start >= end:
+            return b""
+        return self._backend._read(self._path, start, min(end, self.size))
+
+    def close(self) -> None:
+        pass
+
+
+class FsspecBackend:
+    """Entries under one fsspec URL."""
+
+    def __init__(self, url: str) -> None:
+        self.root: Path | str = normalize(url)
+        self._url = str(self.root)
+        self.scheme = self._url.partition("://")[0]
+        self._options = storage_options(self.scheme)
+        self._timeout = _timeout_from_env()
+        self._fs: Any = None
+        self._pid = 0
+        self._path = ""
+        self._create_only = True
+        self._filesystem()  # a missing package or bad option shows now, not at a later read
+        self.locks = ObjectLeases(self)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """No local files, no last-use times, no directories; exactly once while the backend
+        has create-only writes."""
+        if self.locks.enabled and self._create_only:
+            return _CAPABILITIES
+        return _CAPABILITIES._replace(exactly_once=False)
+
+    def __repr__(self) -> str:
+        return f"FsspecBackend({self._url!r})"
+
+    def _filesystem(self) -> Any:
+        if self._fs is not None and self._pid == os.getpid():
+            return self._fs
+        fsspec = import_fsspec()
+        try:
+            fs, path = fsspec.core.url_to_fs(self._url, **self._options)
+        except ImportError as exc:
+            raise MissingPackageError(f"{self._url}: {exc} ({HINT})") from None
+        if self.scheme in ("s3", "s3a") and isinstance(getattr(fs, "retries", None), int):
+            # botocore already retries (config_kwargs); s3fs's loop on top would multiply
+            # a stalled endpoint's timeouts by five.
+            fs.retries = 1
+        # A forked child gets a new filesystem object: the parent's event loop is not its own.
+        self._fs, self._pid, self._path = fs, os.getpid(), str(path).rstrip("/")
+        return fs
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run a filesystem method, within ``MEMO_REMOTE_TIMEOUT`` on asynchronous backends."""
+        fs = self._filesystem()
+        if self._timeout is not None and getattr(fs, "async_impl", False):
+            coroutine = getattr(fs, "_" + method, None)
+            if coroutine is not None:
+                sync = importlib.import_module("fsspec.asyn").sync
+                return sync(fs.loop, coroutine, *args, timeout=self._timeout, **kwargs)
+        return getattr(fs, method)(*args, **kwargs)
+
+    def _object(self, name: str, key: str, suffix: str = SUFFIX) -> str:
+        self._filesystem()
+        return f"{self._path}/{name}-{key}{suffix}"
+
+    def location(self, name: str, key: str) -> str:
+        """The URL of the entry."""
+        return f"{self._url}/{name}-{key}{SUFFIX}"
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _read(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        if start is None and getattr(self._fs, "_cat_file_concurrent", None) is not None:
+            # One GET: s3fs would otherwise read a large object in concurrent ranges, which
+            # could mix two versions of an entry being replaced.
+            return cast(bytes, self._call("cat_file", path, max_concurrency=1))
+        return cast(bytes, self._call("cat_file", path, start=start, end=end))
+
+    def read(self, name: str, key: str) -> tuple[Any, bytes | None] | None:
+        """The entry object's bytes (one GET), or None; ``OSError`` if unreachable."""
+        try:
+            return self._read(self._object(name, key)), None
+        except FileNotFoundError:
+            return None
+        except OSError:
+            raise
+        except Exception as exc:  # the backend's own errors (botocore, aiohttp, ...)
+            raise _unreachable("read from", self._url, exc) from exc
+
+    def peek(self, name: str, key: str, limit: int | None = None) -> Any:
+        """The entry's bytes (its first ``limit``): objects have no last-use time to spare."""
+        path = self._object(name, key)
+        return self._read(path) if limit is None else self._read(path, 0, limit)
+
+    def open(self, name: str, key: str) -> _ObjectReader | None:
+        """The object, sized, for ranged reads; None if it is missing or unreachable."""
+        path = self._object(name, key)
+        try:
+            size = int(self._call("info", path)["size"])
+        except Exception:
+            return None
+        return _ObjectReader(self, path, size)
+
+    def exists(self, name: str, key: str) -> bool:
+        """Whether the entry object is there (False if unreachable)."""
+        try:
+            return bool(self._call("exists", self._object(name, key)))
+        except Exception:
+            return False
+
+    def warn_unreadable(self, name: str, key: str, exc: OSError) -> None:
+        """One warning per store and kind of error; values are recomputed meanwhile."""
+        cause = exc.__cause__ if isinstance(exc, RemoteStoreError) and exc.__cause__ else exc
+        detail = " ".join(str(cause).split())[:300] or "no detail"
+        warn_once(
+            ("remote", "read from", self._url, type(cause).__name__),
+            f"memo: could not read from the remote store {self._url} ({type(cause).__name__}: "
+            f"{detail}); values are recomputed meanwhile",
+            stacklevel=4,
+        )
+
+    def untrusted(self) -> str | None:
+        """None: who may write to a bucket is the bucket's policy (sign entries to check)."""
+        return None
+
+    # --- writing -------------------------------------------------------------------------
+
+    def publish(
+        self, name: str, key: str, write: Writer | None, data: Any, *, replace: bool
+    ) -> tuple[int, bytes]:
+        """One object write of the whole entry, create-only unless ``replace``."""
+        entry, fingerprint = data
+        path = self._object(name, key)
+        try:
+            try:
+                self._put(path, entry, not replace)
+            except FileNotFoundError:
+                if self.scheme in _BUCKETS:
+                    raise
+                # A filesystem with real directories: make the store's, then write again.
+                self._call("makedirs", self._path, exist_ok=True)
+                self._put(path, entry, not replace)
+        except FileExistsError:
+            raise
+        except FileNotFoundError as exc:
+            raise RemoteStoreError(
+                f"could not write to {self._url}: the bucket does not exist ({exc})"
+            ) from exc
+        except Exception as exc:
+            raise _unreachable("write to", self._url, exc) from exc
+        return len(entry), fingerprint
+
+    def _put(self, path: str, data: Any, create: bool) -> None:
+        if create and self._create_only:
+            try:
+                self._call("pipe_file", path, data, mode="create")
+                return
+            except FileExistsError:
+                raise
+            except (NotImplementedError, TypeError, ValueError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in _NO_CREATE_ERRNOS:
+                    raise
+                # This backend cannot write create-only: overwrite from now on.
+                logger.debug("%s: no create-only writes (%s); overwriting", self._url, exc)
+                self._create_only = False
+        self._call("pipe_file", path, data)
+
+    # --- objects for the key leases (``_leases.Objects``) --------------------------------
+
+    def lease_path(self, name: str, key: str) -> str:
+        """The lease object beside the entry."""
+        return self._object(name, key, ".lease")
+
+    def create_object(self, path: str, data: bytes) -> None:
+        """Create-only write; ``NotImplementedError`` if the backend has none."""
+        if not self._create_only:
+            raise NotImplementedError("no create-only writes")
+        try:
+            self._put(path, data, True)
+        except FileNotFoundError:
+            if self.scheme in _BUCKETS:
+                raise
+            self._call("makedirs", self._path, exist_ok=True)
+            self._put(path, data, True)
+        if not self._create_only:  # _put found out (and overwrote): the lease means nothing
+            raise NotImplementedError("no create-only writes")
+
+    def put_object(self, path: str, data: bytes) -> None:
+        """Overwrite a small object."""
+        self._call("pipe_file", path, data)
+
+    def get_object(self, path: str) -> bytes | None:
+        """A small object's bytes, or None."""
+        try:
+            return self._read(path)
+        except FileNotFoundError:
+            return None
+
+    def remove_object(self, path: str) -> None:
+        """Remove an object if it is there."""
+        with contextlib.suppress(FileNotFoundError):
+            self._call("rm_file", path)
+
+    # --- managing ------------------------------------------------------------------------
+
+    def delete(self, name: str, key: str) -> bool:
+        """Remove one entry; True if it existed. Raises ``RemoteStoreError`` if unreachable."""
+        path = self._object(name, key)
+        try:
+            self._call("info", path)
+            self._call("rm_file", path)
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise RemoteStoreError(
+                f"could not delete {self.location(name, key)}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return True
+
+    def listing(self, name: str | None = None) -> list[Listed]:
+        """The entry objects; "last used" is when each was written. Raises
+        ``RemoteStoreError`` if the store cannot be listed; a missing bucket or prefix is
+        an empty store."""
+        fs = self._filesystem()
+        try:
+            fs.invalidate_cache(self._path)
+            items = self._call("ls", self._path, detail=True)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise RemoteStoreError(
+                f"could not list {self._url}: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            # Never answer a later existence check from this listing: others write meanwhile.
+            fs.invalidate_cache(self._path)
+        found = []
+        for item in items:
+            if item.get("type") != "file":
+                continue
+            stem = str(item["name"]).rpartition("/")[2]
+            if not stem.endswith(SUFFIX):
+                continue
+            entry_name, dash, key = stem[: -len(SUFFIX)].rpartition("-")
+            if not dash or len(key) != 32 or not _HEX.issuperset(key):
+                continue
+            if name is None or entry_name == name:
+                created = _created(item)
+                size = int(item.get("size") or 0)
+                url = self.location(entry_name, key)
+                found.append(Listed(created, size, created, entry_name, key, url, None))
+        return found
+
+    def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
+        """Nothing: a writer that died leaves no object (a lease expires by itself)."""
+        return []
+
+    # --- capabilities this backend lacks -------------------------------------------------
+
+    def note_use(self, name: str, key: str) -> None:
+        """Objects have no last-use time."""
+
+    def local_file(self, name: str, key: str) -> str:
+        """Objects are not local files."""
+        raise StoreError(f"{self._url} holds objects, not local files to memory-map")
+
+    def directory(self, name: str, key: str) -> Path:
+        """``Cacheable`` entries have directories only in local stores."""
+        raise _no_directories()
+
+    def write_directory(self, name: str, key: str, fill: Callable[[Path], bytes]) -> bytes:
+        """``Cacheable`` entries have directories only in local stores."""
+        raise _no_directories()
+
+
+def _no_directories() -> StoreError:
+    return StoreError(
+        "Cacheable results need a local cache_path (a remote store holds single objects)"
+    )
+
+
+def _unreachable(what: str, url: str, exc: BaseException) -> RemoteStoreError:
+    detail = " ".join(str(exc).split())[:300]
+    return RemoteStoreError(f"could not {what} {url}: {type(exc).__name__}: {detail}")
+
+
+def _created(item: Mapping[str, Any]) -> float:
+    """When an object was written, from whatever its backend's listing calls it."""
+    for field in ("LastModified", "mtime", "created", "last_modified", "updated", "timeCreated"):
+        value = item.get(field)
+        if isinstance(value, datetime.datetime):
+            return value.timestamp()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return 0.0

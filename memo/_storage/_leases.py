@@ -1,0 +1,336 @@
+"""Key leases on an object store: N machines missing one key compute it once.
+
+Object stores have no locks, but most have a create-only write (S3 ``If-None-Match: *``, GCS
+``ifGenerationMatch=0``, fsspec's ``mode="create"``). A caller missing a key writes a small
+lease object beside the entry, create-only: the one whose write succeeds computes, and a
+heartbeat thread rewrites the lease while the body runs. Everyone else polls, with bounded and
+jittered backoff, until the entry appears (then loads it), the lease is released (then takes
+it), or the lease has not changed for its length by the waiter's own clock, so clocks of
+different machines never matter: its holder died or was cut off. Taking over an expired lease
+is a create-only write of a marker named after that very lease, so exactly one waiter wins.
+
+The lease never decides correctness: entries are still published create-only after a miss,
+so a holder that lost its lease (frozen, then resumed) cannot overwrite the winner's entry.
+A lease that cannot be written or read (a network error, a backend without create-only
+writes) degrades to what happens without leases, other machines may compute the key too,
+with one warning.
+
+Settings (durations such as ``"30s"``): ``MEMO_LEASE`` (length, default 60 s),
+``MEMO_LEASE_HEARTBEAT`` (default a quarter of it), ``MEMO_LEASE_POLL`` (the longest pause
+between two looks of a waiter, default 1 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from typing import Any, NamedTuple, Protocol
+
+from .._config import parse_duration
+from .._exceptions import ConfigError, warn_once
+from ._locks import Claims
+
+__all__ = ["LeaseSettings", "ObjectLeases", "Objects", "lease_settings_from_env"]
+
+logger = logging.getLogger("memo")
+_FIRST_PAUSE = 0.02
+_CLAIM_POLL_MAX = 0.05  # async waits for this process's own tasks
+
+
+class LeaseSettings(NamedTuple):
+    """How long a lease lasts unrenewed, how often its holder renews it, and the longest
+    pause between a waiter's looks (seconds)."""
+
+    seconds: float = 60.0
+    heartbeat: float = 15.0
+    poll: float = 1.0
+
+
+def lease_settings_from_env() -> LeaseSettings:
+    """``MEMO_LEASE``, ``MEMO_LEASE_HEARTBEAT`` and ``MEMO_LEASE_POLL``, with the defaults."""
+
+    def read(name: str) -> float | None:
+        raw = os.environ.get(name, "").strip()
+        return parse_duration(raw, what=name) if raw else None
+
+    default = LeaseSettings()
+    seconds = read("MEMO_LEASE") or default.seconds
+    heartbeat = read("MEMO_LEASE_HEARTBEAT") or seconds / 4
+    poll = read("MEMO_LEASE_POLL") or min(default.poll, seconds / 4)
+    if heartbeat >= seconds:
+        raise ConfigError(
+            f"MEMO_LEASE_HEARTBEAT ({heartbeat:g}s) must be shorter than MEMO_LEASE "
+            f"({seconds:g}s), or every lease would expire between two renewals"
+        )
+    return LeaseSettings(seconds, heartbeat, poll)
+
+
+class Objects(Protocol):
+    """What leases need of a backend: small objects by path, and whether an entry is there."""
+
+    root: Any
+    """The store's URL, for messages."""
+
+    def create_object(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path`` only if nothing is there: ``FileExistsError`` else;
+        ``NotImplementedError`` if the backend cannot write create-only."""
+        ...
+
+    def put_object(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path``, replacing what is there."""
+        ...
+
+    def get_object(self, path: str) -> bytes | None:
+        """The bytes at ``path``, or None if there are none."""
+        ...
+
+    def remove_object(self, path: str) -> None:
+        """Remove ``path`` if it is there."""
+        ...
+
+    def lease_path(self, name: str, key: str) -> str:
+        """Where the lease of an entry lives (beside it)."""
+        ...
+
+    def exists(self, name: str, key: str) -> bool:
+        """Whether the entry is there."""
+        ...
+
+
+class _Held:
+    """A lease this process holds, with the heartbeat thread that renews it."""
+
+    def __init__(self, objects: Objects, path: str, token: str, settings: LeaseSettings) -> None:
+        self.objects = objects
+        self.path = path
+        self.token = token
+        self.settings = settings
+        self.marker: str | None = None  # the takeover marker this holder wrote, if any
+        self.lost = False
+        self._stop = threading.Event()
+        self._beat = 0
+        self._thread = threading.Thread(target=self._renew, name="memo-lease", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat):
+            try:
+                current = self.objects.get_object(self.path)
+                if current is None or _holder(current) != self.token:
+                    # Taken over (this holder was frozen or cut off past its lease): stop
+                    # renewing; the create-only publish keeps the winner's entry.
+                    self.lost = True
+                    logger.debug("lost the lease %s", self.path)
+                    return
+                self._beat += 1
+                self.objects.put_object(self.path, _body(self.token, self._beat, self.settings))
+            except Exception as exc:
+                _warn_lease(self.objects, self.path, "renew", exc)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.settings.heartbeat)
+        try:
+            current = self.objects.get_object(self.path)
+            if current is not None and _holder(current) == self.token:
+                self.objects.remove_object(self.path)
+            if self.marker is not None:
+                self.objects.remove_object(self.marker)
+        except Exception as exc:
+            # An unreleased lease expires on its own; waiters then take it and find the entry.
+            _warn_lease(self.objects, self.path, "release", exc)
+
+
+class ObjectLeases:
+    """Key leases shared by every process and machine using one object store (``KeyLocks``).
+
+    Threads (and tasks) of one process first wait for each other per key in memory, so one
+    lease object stands for the whole process.
+    """
+
+    def __init__(self, objects: Objects, settings: LeaseSettings | None = None) -> None:
+        self._objects = objects
+        self.settings = settings if settings is not None else lease_settings_from_env()
+        self.enabled = True  # False once the backend turned out to have no create-only writes
+        self._pid = os.getpid()
+        self._claims = Claims()
+        self._async: dict[tuple[str, Any], _Held | None] = {}
+
+    def _current(self) -> Claims:
+        if self._pid != os.getpid():
+            # A claim held by a parent's thread would never be dropped in a forked child.
+            self._pid, self._claims, self._async = os.getpid(), Claims(), {}
+        return self._claims
+
+    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]:
+        """``(claim, held)`` as ``Backend.locks`` gives them: ``held`` once this process's
+        threads and then the store's lease let this caller compute (or the entry appeared)."""
+        claims = self._current()
+        started = time.monotonic()
+        mine = claims.claim(key, threading.get_ident(), timeout)
+        if mine is None:
+            return None, False
+        try:
+            held, lease = self.take(name, key, timeout - (time.monotonic() - started))
+        except BaseException:
+            claims.drop(key, mine)
+            raise
+        return (mine, lease), held
+
+    def release(self, key: str, claim: Any, held: bool) -> None:
+        """Give back what ``acquire`` returned: the lease first, then this process's claim."""
+        mine, lease = claim
+        try:
+            if lease is not None:
+                lease.release()
+        finally:
+            self._current().drop(key, mine)
+
+    async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
+        """Wait for ``key`` without blocking the event loop; True when held. False at once
+        when this task holds the key already."""
+        claims = self._current()
+        owner = asyncio.current_task()
+        deadline = time.monotonic() + timeout
+        pause = _FIRST_PAUSE
+        while claims.claim(key, owner, 0.0) is None:
+            if claims.holder(key) is owner or time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _CLAIM_POLL_MAX)
+        try:
+            held, lease = await asyncio.to_thread(self.take, name, key, deadline - time.monotonic())
+        except BaseException:
+            claims.drop_owned(key, owner)
+            raise
+        self._async[(key, owner)] = lease
+        return held
+
+    def release_async(self, key: str) -> None:
+        """Give back a lease taken with ``acquire_async``."""
+        owner = asyncio.current_task()
+        lease = self._async.pop((key, owner), None)
+        try:
+            if lease is not None:
+                lease.release()
+        finally:
+            self._current().drop_owned(key, owner)
+
+    def take(self, name: str, key: str, timeout: float) -> tuple[bool, _Held | None]:
+        """Take the lease of ``name``'s ``key``, waiting up to ``timeout`` seconds while
+        another holds it: ``(held, lease)``. ``held`` without a lease when the entry appeared
+        meanwhile (the caller loads it) or leases cannot be used (it computes, as without);
+        not ``held`` when the time ran out."""
+        if not self.enabled:
+            return True, None
+        objects, settings = self._objects, self.settings
+        path = objects.lease_path(name, key)
+        token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+        deadline = time.monotonic() + timeout
+        pause = _FIRST_PAUSE
+        seen: bytes | None = None
+        seen_since = 0.0
+        try:
+            while True:
+                try:
+                    objects.create_object(path, _body(token, 0, settings))
+                except FileExistsError:
+                    pass
+                else:
+                    return True, self._start(path, token)
+                if objects.exists(name, key):
+                    return True, None  # published meanwhile: the caller loads it
+                current = objects.get_object(path)
+                now = time.monotonic()
+                if current is None:
+                    pass  # released just now: try to take it again after a short pause
+                elif current != seen:
+                    seen, seen_since = current, now  # renewed (or new): it is alive
+                elif now - seen_since > _length(current, settings):
+                    # Unchanged for its whole length: its holder is gone. The marker names
+                    # this lease exactly (holder and beat), so one waiter wins the takeover.
+                    marker = f"{path}.{_fingerprint(current)}.taken"
+                    try:
+                        objects.create_object(marker, token.encode())
+                    except FileExistsError:
+                        seen, seen_since = None, 0.0  # another waiter took it over
+                    else:
+                        objects.put_object(path, _body(token, 0, settings))
+                        logger.debug("took over the expired lease %s", path)
+                        held = self._start(path, token)
+                        held.marker = marker
+                        return True, held
+                if now >= deadline:
+                    return False, None
+                time.sleep(min(pause * random.uniform(0.75, 1.25), max(0.0, deadline - now)))
+                if current is not None:
+                    pause = min(pause * 1.5, settings.poll)
+        except NotImplementedError:
+            self.enabled = False
+            warn_once(
+                ("lease-unsupported", str(objects.root)),
+                f"memo: {objects.root} has no create-only writes, so machines "
+                "sharing it may compute a missing result more than once (never a wrong one)",
+                stacklevel=6,
+            )
+            return True, None
+        except Exception as exc:
+            _warn_lease(objects, path, "take", exc)
+            return True, None
+
+    def _start(self, path: str, token: str) -> _Held:
+        held = _Held(self._objects, path, token, self.settings)
+        held.start()
+        return held
+
+
+def _body(token: str, beat: int, settings: LeaseSettings) -> bytes:
+    return json.dumps({"holder": token, "beat": beat, "seconds": settings.seconds}).encode()
+
+
+def _parsed(data: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _holder(data: bytes) -> Any:
+    return _parsed(data).get("holder")
+
+
+def _length(data: bytes, settings: LeaseSettings) -> float:
+    """The length its holder gave a lease (so waiters with other settings agree)."""
+    seconds = _parsed(data).get("seconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+        return float(seconds)
+    return settings.seconds
+
+
+def _fingerprint(data: bytes) -> str:
+    import xxhash
+
+    return str(xxhash.xxh3_64_hexdigest(data))
+
+
+def _warn_lease(objects: Objects, path: str, what: str, exc: BaseException) -> None:
+    """One warning per store, step and kind of error."""
+    detail = " ".join(str(exc).split())[:200] or "no detail"
+    name = path.rpartition("/")[2]
+    warn_once(
+        ("lease", what, str(objects.root), type(exc).__name__),
+        f"memo: could not {what} the lease {name} in {objects.root} ({type(exc).__name__}: "
+        f"{detail}); other machines may compute this result meanwhile (never a wrong one)",
+        stacklevel=5,
+    )
