@@ -1,64 +1,29 @@
-"""``Memoized``: the wrapper ``memo.cache`` returns, and what happens on a call.
-
-Data flows one way: a call is bound and encoded into a key (``_keys``), then looked up in, or
-computed and written to, a store (``_storage``). Everything that can be decided once (options,
-argument binding strategy, the store) is decided at decoration time or at the first call, so a
-cache hit does only: bind, encode, hash, open, verify, load.
-"""
+"""``Memoized``: the wrapper ``memo.cache`` returns, and its methods to inspect and manage its
+cache (keys, lookups without computing, refresh, lazy handles, batches, explanations)."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
-import logging
-import os
-import platform
 import time
 from collections.abc import Callable, Iterable
-from time import perf_counter_ns, time_ns
-from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
+from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._bound import BoundMemoized
-from ._config import (
-    cache_skip_from_env,
-    default_cache_dir,
-    disabled_from_env,
-    max_size_from_env,
-    secret_keys_from_env,
-)
-from ._exceptions import ConfigError, warn_once
+from ._calls import Calls
 from ._explain import explain_text
-from ._keys._key import EXTRA, NO_EXTRA, KeyMaker, named_function
-from ._lazy import Lazy, collecting, stop_collecting
+from ._lazy import Lazy
 from ._map import run_map
 from ._options import Options
-from ._storage._backend import MISS, StoreError, sanitize
-from ._storage._cacheable import CACHEABLE_SERIALIZER, is_cacheable, resolve_qualified
-from ._storage._entries import EntryExistsError, EntryStore
-from ._storage._open import open_store
-from ._storage._serializers import PickleSerializer, Serializer
-from ._storage._urls import is_remote
-from ._version import __version__
+from ._storage._backend import MISS
+from ._storage._cacheable import resolve_qualified
+from ._storage._entries import EntryStore
+from ._storage._serializers import PickleSerializer
 
 __all__ = ["CacheInfo", "Memoized"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-logger = logging.getLogger("memo")
-# Metadata attached with memo.add_metadata: anything JSON cannot encode is shown as its str().
-_USER_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _PICKLE = PickleSerializer()
-_process_id = os.getpid()
-
-
-def _forked() -> None:
-    global _process_id
-    _process_id = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
 
 
 class CacheInfo(NamedTuple):
@@ -70,28 +35,7 @@ class CacheInfo(NamedTuple):
     errors: int
 
 
-class _State:
-    """What the first call settles: the store, signing keys and the environment switches."""
-
-    __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
-
-    def __init__(self, options: Options) -> None:
-        root: str | os.PathLike[str] | None = options.cache_path
-        if root is None:
-            configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
-            root = configured if is_remote(configured) else default_cache_dir()
-        self.store = open_store(root)
-        max_size = options.max_size if options.max_size is not None else max_size_from_env()
-        if max_size is not None:
-            self.store.limit_size(max_size)
-        self.disabled = disabled_from_env()
-        self.skip = options.cache_skip or cache_skip_from_env()
-        keys = options.secret_keys or secret_keys_from_env()
-        self.secret_keys: tuple[bytes, ...] = tuple(keys)
-        self.secret: bytes | None = keys[0] if keys else None
-
-
-class Memoized(Generic[P, R]):
+class Memoized(Calls[P, R]):
     """A function whose results are stored and reused across calls, processes and runs.
 
     Call it like the function. It keeps the function's ``__name__``, ``__doc__``,
@@ -101,43 +45,6 @@ class Memoized(Generic[P, R]):
     __name__: str
     __qualname__: str
     __wrapped__: Callable[P, R]
-
-    def __init__(self, func: Callable[P, R], options: Options) -> None:
-        named = named_function(func)
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise ConfigError(
-                f"{named.__qualname__} is a generator function; memo cannot store a generator. "
-                "Return a list (or other concrete value) instead and decorate that function."
-            )
-        if not callable(func):
-            raise ConfigError(f"memo can only decorate functions, not {type(func).__name__}")
-        if not hasattr(named, "__qualname__"):
-            # Entries are named after the function, and a callable object's state is not
-            # part of its code fingerprint, so two instances would share results.
-            raise ConfigError(
-                f"memo can only decorate functions, not an instance of {type(named).__qualname__}; "
-                "decorate its class's __call__ method instead"
-            )
-        self.__memo_wrapped__ = func
-        functools.update_wrapper(self, named)
-        self.__wrapped__ = func  # a partial's signature, not its function's
-        self._func = func
-        self._options = options
-        self._maker = KeyMaker(
-            func, ignore=options.ignore, version=options.version, key=options.key
-        )
-        self._name = sanitize(named.__qualname__)
-        self._serializers = options.serializers
-        self._validate = options.validate
-        self._max_age = options.max_age
-        self._lock_timeout = options.effective_lock_timeout()
-        self._state: _State | None = None
-        self._declares_extra = self._maker.declares_extra
-        self._by_type: dict[type, Serializer] = {}
-        self._by_name = {s.name: s for s in options.serializers.values()} or None
-        self._plain = self._max_age is None and self._validate is None
-        self._fixed: tuple[int, str] | None = None
-        self.hits = self.misses = self.stores = self.errors = 0
 
     def __repr__(self) -> str:
         return f"<memo.Memoized {self._maker.qualname}>"
@@ -164,204 +71,6 @@ class Memoized(Generic[P, R]):
     def store(self) -> EntryStore:
         """The store this function's entries live in."""
         return self._setup().store
-
-    def _setup(self) -> _State:
-        state = self._state
-        if state is None:
-            state = self._state = _State(self._options)
-        return state
-
-    # --- calling -------------------------------------------------------------------------
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        state = self._state or self._setup()
-        extra: Any = NO_EXTRA
-        if kwargs and EXTRA in kwargs and not self._declares_extra:
-            extra = kwargs.pop(EXTRA)
-        if state.disabled:
-            return self._func(*args, **kwargs)
-        key, labels, values = self._maker.bind(args, kwargs, extra)
-        if not state.skip:
-            if self._plain:
-                # The hit path with no expiry or validation: nothing but load (and check the
-                # signature). (Annotated, not cast(): typing.cast is a function call on every hit.)
-                hit: R = state.store.load(self._name, key, self._by_name, state.secret_keys)
-                if hit is not MISS:
-                    self.hits += 1
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug("hit %s %s", self._maker.qualname, key[:12])
-                    return hit
-            else:
-                value = self._lookup(state, key)
-                if value is not MISS:
-                    return cast(R, value)
-        computed: R = self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
-        return computed
-
-    def _lookup(self, state: _State, key: str) -> Any:
-        value = state.store.load(self._name, key, self._by_name, state.secret_keys, self._max_age)
-        if value is MISS:
-            return MISS
-        if self._validate is not None and not self._passes(value, key, cached=True):
-            return MISS
-        self.hits += 1
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("hit %s %s", self._maker.qualname, key[:12])
-        return value
-
-    def _compute(
-        self,
-        state: _State,
-        key: str,
-        args: Any,
-        kwargs: Any,
-        labels: Any,
-        values: Any,
-        extra: Any,
-        skip: bool,
-    ) -> Any:
-        """Compute a call under its key's lock and store the result (``labels`` and
-        ``values``: the bound arguments, from ``KeyMaker.bind``)."""
-        store = state.store
-        locks = store.locks  # (they make the directory if the store has not written yet)
-        try:
-            claim, held = locks.acquire(key, self._lock_timeout, self._name)
-        except (OSError, StoreError):
-            claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
-        try:
-            # Another process may have stored it while we waited for the lock (asked first: the
-            # usual answer, no entry, then costs no open and no exception).
-            if held and not skip and store.exists(self._name, key):
-                value = self._lookup(state, key)
-                if value is not MISS:
-                    return value
-            elif not held:
-                logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
-            debug = self._note_miss(key, skip)
-            collected: dict[str, Any] = {}
-            token = collecting(collected)
-            started = perf_counter_ns()
-            try:
-                value = self._func(*args, **kwargs)
-            finally:
-                elapsed_ns = perf_counter_ns() - started
-                stop_collecting(token)
-            return self._store(
-                state, key, value, labels, values, extra, elapsed_ns, collected, debug
-            )
-        finally:
-            if claim is not None:
-                locks.release(key, claim, held)
-
-    def _note_miss(self, key: str, skip: bool) -> bool:
-        """Count a computation and log it (as a skip when the cache was bypassed); returns
-        whether debug logging is on, for ``_store`` (asked once per miss)."""
-        self.misses += 1
-        debug = logger.isEnabledFor(logging.DEBUG)
-        if debug:
-            what = "skip (recomputing)" if skip else "miss"
-            logger.debug("%s %s %s", what, self._maker.qualname, key[:12])
-        return debug
-
-    def _store(
-        self,
-        state: _State,
-        key: str,
-        value: Any,
-        labels: Any,
-        values: Any,
-        extra: Any,
-        elapsed_ns: int,
-        user: dict[str, Any],
-        debug: bool,
-    ) -> Any:
-        """Store a fresh value; returns the value the call gives: ``value``, or the one stored
-        meanwhile by another caller, whose entry stands (so every caller gets what the entry
-        holds). ``debug``: whether debug logging is on (asked once per miss)."""
-        if self._validate is not None and not self._passes(value, key, cached=False):
-            return value
-        try:
-            members = (
-                f'"key":"{key}",{self._maker.describe(labels, values, extra)},'
-                # Seconds as JSON numbers with an exponent: formatting a float costs more.
-                f'"created":{time_ns()}e-9,"compute_seconds":{elapsed_ns}e-9'
-            )
-            if user:
-                members += f',"user":{_user_json(user)}'
-            serializer = self._by_type.get(type(value))
-            if serializer is None:
-                serializer = self._serializer_for(value)
-            fixed = self._fixed
-            if fixed is None or fixed[0] != _process_id:  # (not os.getpid(): a system call)
-                fixed = self._fixed = (_process_id, self._fixed_members())
-            state.store.save(self._name, key, value, members, serializer, fixed[1], state.secret)
-        except EntryExistsError:
-            stored = self._lookup(state, key)
-            if debug:
-                logger.debug("%s %s was stored meanwhile", self._maker.qualname, key[:12])
-            return value if stored is MISS else stored
-        except StoreError as exc:
-            self.errors += 1
-            warn_once(
-                ("store", self._maker.qualname, type(exc.__cause__).__name__),
-                f"memo: could not cache the result of {self._maker.qualname}: {exc}. "
-                "The result was returned but not stored; later calls recompute it.",
-                stacklevel=5,
-            )
-            return value
-        self.stores += 1
-        if debug:
-            logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
-        return value
-
-    def _serializer_for(self, value: Any) -> Serializer:
-        """The serializer for the value's type: the one given for its class or nearest base
-        (``object``'s, for a serializer given for every type), else Cacheable's or pickle;
-        kept by type in ``_by_type``, which every miss asks first."""
-        chosen: Serializer = _PICKLE
-        for base in type(value).__mro__:
-            given = self._serializers.get(base)
-            if given is not None:
-                chosen = given
-                break
-        else:
-            if is_cacheable(value):
-                chosen = CACHEABLE_SERIALIZER
-        self._by_type[type(value)] = chosen
-        return chosen
-
-    def _passes(self, value: Any, key: str, *, cached: bool) -> bool:
-        assert self._validate is not None
-        try:
-            ok = bool(self._validate(value))
-        except Exception as exc:
-            ok = False
-            reason = f"validate raised {type(exc).__name__}: {exc}"
-        else:
-            reason = "validate returned False"
-        if not ok:
-            where = "a cached value" if cached else "a freshly computed value"
-            what = "recomputed" if cached else "returned but not stored"
-            warn_once(
-                ("validate", self._maker.qualname, key, str(cached)),
-                f"memo: {where} of {self._maker.qualname} failed validation ({reason}); "
-                f"it is {what}",
-                stacklevel=5,
-            )
-        return ok
-
-    def _fixed_members(self) -> str:
-        """The metadata members shared by all of this process's entries, as JSON text (``_store``
-        keeps it with the pid it holds; the rest, the call's own, it builds as text)."""
-        members = {
-            "function": self._maker.qualname,
-            "name": self._name,
-            "memo": __version__,
-            "python": platform.python_version(),
-            "pid": _process_id,
-            "components": self._maker.components(),
-        }
-        return json.dumps(members, separators=(",", ":"))[1:-1]
 
     # --- inspecting and managing ---------------------------------------------------------
 
@@ -463,7 +172,7 @@ class Memoized(Generic[P, R]):
         )
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
-        return Memoized.__call__(self, *args, **kwargs)
+        return Calls.__call__(self, *args, **kwargs)
 
     def explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Say whether this call would hit and, on a miss, which key component differs from
@@ -500,18 +209,6 @@ class Memoized(Generic[P, R]):
             if meta is None or meta.get("function") == self._maker.qualname:
                 removed += store.delete(entry.name, entry.key)
         return removed
-
-
-def _user_json(items: dict[str, Any]) -> str:
-    """The values given to ``memo.add_metadata`` as JSON text (what JSON cannot encode is shown
-    by its ``str``); ``StoreError`` (a failure to cache) if they cannot be encoded at all."""
-    try:
-        return _USER_JSON.encode(items)
-    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a dict that holds itself
-        raise StoreError(
-            f"the values given to memo.add_metadata cannot be written as JSON ({exc}); "
-            "pass plain numbers, strings, lists and dicts"
-        ) from exc
 
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:

@@ -177,7 +177,7 @@ class Backend(Protocol):
         ...
 
     def publish(
-        self, name: str, key: str, write: Writer | None, data: Any, *, replace: bool
+        self, name: str, key: str, write: Writer | None, data: Any, replace: bool
     ) -> tuple[int, bytes]:
         """Put a new entry in place atomically (a reader sees all of it or none); gives what
         the writer gave. Without ``replace`` the write is create-only where the backend can

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._exceptions import warn_once
-from . import _files
-from ._backend import MISS, Backend, Capabilities, KeyLocks, Listed, StoreError, Writer
+from ._backend import MISS, Backend, Capabilities, KeyLocks, Listed, StoreError
 from ._budget import Budget
 from ._cacheable import CACHEABLE, check_directory, read_directory, write_directory
 from ._entry_file import (
@@ -27,19 +26,15 @@ from ._entry_file import (
     deserialize,
     entry_age,
     fromhex,
+    outgoing,
     warn_damaged,
     warn_unloadable,
-    write_chunks,
-    write_large,
 )
 from ._format import (
     MAX_METADATA,
     DamagedEntryError,
     Header,
-    metadata_line,
-    pack,
     parse_metadata,
-    small_entry,
     unpack,
 )
 from ._locks import hold
@@ -63,7 +58,11 @@ class EntryStore:
         self.capabilities: Capabilities = backend.capabilities
         # The key leases, taken on every miss.
         self.locks: KeyLocks = backend.locks
+        # Bound once: the hit and miss paths call these on every call.
         self._read = backend.read
+        self._untrusted = backend.untrusted
+        self._publish = backend.publish
+        self.exists = backend.exists
         self._budget: Budget | None = None
         self._used: dict[str, int] = {}  # key -> when this process last noted its use
         self._absent: set[str] = set()  # keys a load found missing (so publish create-only)
@@ -139,7 +138,7 @@ class EntryStore:
                 absent.clear()  # only an optimization: forgetting costs an overwrite
             absent.add(key)
             return MISS
-        if not secret_keys and self.backend.untrusted() is not None:
+        if not secret_keys and self._untrusted() is not None:
             return MISS  # anyone may have written it: not read (saving says why, once)
         try:
             header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
@@ -216,10 +215,6 @@ class EntryStore:
         finally:
             reader.close()
 
-    def exists(self, name: str, key: str) -> bool:
-        """Whether an entry is present (cheap: nothing is read or checked)."""
-        return self.backend.exists(name, key)
-
     def contains(
         self,
         name: str,
@@ -292,7 +287,7 @@ class EntryStore:
         # (Its name read once: a class attribute read through an instance is looked up anew.)
         kind = serializer.name
         try:
-            exposed = backend.untrusted()
+            exposed = self._untrusted()
             if exposed is not None and secret is None:
                 raise StoreError(exposed)
             if kind == CACHEABLE:
@@ -329,8 +324,16 @@ class EntryStore:
                 f"({budget.limit} bytes), so it is not stored",
             )
         try:
-            write, data = self._entry(
-                metadata, fixed_metadata, kind, key, payload, first, size, secret
+            write, data = outgoing(
+                self.capabilities.files,
+                metadata,
+                fixed_metadata,
+                kind,
+                key,
+                payload,
+                first,
+                size,
+                secret,
             )
         except ValueError as exc:  # too long for the entry format
             self._refuse(name, key, kind, str(exc))
@@ -339,7 +342,7 @@ class EntryStore:
         if not replace:
             absent.discard(key)
         try:
-            written, fingerprint = backend.publish(name, key, write, data, replace=replace)
+            written, fingerprint = self._publish(name, key, write, data, replace)
         except FileExistsError:
             raise EntryExistsError(key) from None
         except StoreError:
@@ -357,39 +360,6 @@ class EntryStore:
                     "may exceed its size budget until a later write succeeds",
                 )
         return fingerprint.hex()
-
-    def _entry(
-        self,
-        metadata: str,
-        fixed: str,
-        kind: str,
-        key: str,
-        payload: Sequence[Any],
-        first: Any,
-        size: int,
-        secret: bytes | None,
-    ) -> tuple[Writer | None, Any]:
-        """What ``Backend.publish`` is given: a writer and its data, or (no writer) the
-        entry's bytes and fingerprint. ``ValueError`` if the metadata cannot be written."""
-        keyed = fromhex(key)
-        if not self.capabilities.files:
-            line = metadata_line(metadata, kind, size, fixed)
-            chunks, fingerprint = pack(line, keyed, kind, payload, secret)
-            return None, (chunks[0] if len(chunks) == 1 else b"".join(chunks), fingerprint)
-        if type(first) is bytes and size < _files.SMALL and secret is None and fixed and metadata:
-            # The usual entry (every miss of a function with a small result), made in one
-            # step (memo's calls give both kinds of metadata).
-            return None, small_entry(metadata, fixed, kind, keyed, first)
-        line = metadata_line(metadata, kind, size, fixed)
-        if secret is None and size >= _files.SMALL:
-            # A large payload is written first, each piece hashed as it is written, and the
-            # head (which holds the payload's digest) last: one pass over the data instead of
-            # two. The file has no name, or a temporary one, until complete.
-            return write_large, (line, keyed, kind, payload)
-        chunks, fingerprint = pack(line, keyed, kind, payload, secret)
-        if len(chunks) == 1:
-            return None, (chunks[0], fingerprint)
-        return write_chunks, (chunks, fingerprint)
 
     def _refuse(self, name: str, key: str, kind: str, why: str) -> NoReturn:
         """Store nothing for ``key`` (and remove a Cacheable result's directory, already

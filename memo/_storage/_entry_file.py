@@ -1,8 +1,9 @@
-"""One entry file's I/O: reading it whole and checked (a large one piecewise, hashed as it
-is read), the writers that fill a new one, and the warnings for entries that fail.
+"""One entry's I/O: the bytes or writer a new one is published with, reading a local one
+whole and checked (a large one piecewise, hashed as it is read), its checked header, and the
+warnings for entries that fail.
 
-Nothing here names or places entries: the store (``_local``) opens, publishes and removes
-them; these functions are given its descriptors.
+Nothing here names or places entries: backends open, publish and remove them; these
+functions are given their descriptors or range reads.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from typing import Any, TypeVar
 
 from .._exceptions import warn_once
 from . import _files
+from ._backend import Writer
 from ._format import (
     DamagedEntryError,
     Header,
     check_trailer,
+    metadata_line,
+    pack,
     parse_header,
     payload_offset,
     seal,
+    small_entry,
 )
 from ._serializers import Serializer, get_serializer
 
@@ -29,6 +34,7 @@ __all__ = [
     "deserialize",
     "entry_age",
     "fromhex",
+    "outgoing",
     "read_entry",
     "read_rest",
     "warn_damaged",
@@ -101,6 +107,42 @@ def write_large(fd: int, entry: tuple[bytes, bytes, str, Sequence[Any]]) -> tupl
     head, trailer = seal(line, key, serializer, length, fingerprint)
     _files.pwrite_all(fd, head, 0)
     return _files.pwrite_all(fd, trailer, offset + length), fingerprint
+
+
+def outgoing(
+    files: bool,
+    metadata: str,
+    fixed: str,
+    kind: str,
+    key: str,
+    payload: Sequence[Any],
+    first: Any,
+    size: int,
+    secret: bytes | None,
+) -> tuple[Writer | None, Any]:
+    """A new entry as ``Backend.publish`` is given it: a writer and its data, or (no writer)
+    the entry's bytes and fingerprint. ``files``: the backend writes files in place (else it
+    is given whole bytes); ``first``: the payload's only chunk, if it has one. Raises
+    ``ValueError`` if the metadata cannot be written."""
+    keyed = fromhex(key)
+    if not files:
+        line = metadata_line(metadata, kind, size, fixed)
+        chunks, fingerprint = pack(line, keyed, kind, payload, secret)
+        return None, (chunks[0] if len(chunks) == 1 else b"".join(chunks), fingerprint)
+    if type(first) is bytes and size < _files.SMALL and secret is None and fixed and metadata:
+        # The usual entry (every miss of a function with a small result), made in one step
+        # (memo's calls give both kinds of metadata).
+        return None, small_entry(metadata, fixed, kind, keyed, first)
+    line = metadata_line(metadata, kind, size, fixed)
+    if secret is None and size >= _files.SMALL:
+        # A large payload is written first, each piece hashed as it is written, and the head
+        # (which holds the payload's digest) last: one pass over the data instead of two. The
+        # file has no name, or a temporary one, until complete.
+        return write_large, (line, keyed, kind, payload)
+    chunks, fingerprint = pack(line, keyed, kind, payload, secret)
+    if len(chunks) == 1:
+        return None, (chunks[0], fingerprint)
+    return write_chunks, (chunks, fingerprint)
 
 
 def read_rest(

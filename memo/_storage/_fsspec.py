@@ -193,7 +193,7 @@ class FsspecBackend:
     # --- writing -------------------------------------------------------------------------
 
     def publish(
-        self, name: str, key: str, write: Writer | None, data: Any, *, replace: bool
+        self, name: str, key: str, write: Writer | None, data: Any, replace: bool
     ) -> tuple[int, bytes]:
         """One object write of the whole entry, create-only unless ``replace``."""
         entry, fingerprint = data
