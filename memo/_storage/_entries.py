@@ -43,6 +43,7 @@ from ._serializers import Serializer
 __all__ = ["EntryExistsError", "EntryStore"]
 
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
+_UNKNOWN: Any = object()
 _REMEMBERED = 1 << 16  # keys whose last use (or absence) a store remembers, then it starts over
 
 
@@ -63,6 +64,9 @@ class EntryStore:
         self._untrusted = backend.untrusted
         self._publish = backend.publish
         self.exists = backend.exists
+        # Why others could plant entries (Backend.untrusted), once its answer is settled: the
+        # store's location exists (an entry was read or written there). Until then, asked.
+        self._exposed: Any = _UNKNOWN
         self._budget: Budget | None = None
         self._used: dict[str, int] = {}  # key -> when this process last noted its use
         self._absent: set[str] = set()  # keys a load found missing (so publish create-only)
@@ -138,7 +142,10 @@ class EntryStore:
                 absent.clear()  # only an optimization: forgetting costs an overwrite
             absent.add(key)
             return MISS
-        if not secret_keys and self._untrusted() is not None:
+        exposed = self._exposed
+        if exposed is _UNKNOWN:
+            exposed = self._exposed = self._untrusted()
+        if exposed is not None and not secret_keys:
             return MISS  # anyone may have written it: not read (saving says why, once)
         try:
             header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
@@ -287,7 +294,9 @@ class EntryStore:
         # (Its name read once: a class attribute read through an instance is looked up anew.)
         kind = serializer.name
         try:
-            exposed = self._untrusted()
+            exposed = self._exposed
+            if exposed is _UNKNOWN:
+                exposed = self._untrusted()
             if exposed is not None and secret is None:
                 raise StoreError(exposed)
             if kind == CACHEABLE:
@@ -349,6 +358,8 @@ class EntryStore:
             raise
         except OSError as exc:
             raise StoreError(f"could not write to {self.root}: {exc}") from exc
+        if self._exposed is _UNKNOWN:
+            self._exposed = self._untrusted()  # (the location exists now)
         if budget is not None:
             try:
                 budget.record(written)
