@@ -12,7 +12,8 @@ import contextvars
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from ._keys._canonical import Context, Handler, add_plugin, text
+from ._keys._bytes import Context, text
+from ._keys._canonical import Handler, add_plugin
 
 __all__ = ["Lazy", "add_metadata", "collecting", "stop_collecting"]
 

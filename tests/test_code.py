@@ -16,7 +16,7 @@ import pytest
 
 import memo
 from memo import hash_code
-from memo._keys._code import module_kind
+from memo._keys._modules import module_kind
 
 _counter = itertools.count()
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import memo
 from memo._explain import changed_arguments
-from memo._keys._canonical import value_digest
+from memo._keys._digest import value_digest
 from memo._keys._key import NO_EXTRA, KeyMaker, _label_name
 
 

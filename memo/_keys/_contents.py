@@ -9,7 +9,8 @@ from typing import Any
 
 import xxhash
 
-from ._canonical import Context, add_plugin, text
+from ._bytes import Context, text
+from ._canonical import add_plugin
 
 __all__ = ["File", "hash_contents"]
 

@@ -20,15 +20,9 @@ from .._exceptions import ConfigError, EncodingError
 from . import _frames as _frames  # registers the polars and xarray rules (after _pydata's)
 from . import _pydata as _pydata  # registers the PyData rules (numpy, pandas, pyarrow, scipy)
 from . import _types  # noqa: F401  (registers the standard-library rules)
-from ._canonical import (
-    UnencodableError,
-    ignored,
-    registry,
-    reset_rules,
-    resolve_lock,
-    stream_digest,
-    value_digest,
-)
+from ._bytes import UnencodableError
+from ._canonical import ignored, registry, reset_rules, resolve_lock
+from ._digest import stream_digest, value_digest
 
 __all__ = ["Encoder", "encoding_error", "hash_args"]
 

@@ -35,10 +35,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ._bytes import Context, UnencodableError, pack_q, qualified, text
 from ._canonical import (
-    Context,
     Handler,
-    UnencodableError,
     _dict,
     _first,
     _list,
@@ -48,9 +47,6 @@ from ._canonical import (
     encode_into,
     enter,
     leave,
-    pack_q,
-    qualified,
-    text,
 )
 from ._pydata import _arrow_content
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
-import reprlib
 import sys
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii as json_string
@@ -21,18 +19,13 @@ import xxhash
 from xxhash import xxh3_128_hexdigest
 
 from .._exceptions import ConfigError, EncodingError
-from ._canonical import (
-    UnencodableError,
-    atom_default,
-    atoms_encoder,
-    encode,
-    stream_digest,
-    text,
-    value_digest,
-    written_out,
-)
+from ._bytes import UnencodableError, text
+from ._canonical import encode
 from ._code import code_details, function_fingerprint
+from ._digest import stream_digest, value_digest
 from ._encoder import encoding_error
+from ._summary import SHOWN_HEAD, SHOWN_TAIL, exactly, summarize
+from ._written import atoms_describer, atoms_encoder
 
 __all__ = ["EXTRA", "KEY_FORMAT", "NO_EXTRA", "KeyMaker", "named_function"]
 
@@ -42,13 +35,6 @@ PYTHON = f"{sys.implementation.name}-{sys.version_info.major}.{sys.version_info.
 _MISSING: Any = object()
 NO_EXTRA: Any = _MISSING  # "no _extra_cache_key was passed"
 _P = inspect.Parameter
-_SHORT = 60  # a string up to this long is shown whole in the metadata
-_summary = reprlib.Repr()
-_summary.maxstring = _SHORT
-_summary.maxother = _SHORT
-_summary.maxlist = _summary.maxtuple = _summary.maxdict = _summary.maxset = 6
-_ATOMS = frozenset({int, float, bool, type(None)})
-_PLAIN = (int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset)
 
 
 class KeyMaker:
@@ -218,7 +204,7 @@ class KeyMaker:
                     kinds = [type(v) for v in values]
                     atoms = self._atoms = atoms_encoder(labels, kinds, self.defaults)
                     if atoms is not None:  # describe takes the values this encoder took
-                        self._atoms_shown = _atoms_describer(self._json_names, kinds, self.defaults)
+                        self._atoms_shown = atoms_describer(self._json_names, kinds, self.defaults)
                 if atoms is not None:
                     data = atoms(self._prefix or self.prefix, values)
                     if data is not None:
@@ -266,13 +252,13 @@ class KeyMaker:
         shown, digests = [], []
         for name, value in zip(names, values, strict=True):
             kind = type(value)
-            text = _exactly(value, kind)
+            text = exactly(value, kind)
             if text is None:
-                text = json_string(_summarize(value, kind))
+                text = json_string(summarize(value, kind))
                 digests.append(f'{name}"{value_digest(value)}"')
             shown.append(name + text)
         if not digests and extra is NO_EXTRA:  # the usual case: numbers and short strings
-            return _SHOWN_HEAD + ",".join(shown) + _SHOWN_TAIL
+            return SHOWN_HEAD + ",".join(shown) + SHOWN_TAIL
         extra_digest = "null" if extra is NO_EXTRA else f'"{value_digest(extra)}"'
         return (
             f'"arguments":{{{",".join(shown)}}},'
@@ -325,77 +311,9 @@ def _check_bound(func: Any, qualname: str) -> None:
         ) from None
 
 
-_SHOWN_HEAD = '"arguments":{'
-_SHOWN_TAIL = '},"argument_digests":{},"extra":null'
-
-
-def _atoms_describer(
-    json_names: Sequence[str], kinds: Sequence[type], defaults: Sequence[Any] = ()
-) -> Callable[[Sequence[Any]], str | None]:
-    """``describe``'s text for calls of numbers and short strings of ``kinds``, written out as
-    ``atoms_encoder`` writes the key's encoding (made only when that encoder is). It is given
-    only values that encoder took (so of those kinds: it does not test them again) and gives
-    None when a string is too long to show whole (the general path then describes the call).
-    A value that is its parameter's default object (of ``defaults``) is shown by its text made
-    once (as the encoder encodes it once)."""
-    namespace: dict[str, Any] = {
-        "_HEAD": _SHOWN_HEAD,
-        "_TAIL": _SHOWN_TAIL,
-        "_json": json_string,
-        "_QUOTED": '"%r"',
-    }
-    shown, guards = [], []
-    for i, kind in enumerate(kinds):
-        default = defaults[i] if i < len(defaults) else None
-        text = _exactly(default, kind) if atom_default(kind, default) else None
-        if text is not None:
-            namespace[f"D{i}"], namespace[f"T{i}"] = default, text
-            other = f"_json(repr(v{i}))" if kind is str else f"_QUOTED % v{i}"
-            if kind is str:
-                guards.append(f"(v{i} is D{i} or len(v{i}) <= {_SHORT})")
-            shown.append(f"{{N{i}}}{{T{i} if v{i} is D{i} else {other}}}")
-        elif kind is str:
-            guards.append(f"len(v{i}) <= {_SHORT}")
-            shown.append(f"{{N{i}}}{{_json(repr(v{i}))}}")
-        else:
-            shown.append(f'{{N{i}}}"{{v{i}!r}}"')
-    namespace.update((f"N{i}", name) for i, name in enumerate(json_names))
-    body = [f"return _HEAD + f'{','.join(shown)}' + _TAIL"]
-    describer: Callable[[Sequence[Any]], str | None] = written_out(
-        "values", len(kinds), guards, body, namespace
-    )
-    return describer
-
-
 def _label_name(label: bytes) -> str:
     if label == b"key=":
         return "key"
     if label == _EXTRA_LABEL:
         return EXTRA
     return label[8:].decode("utf-8", "surrogatepass")
-
-
-def _exactly(value: Any, kind: type) -> str | None:
-    """The JSON string showing an argument whole: a number, None or a short string, whose repr
-    tells values apart as their key encoding does; None for anything else."""
-    if kind is str:
-        return json_string(repr(value)) if len(value) <= _SHORT else None
-    if kind in _ATOMS:
-        try:
-            return f'"{value!r}"'  # the repr of a number has nothing to escape
-        except ValueError:  # an int too long to print (sys.get_int_max_str_digits)
-            return None
-    return None
-
-
-def _summarize(value: Any, kind: type) -> str:
-    """A short description of an argument ``_exactly`` does not show: a shortened repr
-    of a plain value or container, else the type (and shape, if any)."""
-    if isinstance(value, (*_PLAIN, os.PathLike)):
-        try:
-            return _summary.repr(value)
-        except ValueError:  # it holds an int too long to print
-            pass
-    shape = getattr(value, "shape", None)
-    name = f"{kind.__module__}.{kind.__qualname__}"
-    return f"<{name} shape={shape}>" if isinstance(shape, tuple) else f"<{name}>"

@@ -41,19 +41,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._canonical import (
-    Context,
-    Handler,
-    _list,
-    _tuple,
-    add_plugin,
-    encode_into,
-    enter,
-    leave,
-    pack_q,
-    qualified,
-    text,
-)
+from ._bytes import Context, pack_q, qualified, text
+from ._canonical import Handler, _list, _tuple, add_plugin, encode_into, enter, leave
 
 __all__: list[str] = []
 

@@ -17,10 +17,9 @@ import types
 import uuid
 from typing import Any
 
+from ._bytes import Context, UnencodableError, pack_q, qualified, text
 from ._canonical import (
-    Context,
     Handler,
-    UnencodableError,
     _dict,
     _int,
     _list,
@@ -30,9 +29,6 @@ from ._canonical import (
     encode_into,
     enter,
     leave,
-    pack_q,
-    qualified,
-    text,
 )
 
 __all__: list[str] = []

@@ -11,6 +11,7 @@ values.
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import time
 from collections.abc import Mapping, Sequence
@@ -305,7 +306,7 @@ class EntryStore:
                         "Cacheable results need a local cache_path (a remote store holds "
                         "single objects)"
                     )
-                fill = _directory_writer(value)
+                fill = functools.partial(write_directory, value)  # (into the directory given)
                 payload: Sequence[Any] = [backend.write_directory(name, key, fill)]
             else:
                 payload = serializer.dumps(value)
@@ -392,13 +393,6 @@ class EntryStore:
     def listing(self, name: str | None = None) -> list[Listed]:
         """The entries, optionally only those stored under ``name``."""
         return self.backend.listing(name)
-
-
-def _directory_writer(value: Any) -> Any:
-    def fill(directory: Path) -> bytes:
-        return write_directory(value, directory)
-
-    return fill
 
 
 def _maps(own: Mapping[str, Serializer]) -> bool:
