@@ -21,7 +21,6 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from ._config import (
     cache_skip_from_env,
-    default_cache_dir,
     disabled_from_env,
     max_size_from_env,
     secret_keys_from_env,
@@ -35,7 +34,6 @@ from ._storage._cacheable import CACHEABLE_SERIALIZER, is_cacheable
 from ._storage._entries import EntryExistsError
 from ._storage._open import open_store
 from ._storage._serializers import PickleSerializer, Serializer
-from ._storage._urls import is_remote
 from ._version import __version__
 
 __all__ = ["Calls"]
@@ -64,11 +62,7 @@ class _State:
     __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
 
     def __init__(self, options: Options) -> None:
-        root: str | os.PathLike[str] | None = options.cache_path
-        if root is None:
-            configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
-            root = configured if is_remote(configured) else default_cache_dir()
-        self.store = open_store(root)
+        self.store = open_store(options.cache_path)
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
             self.store.limit_size(max_size)

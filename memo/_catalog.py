@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
-from ._config import default_cache_dir, max_size_from_env, parse_duration, parse_size
+from ._config import max_size_from_env, parse_duration, parse_size
 from ._exceptions import ConfigError, MemoError
 from ._explain import ABSENT, changed_arguments
 from ._storage._backend import Listed
 from ._storage._entries import EntryStore
-from ._storage._open import open_store
+from ._storage._open import default_location, open_store
 from ._storage._urls import check_url, is_remote
 
 __all__ = ["EntryInfo", "EntryNotFoundError", "FunctionInfo", "Problem", "Store", "StoreStats"]
@@ -160,10 +160,7 @@ class Store:
     def default(cls) -> Store:
         """The store memoized functions use by default (``MEMO_CACHE_DIR``, else the user
         cache directory)."""
-        configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
-        if "://" in configured:  # a URL, which default_cache_dir would take for a path
-            return cls(configured)
-        return cls(default_cache_dir())
+        return cls(default_location())
 
     @property
     def root(self) -> Path:
