@@ -48,8 +48,10 @@ class EntryNotFoundError(MemoError, KeyError):
 class EntryInfo:
     """One stored entry, as its directory listing shows it (no file is read to make it).
 
-    ``bytes`` counts the entry file and its directory's files; ``created`` and ``last_used``
-    are Unix times. ``directory`` is the entry's directory (``Cacheable`` results) or None.
+    ``bytes`` counts the entry file, its payload file and its directory's files; ``created``
+    and ``last_used`` are Unix times. ``directory`` is the entry's directory (``Cacheable``
+    results) or None; ``payload`` its payload file (``npy``, ``parquet``, ``json`` entries:
+    the plain file of the format, for other tools) or None.
     """
 
     name: str
@@ -59,6 +61,7 @@ class EntryInfo:
     created: float
     last_used: float
     directory: Path | None = None
+    payload: Path | None = None
     _store: EntryStore | None = field(default=None, repr=False, compare=False)
 
     def metadata(self) -> dict[str, Any] | None:
@@ -73,11 +76,12 @@ class Problem:
     """Something ``Store.verify`` found wrong, and whether it was removed (``fixed``).
 
     ``kind`` is ``"damaged"`` (fails its checks), ``"unreadable"`` (cannot be read; never
-    removed), ``"orphan-directory"`` (an entry directory without its entry file) or
-    ``"temp-file"`` (left in ``.tmp`` by a writer that died).
+    removed), ``"orphan-directory"`` (an entry directory without its entry file),
+    ``"orphan-payload"`` (a payload file without its entry file) or ``"temp-file"`` (left in
+    ``.tmp`` by a writer that died).
     """
 
-    kind: Literal["damaged", "unreadable", "orphan-directory", "temp-file"]
+    kind: Literal["damaged", "unreadable", "orphan-directory", "orphan-payload", "temp-file"]
     path: Path
     detail: str
     fixed: bool = False
@@ -343,9 +347,18 @@ class Store:
 
     def _entry(self, raw: Listed) -> EntryInfo:
         directory = None if raw.directory is None else Path(raw.directory)
+        payload = None if raw.payload is None else _as_path(raw.payload)
         path = _as_path(raw.location)
         return EntryInfo(
-            raw.name, raw.key, path, raw.bytes, raw.created, raw.last_used, directory, self._store
+            raw.name,
+            raw.key,
+            path,
+            raw.bytes,
+            raw.created,
+            raw.last_used,
+            directory,
+            payload,
+            self._store,
         )
 
     def _remove(self, entry: EntryInfo) -> bool:

@@ -45,6 +45,13 @@ class Lazy(Generic[T]):
         """The hex fingerprint of the stored value (no load needed)."""
         return self._fingerprint
 
+    @property
+    def path(self) -> str | None:
+        """Where the stored value is, for other tools (``Memoized.path``), or None."""
+        function, args, kwargs = self._call
+        where = getattr(function, "path", None)
+        return None if where is None else where(*args, **kwargs)
+
     def load(self) -> T:
         """Read the value from the store (recomputing it if the entry has gone since)."""
         if self._value is not None:

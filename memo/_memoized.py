@@ -89,6 +89,16 @@ class Memoized(Calls[P, R]):
         state = self._setup()
         return state.store.contains(self._name, key, self._max_age, state.secret_keys)
 
+    def path(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
+        """Where this call's stored value is, for other tools, or None if it is not stored.
+
+        For ``npy``, ``parquet`` and ``json`` entries it is the value's own file (``.npy``,
+        ``.parquet``, ``.json``) that ``np.load``, pandas, pyarrow, DuckDB or ``json.load``
+        open as it is (a URL on a remote store); for other entries, the entry file. Opening
+        it yourself skips memo's checks: read-only use, please.
+        """
+        return self._setup().store.value_path(self._name, self._key_of(args, kwargs))
+
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete this call's stored result; True if there was one."""
         return self._setup().store.delete(self._name, self._key_of(args, kwargs))

@@ -166,8 +166,10 @@ def _show(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
     if as_json:
         return _print_json({**_record(entry), "metadata": metadata})
     now = time.time()
-    lines = [
-        ("path", str(entry.path)),
+    lines = [("path", str(entry.path))]
+    if entry.payload is not None:
+        lines.append(("value file", str(entry.payload)))  # what np.load, pandas, jq open
+    lines += [
         ("size", _size(entry.bytes)),
         ("created", _when(entry.created, now)),
         ("last used", _when(entry.last_used, now)),
@@ -306,7 +308,11 @@ def _function_entries(store: memo.Store, function: str) -> list[memo.EntryInfo]:
 def _record(obj: Any) -> Any:
     """A dataclass as JSON-ready data (paths as strings)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {field.name: _record(getattr(obj, field.name)) for field in dataclasses.fields(obj)}
+        return {
+            field.name: _record(getattr(obj, field.name))
+            for field in dataclasses.fields(obj)
+            if not field.name.startswith("_")  # (an entry's store, kept for reading it)
+        }
     if isinstance(obj, list):
         return [_record(item) for item in obj]
     return str(obj) if isinstance(obj, os.PathLike) else obj

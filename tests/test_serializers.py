@@ -19,8 +19,8 @@ import pytest
 
 import memo
 from memo._storage import _files
-from memo._storage._backend import sanitize
-from memo._storage._format import CHECK, HEADER
+from memo._storage._backend import PARTS, sanitize
+from memo._storage._format import CHECK, DETACHED, HEADER
 
 
 class Rot13Serializer:
@@ -112,32 +112,54 @@ def _entry(func: memo.Memoized[..., Any], *args: Any) -> Path:
 
 
 def _regions(data: bytes) -> dict[str, tuple[int, int]]:
-    """The [start, end) byte ranges of an entry's metadata line, header, payload and digest."""
+    """The [start, end) byte ranges of an entry's metadata line, header, payload and digest
+    (a record, whose payload is its payload file, has no payload range)."""
     start = data.index(b"\n") + 1
-    magic, _fmt, _flags, name_len, length = struct.unpack_from("<4sBBHQ", data, start)
+    magic, _fmt, flags, name_len, length = struct.unpack_from("<4sBBHQ", data, start)
     assert magic == b"MEMO"
     name_end = start + HEADER + name_len
     offset = name_end + (-name_end % 64)
-    end = offset + length
+    end = offset if flags & DETACHED else offset + length
     assert end + CHECK == len(data)
-    return {
+    regions = {
         "metadata": (0, start - 1),  # the newline itself is left alone
         "header": (start, offset),
-        "payload": (offset, end),
         "digest": (end, len(data)),
     }
+    if not flags & DETACHED:
+        regions["payload"] = (offset, end)
+    return regions
+
+
+def _payload_file(path: Path) -> Path | None:
+    """The payload file kept beside the entry file at ``path``, if it has one."""
+    for suffix in PARTS:
+        candidate = path.with_suffix(suffix)
+        if candidate.exists():
+            return candidate
+    return None
 
 
 def _payload(path: Path) -> bytes:
+    """An entry's payload: its payload file's bytes, or the range inside its entry file."""
+    beside = _payload_file(path)
+    if beside is not None:
+        return beside.read_bytes()
     data = path.read_bytes()
     start, end = _regions(data)["payload"]
     return data[start:end]
 
 
 def _flip(path: Path, region: str) -> None:
-    """Flip one bit in the middle of ``region`` of the entry file at ``path``."""
-    data = bytearray(path.read_bytes())
-    start, end = _regions(bytes(data))[region]
+    """Flip one bit in the middle of ``region`` of the entry at ``path`` (the payload in its
+    payload file, if it keeps one)."""
+    beside = _payload_file(path)
+    if region == "payload" and beside is not None:
+        path, data = beside, bytearray(beside.read_bytes())
+        start, end = 0, len(data)
+    else:
+        data = bytearray(path.read_bytes())
+        start, end = _regions(bytes(data))[region]
     data[(start + end) // 2] ^= 0x04
     path.write_bytes(bytes(data))
 
@@ -389,7 +411,8 @@ def test_npy_refuses_object_arrays_and_non_arrays(
 def test_mapped_hit_returns_a_read_only_memmap_of_the_entry(
     cache_dir: Path, record: list[warnings.WarningMessage]
 ) -> None:
-    """With mmap_mode='r', a miss returns the computed array and a hit maps the entry file."""
+    """With mmap_mode='r', a miss returns the computed array and a hit maps its payload file
+    (the entry's .npy)."""
     expected = np.arange(1000, dtype=np.float64).reshape(10, 100) * 0.5
     func, calls = _counting(cache_dir, expected.copy(), memo.NpySerializer(mmap_mode="r"))
     first = func(1)
@@ -397,7 +420,7 @@ def test_mapped_hit_returns_a_read_only_memmap_of_the_entry(
     hit = func(1)
     assert calls == [1]
     assert isinstance(hit, np.memmap)
-    assert Path(str(hit.filename)) == _entry(func, 1)
+    assert Path(str(hit.filename)) == _entry(func, 1).with_suffix(".npy")
     assert hit.dtype == expected.dtype
     assert np.array_equal(hit, expected)
     assert not hit.flags.writeable, "mode 'r' must not let a caller write into the entry"
@@ -444,7 +467,7 @@ def test_large_mapped_hit_does_not_read_the_file(
     expected = np.arange(50 * 2**20 // 8, dtype=np.float64)
     func, calls = _counting(cache_dir, expected, memo.NpySerializer(mmap_mode="r"))
     func(1)
-    size = _entry(func, 1).stat().st_size
+    size = _entry(func, 1).with_suffix(".npy").stat().st_size
     assert size > 50 * 2**20
 
     read_bytes: list[int] = []
@@ -465,7 +488,7 @@ def test_large_mapped_hit_does_not_read_the_file(
 
     assert calls == [1]
     assert isinstance(hit, np.memmap)
-    assert Path(str(hit.filename)) == _entry(func, 1)
+    assert Path(str(hit.filename)) == _entry(func, 1).with_suffix(".npy")
     assert hit.shape == expected.shape
     assert sum(read_bytes) < 1 << 20, read_bytes
     assert hit[12345] == 12345.0

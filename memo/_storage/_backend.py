@@ -8,6 +8,9 @@ the entry format nor functions: the layer above (``_entries.EntryStore``) packs,
 serializes and budgets, once for every backend. What a backend can or cannot do beyond that is
 declared in its ``Capabilities``, which the layer above asks instead of asking which backend
 it has. A new backend (a shared filesystem, GCS with its own preconditions) is one module.
+
+An entry is one object (its ``.memo`` file), or two: a record and its payload as a plain file
+of its format beside it, a ``part`` (``PARTS``) that reads, publishes and locations name.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "MISS",
+    "PARTS",
+    "SUFFIX",
     "Backend",
     "Capabilities",
     "KeyLocks",
@@ -30,6 +35,9 @@ __all__ = [
 ]
 
 SUFFIX = ".memo"
+# The other parts an entry may have: its payload as the plain file of its format (what
+# ``npy``, ``parquet`` and ``json`` entries keep beside their record, the ``.memo`` file).
+PARTS = (".npy", ".parquet", ".json")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 # A new entry's bytes as the layer above hands them over: ``write(fd, data)`` fills an empty
@@ -93,6 +101,7 @@ class Listed(NamedTuple):
     key: str
     location: str
     directory: str | None
+    payload: str | None = None  # the entry's payload file, if it has one (``PARTS``)
 
 
 class Reader(Protocol):
@@ -153,22 +162,22 @@ class Backend(Protocol):
         """The key leases."""
         ...
 
-    def location(self, name: str, key: str) -> str:
-        """The path or URL of an entry (for messages, ``memo show`` and other tools)."""
+    def location(self, name: str, key: str, part: str = SUFFIX) -> str:
+        """The path or URL of an entry (or of its ``part``), for messages and other tools."""
         ...
 
-    def read(self, name: str, key: str) -> tuple[Any, bytes | None] | None:
-        """An entry's whole bytes, with the payload's digest when the backend hashed it while
-        reading (else None); None if there is no entry. Raises ``OSError`` if it cannot be
-        read (then ``warn_unreadable`` says so)."""
+    def read(self, name: str, key: str, part: str = SUFFIX) -> tuple[Any, bytes | None] | None:
+        """An entry's whole bytes (or its ``part``'s), with the payload's digest when the
+        backend hashed it while reading (else None); None if there is none. Raises ``OSError``
+        if it cannot be read (then ``warn_unreadable`` says so)."""
         ...
 
-    def peek(self, name: str, key: str, limit: int | None = None) -> Any:
+    def peek(self, name: str, key: str, limit: int | None = None, part: str = SUFFIX) -> Any:
         """An entry's bytes (its first ``limit``) read without counting as a use (for
         ``memo verify`` and metadata). Raises ``FileNotFoundError`` if there is none."""
         ...
 
-    def open(self, name: str, key: str) -> Reader | None:
+    def open(self, name: str, key: str, part: str = SUFFIX) -> Reader | None:
         """The entry, opened for range reads; None if there is none (or it cannot be read)."""
         ...
 
@@ -177,15 +186,22 @@ class Backend(Protocol):
         ...
 
     def publish(
-        self, name: str, key: str, write: Writer | None, data: Any, replace: bool
+        self,
+        name: str,
+        key: str,
+        write: Writer | None,
+        data: Any,
+        replace: bool,
+        part: str = SUFFIX,
     ) -> tuple[int, bytes]:
         """Put a new entry in place atomically (a reader sees all of it or none); gives what
         the writer gave. Without ``replace`` the write is create-only where the backend can
         make it so: ``FileExistsError`` if an entry is there (then it stands)."""
         ...
 
-    def delete(self, name: str, key: str) -> bool:
-        """Remove an entry (and its directory); True if it existed."""
+    def delete(self, name: str, key: str, part: str | None = None) -> bool:
+        """Remove an entry (its record, parts and directory), or only its ``part``; True if it
+        (its record, or that part) existed."""
         ...
 
     def listing(self, name: str | None = None) -> list[Listed]:
@@ -211,8 +227,8 @@ class Backend(Protocol):
         """Record that an entry was just used (``last_use``)."""
         ...
 
-    def local_file(self, name: str, key: str) -> str:
-        """The local file holding an entry, to memory-map (``mmap``)."""
+    def local_file(self, name: str, key: str, part: str = SUFFIX) -> str:
+        """The local file holding an entry (or its ``part``), to memory-map (``mmap``)."""
         ...
 
     def directory(self, name: str, key: str) -> Path:

@@ -11,7 +11,7 @@ import stat
 import time
 
 from . import _files
-from ._backend import SUFFIX, Listed
+from ._backend import PARTS, SUFFIX, Listed
 
 __all__ = ["exposure", "leftovers", "list_entries"]
 
@@ -24,38 +24,56 @@ _HEX = frozenset("0123456789abcdef")
 def list_entries(root: str, name: str | None = None) -> list[Listed]:
     """The entry files in ``root`` (optionally only ``name``'s), a directory's files counted
     with its entry's."""
-    entries, directories = _scan(root)
+    scan = _scan(root)
     found = []
-    for entry_name, key, item in entries:
+    for entry_name, key, item in scan.entries:
         if name is not None and entry_name != name:
             continue
         try:
             st = item.stat(follow_symlinks=False)
         except OSError:
             continue  # removed meanwhile
-        size, directory = st.st_size, None
-        if directories and f"{entry_name}-{key}" in directories:
+        size, directory, payload = st.st_size, None, None
+        stem = f"{entry_name}-{key}"
+        if scan.directories and stem in scan.directories:
             directory = item.path[: -len(SUFFIX)] + ".d"
             size += _tree_size(directory)
-        found.append(Listed(st.st_atime, size, st.st_mtime, entry_name, key, item.path, directory))
+        part = scan.payloads.get(stem)
+        if part is not None:
+            with contextlib.suppress(OSError):
+                size += part.stat(follow_symlinks=False).st_size
+                payload = part.path
+        found.append(
+            Listed(st.st_atime, size, st.st_mtime, entry_name, key, item.path, directory, payload)
+        )
     return found
 
 
 def leftovers(root: str, tmp: str, fix: bool) -> list[tuple[str, str, str, bool]]:
     """Directories without their entry file, and temp files in ``tmp`` of writers that died,
     as ``(kind, path, detail, removed)``; with ``fix`` they are removed."""
-    _, directories = _scan(root)
+    scan = _scan(root)
     found: list[tuple[str, str, str, bool]] = []
     now = time.time()
-    for stem in sorted(directories):
+    stems = {f"{name}-{key}" for name, key, _ in scan.entries}
+    for stem in sorted(scan.directories - stems):
         path = os.path.join(root, f"{stem}.d")
         try:
             young = now - os.lstat(path).st_mtime < _ORPHAN_AFTER
         except OSError:
             continue
         if young or os.path.lexists(os.path.join(root, stem + SUFFIX)):
-            continue  # being written, or it has its entry
+            continue  # being written, or its entry was published since the scan
         found.append(("orphan-directory", path, "no entry file", fix and _rmtree(path)))
+    for stem in sorted(set(scan.payloads) - stems):
+        path = scan.payloads[stem].path
+        try:
+            young = now - os.lstat(path).st_mtime < _ORPHAN_AFTER
+        except OSError:
+            continue
+        if young or os.path.lexists(os.path.join(root, stem + SUFFIX)):
+            continue  # being replaced (its record comes next), or it has it now
+        found.append(("orphan-payload", path, "no entry file", fix and _rmtree(path)))
     try:
         names = sorted(os.listdir(tmp))
     except OSError:
@@ -71,32 +89,43 @@ def leftovers(root: str, tmp: str, fix: bool) -> list[tuple[str, str, str, bool]
     return found
 
 
-def _scan(root: str) -> tuple[list[tuple[str, str, os.DirEntry[str]]], set[str]]:
-    """(name, key, dir entry) of the entry files, and the ``name-key`` stems of directories."""
-    entries: list[tuple[str, str, os.DirEntry[str]]] = []
-    directories: set[str] = set()
+class _Scan:
+    """One listing of a store directory: entry files, directories and payload files."""
+
+    __slots__ = ("directories", "entries", "payloads")
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, os.DirEntry[str]]] = []  # name, key, the file
+        self.directories: set[str] = set()  # name-key stems
+        self.payloads: dict[str, os.DirEntry[str]] = {}  # name-key stem -> the payload file
+
+
+def _scan(root: str) -> _Scan:
+    """The entry files, directories and payload files in ``root``, told apart by name."""
+    found = _Scan()
     try:
         scan = os.scandir(root)
     except (FileNotFoundError, NotADirectoryError):
-        return entries, directories
+        return found
     with scan:
         for item in scan:
-            # <name>-<32 hex>.memo or <name>-<32 hex>.d, told apart without a regex per name.
+            # <name>-<32 hex>.memo, .d or a payload's, told apart without a regex per name.
             file_name = item.name
-            if file_name.endswith(SUFFIX):
-                stem = file_name[: -len(SUFFIX)]
-            elif file_name.endswith(".d"):
-                stem = file_name[:-2]
-            else:
+            stem, dot, suffix = file_name.rpartition(".")
+            suffix = dot + suffix
+            if suffix != SUFFIX and suffix != ".d" and suffix not in PARTS:
                 continue
             if len(stem) < 34 or stem[-33] != "-" or not _is_key(stem[-32:]):
                 continue
-            if len(stem) + len(SUFFIX) == len(file_name):
-                if item.is_file(follow_symlinks=False):
-                    entries.append((stem[:-33], stem[-32:], item))
-            elif item.is_dir(follow_symlinks=False):
-                directories.add(stem)
-    return entries, directories
+            if suffix == ".d":
+                if item.is_dir(follow_symlinks=False):
+                    found.directories.add(stem)
+            elif item.is_file(follow_symlinks=False):
+                if suffix == SUFFIX:
+                    found.entries.append((stem[:-33], stem[-32:], item))
+                else:
+                    found.payloads[stem] = item
+    return found
 
 
 def _is_key(text: str) -> bool:

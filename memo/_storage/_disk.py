@@ -22,9 +22,10 @@ from typing import Any
 
 from .._exceptions import warn_once
 from . import _files
-from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer
+from ._backend import PARTS, SUFFIX, Capabilities, Listed, StoreError, Writer
 from ._directory import exposure, leftovers, list_entries
 from ._entry_file import read_rest, write_entry, write_hooked
+from ._format import DamagedEntryError
 from ._locks import KeyLocks
 
 __all__ = ["DiskBackend"]
@@ -80,23 +81,25 @@ class DiskBackend:
     def __repr__(self) -> str:
         return f"DiskBackend({self._root!r})"
 
-    def location(self, name: str, key: str) -> str:
-        """The entry file's path."""
-        return f"{self._root}/{name}-{key}{SUFFIX}"
+    def location(self, name: str, key: str, part: str = SUFFIX) -> str:
+        """The entry file's path (or its ``part``'s)."""
+        return f"{self._root}/{name}-{key}{part}"
 
     def directory(self, name: str, key: str) -> Path:
         """The directory of a ``Cacheable`` entry."""
         return Path(f"{self._root}/{name}-{key}.d")
 
-    def local_file(self, name: str, key: str) -> str:
-        """The entry file (it can be memory-mapped)."""
-        return f"{self._root}/{name}-{key}{SUFFIX}"
+    def local_file(self, name: str, key: str, part: str = SUFFIX) -> str:
+        """The entry file, or its ``part`` (it can be memory-mapped)."""
+        return f"{self._root}/{name}-{key}{part}"
 
     # --- reading -------------------------------------------------------------------------
 
-    def read(self, name: str, key: str) -> tuple[Any, bytes | None] | None:
+    def read(self, name: str, key: str, part: str = SUFFIX) -> tuple[Any, bytes | None] | None:
         """The entry's bytes (a large one's payload hashed as it is read), or None."""
-        path = f"{self._root}/{name}-{key}{SUFFIX}"
+        path = f"{self._root}/{name}-{key}{part}"
+        if part != SUFFIX:
+            return _read_part(path)
         # After a run of misses (a cache being filled) ask first whether the entry is there:
         # a failed open costs three times as much, in raising FileNotFoundError.
         if self._misses_in_row >= _PROBE_AFTER and not os.access(path, os.F_OK):
@@ -123,14 +126,14 @@ class DiskBackend:
             except OSError:
                 pass
 
-    def peek(self, name: str, key: str, limit: int | None = None) -> Any:
+    def peek(self, name: str, key: str, limit: int | None = None, part: str = SUFFIX) -> Any:
         """The entry's bytes (its first ``limit``), leaving its access time alone."""
-        return _files.read_quietly(self.location(name, key), limit)
+        return _files.read_quietly(self.location(name, key, part), limit)
 
-    def open(self, name: str, key: str) -> _FileReader | None:
-        """The entry file, opened for range reads; None if there is none."""
+    def open(self, name: str, key: str, part: str = SUFFIX) -> _FileReader | None:
+        """The entry file (or its ``part``), opened for range reads; None if there is none."""
         try:
-            fd = os.open(self.location(name, key), _files.O_READ)
+            fd = os.open(self.location(name, key, part), _files.O_READ)
         except OSError:
             return None
         try:
@@ -185,28 +188,34 @@ class DiskBackend:
         _files.sweep_temp(self._tmp)
 
     def publish(
-        self, name: str, key: str, write: Writer | None, data: Any, replace: bool
+        self,
+        name: str,
+        key: str,
+        write: Writer | None,
+        data: Any,
+        replace: bool,
+        part: str = SUFFIX,
     ) -> tuple[int, bytes]:
         """Write the entry into a file with no name (or a temporary one) and link it into
         place; ``FileExistsError`` if there is one and not ``replace``."""
         if not self._ready:
             self._prepare()
         try:
-            written = self._publish(name, key, write, data, replace)
+            written = self._publish(name, key, write, data, replace, part)
         except FileNotFoundError:
             # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
             # and its lock file, so other processes share our locks again.
             self.locks.forget_lock_file()
             self._prepare()
-            written = self._publish(name, key, write, data, replace)
+            written = self._publish(name, key, write, data, replace, part)
         if _files.phase_hook is not None:
             _files.phase_hook("published")
         return written
 
     def _publish(
-        self, name: str, key: str, write: Writer | None, data: Any, replace: bool
+        self, name: str, key: str, write: Writer | None, data: Any, replace: bool, part: str
     ) -> tuple[int, bytes]:
-        final = f"{self._root}/{name}-{key}{SUFFIX}"
+        final = f"{self._root}/{name}-{key}{part}"
         if self._tmpfile:
             # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
             # leaves nothing behind, and linking it publishes the whole entry at once.
@@ -301,14 +310,23 @@ class DiskBackend:
 
     # --- managing ------------------------------------------------------------------------
 
-    def delete(self, name: str, key: str) -> bool:
-        """Remove one entry (and its directory, if any); True if it existed."""
+    def delete(self, name: str, key: str, part: str | None = None) -> bool:
+        """Remove one entry (its payload file and directory too, if any), or only its
+        ``part``; True if it existed."""
+        if part is not None:
+            try:
+                os.unlink(self.location(name, key, part))
+            except FileNotFoundError:
+                return False
+            return True
         directory = self.directory(name, key)
         try:
             os.unlink(self.location(name, key))
         except FileNotFoundError:
             return False
         finally:
+            for other in PARTS:
+                _files.discard(self.location(name, key, other))
             if directory.is_dir() and not directory.is_symlink():
                 shutil.rmtree(directory, ignore_errors=True)
         return True
@@ -320,3 +338,22 @@ class DiskBackend:
     def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
         """Directories without their entry and temp files of writers that died."""
         return leftovers(self._root, self._tmp, fix)
+
+
+def _read_part(path: str) -> tuple[Any, bytes | None] | None:
+    """A payload file's bytes (a large one hashed as it is read), or None; a sparse one (a
+    planted hole, not a written file) is refused before it is read."""
+    try:
+        fd = os.open(path, _files.O_READ)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_size >= _files.SMALL and _files.is_sparse(st):
+            raise DamagedEntryError(f"its payload file {path} is sparse: not a written file")
+        if st.st_size >= _files.PARALLEL:
+            return _files.read_hashing(fd, st.st_size, 0, st.st_size)
+        return _files.read_all(fd, st.st_size), None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)

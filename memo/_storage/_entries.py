@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._exceptions import warn_once
-from ._backend import MISS, Backend, Capabilities, KeyLocks, Listed, StoreError
+from ._backend import MISS, SUFFIX, Backend, Capabilities, KeyLocks, Listed, StoreError
 from ._budget import Budget
-from ._cacheable import CACHEABLE, check_directory, read_directory, write_directory
+from ._cacheable import CACHEABLE, read_directory, write_directory
 from ._entry_file import (
-    checked_header,
+    PAYLOAD_FILES,
     deserialize,
+    detached,
     entry_age,
     fromhex,
     outgoing,
@@ -32,12 +33,11 @@ from ._entry_file import (
     warn_unloadable,
 )
 from ._format import (
-    MAX_METADATA,
     DamagedEntryError,
     Header,
-    parse_metadata,
     unpack,
 )
+from ._inspect import EntryChecks
 from ._locks import hold
 from ._serializers import Serializer
 
@@ -52,7 +52,7 @@ class EntryExistsError(Exception):
     """Internal: another caller published the entry first (a create-only write found it)."""
 
 
-class EntryStore:
+class EntryStore(EntryChecks):
     """The entries of one backend: load, save, check, list and delete them."""
 
     def __init__(self, backend: Backend) -> None:
@@ -155,8 +155,10 @@ class EntryStore:
             last = self._used.get(key)
             if last is None or time.monotonic_ns() - last > _TOUCH_AFTER_NS:
                 self._note_use(name, key)
-            if payload[0] == 0x80 and header.serializer == "pickle":
+            if header.serializer == "pickle" and payload[0] == 0x80:
                 return pickle.loads(payload)  # a plain pickle, the common case: no lookups
+            if header.detached:
+                return self._load_payload(name, key, header, got[0], own, secret_keys)
             return self._deserialize(header, payload, name, key, own)
         except DamagedEntryError as exc:
             warn_damaged(self.backend.location(name, key), exc)
@@ -173,6 +175,22 @@ class EntryStore:
         self._used[key] = time.monotonic_ns()
         if self.capabilities.last_use:
             self.backend.note_use(name, key)
+
+    def _load_payload(
+        self,
+        name: str,
+        key: str,
+        header: Header,
+        data: Any,
+        own: Mapping[str, Serializer] | None,
+        secret_keys: Sequence[bytes],
+    ) -> Any:
+        """The value of a record ``data`` whose payload is its payload file, once that file
+        matches the record (a missing one is a miss: it may be being written)."""
+        payload = self._payload(name, key, header, data, secret_keys)
+        if payload is None:
+            return MISS
+        return deserialize(header, memoryview(payload), own)
 
     def _deserialize(
         self,
@@ -203,72 +221,21 @@ class EntryStore:
         serializer: Any = own.get(header.serializer)
         if not getattr(serializer, "mmap_mode", None):
             return self.load(name, key, own, (), max_age, mapped=False)
+        part, offset = SUFFIX, header.offset
+        if header.detached:
+            part, offset = PAYLOAD_FILES.get(header.serializer, SUFFIX), 0
+            reader = backend.open(name, key, part)
+            if reader is None:
+                return MISS  # (being written, or gone)
+            reader.close()
+            if reader.size != header.length:
+                return self.load(name, key, own, (), max_age, mapped=False)  # it says why
         self._note_use(name, key)
         try:
-            return serializer.load_file(backend.local_file(name, key), header.offset, header.length)
+            return serializer.load_file(backend.local_file(name, key, part), offset, header.length)
         except Exception as exc:
             warn_unloadable(backend.location(name, key), exc)
             return MISS
-
-    def header(self, name: str, key: str) -> Header | None:
-        """The checked header of an entry (fingerprint, serializer, ...) without its payload;
-        None if it is missing, damaged or unreadable."""
-        reader = self.backend.open(name, key)
-        if reader is None:
-            return None
-        try:
-            return checked_header(reader.read, reader.size, key)
-        except (OSError, DamagedEntryError):
-            return None
-        finally:
-            reader.close()
-
-    def contains(
-        self,
-        name: str,
-        key: str,
-        max_age: float | None = None,
-        secret_keys: Sequence[bytes] = (),
-    ) -> bool:
-        """Whether an entry ``load`` would accept exists (checks the digests, the signature
-        with ``secret_keys`` and a ``Cacheable``'s directory; does not deserialize)."""
-        try:
-            got = self.backend.read(name, key)
-            if got is None or (not secret_keys and self.backend.untrusted() is not None):
-                return False
-            header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
-            if header.serializer == CACHEABLE:
-                check_directory(payload, self.backend.directory(name, key))
-        except (OSError, DamagedEntryError, StoreError):
-            return False
-        return max_age is None or entry_age(header) <= max_age
-
-    def metadata(self, name: str, key: str) -> dict[str, Any] | None:
-        """The metadata recorded in an entry, or None if it cannot be read."""
-        try:
-            head = self.backend.peek(name, key, MAX_METADATA + 1)
-        except Exception:
-            return None
-        return parse_metadata(bytes(head))
-
-    def check(self, name: str, key: str) -> str | None:
-        """What is wrong with an entry (as ``memo verify`` says it), or None if it is sound.
-        Raises ``FileNotFoundError`` if it is gone, other errors if it cannot be read; does
-        not count as a use."""
-        data = self.backend.peek(name, key)
-        try:
-            header, payload = unpack(data, fromhex(key))
-        except DamagedEntryError as exc:
-            return str(exc)
-        if parse_metadata(bytes(data[: MAX_METADATA + 1])) is None:
-            return "its metadata line is not a JSON object"
-        if header.serializer != CACHEABLE:
-            return None
-        try:
-            check_directory(payload, self.backend.directory(name, key))
-        except DamagedEntryError as exc:
-            return str(exc)
-        return None
 
     # --- writing -------------------------------------------------------------------------
 
@@ -333,18 +300,15 @@ class EntryStore:
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored",
             )
+        part = PAYLOAD_FILES.get(kind)
+        files = self.capabilities.files
         try:
-            write, data = outgoing(
-                self.capabilities.files,
-                metadata,
-                fixed_metadata,
-                kind,
-                key,
-                payload,
-                first,
-                size,
-                secret,
-            )
+            if part is None:
+                write, data = outgoing(
+                    files, metadata, fixed_metadata, kind, key, payload, first, size, secret
+                )
+            else:
+                data = detached(files, metadata, fixed_metadata, kind, key, payload, size, secret)
         except ValueError as exc:  # too long for the entry format
             self._refuse(name, key, kind, str(exc))
         absent = self._absent
@@ -352,7 +316,10 @@ class EntryStore:
         if not replace:
             absent.discard(key)
         try:
-            written, fingerprint = self._publish(name, key, write, data, replace)
+            if part is None:
+                written, fingerprint = self._publish(name, key, write, data, replace)
+            else:
+                written, fingerprint = self._publish_detached(name, key, part, data, replace)
         except FileExistsError:
             raise EntryExistsError(key) from None
         except StoreError:
@@ -372,6 +339,25 @@ class EntryStore:
                     "may exceed its size budget until a later write succeeds",
                 )
         return fingerprint.hex()
+
+    def _publish_detached(
+        self, name: str, key: str, part: str, data: Any, replace: bool
+    ) -> tuple[int, bytes]:
+        """Publish a record and its payload file. After a miss the record goes first,
+        create-only, so a caller that lost the race never touches the payload; a reader
+        meanwhile finds no payload file, a clean miss. A replacement removes the old record
+        first, then writes the payload file, then the record: readers miss until it is whole.
+        Either way a record is only ever loaded with the payload its digest names."""
+        made, fingerprint, write, payload = data
+        publish = self._publish
+        if replace:
+            self.backend.delete(name, key, SUFFIX)
+            written = publish(name, key, write, payload, True, part)[0]
+            written += publish(name, key, None, (made, fingerprint), True)[0]
+        else:
+            written = publish(name, key, None, (made, fingerprint), False)[0]
+            written += publish(name, key, write, payload, True, part)[0]
+        return written, fingerprint
 
     def _refuse(self, name: str, key: str, kind: str, why: str) -> NoReturn:
         """Store nothing for ``key`` (and remove a Cacheable result's directory, already

@@ -24,14 +24,17 @@ from ._format import (
     pack,
     parse_header,
     payload_offset,
+    record,
     seal,
     small_entry,
 )
 from ._serializers import Serializer, get_serializer
 
 __all__ = [
+    "PAYLOAD_FILES",
     "checked_header",
     "deserialize",
+    "detached",
     "entry_age",
     "fromhex",
     "outgoing",
@@ -64,7 +67,7 @@ def checked_header(read_at: Callable[[int, int], bytes], size: int, key: str) ->
             raise  # that was the whole entry
         head = read_at(0, _HEAD_READ)
         header = parse_header(head, size, fromhex(key))
-    end = header.offset + header.length
+    end = header.offset + (0 if header.detached else header.length)
     check_trailer(memoryview(head)[: header.offset], read_at(end, size))
     return header
 
@@ -143,6 +146,32 @@ def outgoing(
     if len(chunks) == 1:
         return None, (chunks[0], fingerprint)
     return write_chunks, (chunks, fingerprint)
+
+
+# The serializers whose payload is kept as the plain file of its format, by the part's suffix.
+PAYLOAD_FILES = {"npy": ".npy", "parquet": ".parquet", "json": ".json"}
+
+
+def detached(
+    files: bool,
+    metadata: str,
+    fixed: str,
+    kind: str,
+    key: str,
+    payload: Sequence[Any],
+    size: int,
+    secret: bytes | None,
+) -> tuple[bytes, bytes, Writer | None, Any]:
+    """A new entry whose payload is kept as its payload file: the record's bytes, the
+    payload's fingerprint, and the payload file's writer and data for ``Backend.publish``.
+    Raises ``ValueError`` if the metadata cannot be written."""
+    line = metadata_line(metadata, kind, size, fixed)
+    made, fingerprint = record(line, fromhex(key), kind, payload, secret)
+    if not files:
+        chunks = list(payload)
+        whole = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
+        return made, fingerprint, None, (whole, fingerprint)
+    return made, fingerprint, write_chunks, (list(payload), fingerprint)
 
 
 def read_rest(

@@ -18,11 +18,15 @@ signature is HMAC-SHA256 over the header, serializer name, padding and payload: 
 decides by or deserializes. The metadata line is left out (it only describes the entry, and it
 is most of a small entry's bytes: a signed hit would hash it every time); entries signed before
 this (no ``SIGNED_BODY`` flag) cover it too and still verify. Padding aligns the payload.
+
+An entry of a format serializer (npy, parquet, json) keeps its payload beside it, as the plain
+file other tools open (``<name>-<key>.npy``): its entry file, the record, has the ``DETACHED``
+flag and no payload, while ``length`` and ``fingerprint`` describe that file's bytes, which
+``check_payload`` checks (with the signature, which then covers the file) before loading.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import struct
@@ -33,17 +37,21 @@ from typing import Any, NamedTuple
 
 import xxhash
 
+from ._signing import hmac_sha256
+
 __all__ = [
     "HEADER",
     "MAX_METADATA",
     "DamagedEntryError",
     "Header",
+    "check_payload",
     "check_trailer",
     "metadata_line",
     "pack",
     "parse_header",
     "parse_metadata",
     "read_metadata_line",
+    "record",
     "small_entry",
     "unpack",
 ]
@@ -52,6 +60,7 @@ MAGIC = b"MEMO"
 FORMAT = 2
 SIGNED = 1
 SIGNED_BODY = 2  # the signature starts after the metadata line
+DETACHED = 4  # the payload is the entry's payload file, not in the entry file
 _HEAD = struct.Struct("<4sBBHQ16s16sq")
 HEADER = _HEAD.size
 CHECK = 16
@@ -59,8 +68,8 @@ SIGNATURE = 32
 _ALIGN = 64
 MAX_METADATA = 1 << 16
 _digest = xxhash.xxh3_128_digest
-_BLOCK = 64  # SHA-256's block size, for HMAC
 _ZEROS = bytes(_ALIGN)
+_EMPTY = memoryview(b"")
 _SMALL = 1 << 20  # a payload below this is written in one piece with its head and trailer
 
 
@@ -77,6 +86,7 @@ class Header(NamedTuple):
     offset: int
     length: int
     signed: bool
+    detached: bool = False
 
 
 def pack(
@@ -178,13 +188,14 @@ def seal(
     length: int,
     fingerprint: bytes,
     signed: bool = False,
+    detached: bool = False,
 ) -> tuple[bytes, bytes]:
     """An entry's head (everything before the payload) and its trailer's check, for a payload
     of ``length`` bytes with ``fingerprint``; a signed entry's signature follows the check.
     ``metadata`` is a line ``metadata_line`` made (so one line, and not too long)."""
     name = serializer.encode("ascii")
     end = len(metadata) + 1 + HEADER + len(name)
-    flags = SIGNED | SIGNED_BODY if signed else 0
+    flags = (SIGNED | SIGNED_BODY if signed else 0) | (DETACHED if detached else 0)
     packed = _HEAD.pack(MAGIC, FORMAT, flags, len(name), length, key, fingerprint, time.time_ns())
     head = b"".join((metadata, b"\n", packed, name, _ZEROS[: -end % _ALIGN]))
     return head, _digest(head)
@@ -209,7 +220,8 @@ def parse_header(data: bytes | bytearray, size: int, key: bytes) -> Header:
     name_end = start + HEADER + name_len
     offset = name_end + (-name_end % _ALIGN)
     signed = bool(flags & SIGNED)
-    expected = offset + length + CHECK + (SIGNATURE if signed else 0)
+    detached = bool(flags & DETACHED)
+    expected = offset + (0 if detached else length) + CHECK + (SIGNATURE if signed else 0)
     if expected != size:
         raise DamagedEntryError(f"size is {size} bytes, expected {expected}")
     if stored_key != key:
@@ -220,39 +232,13 @@ def parse_header(data: bytes | bytearray, size: int, key: bytes) -> Header:
         name = bytes(data[start + HEADER : name_end]).decode("ascii")
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
-    return Header(name, fingerprint, created, offset, length, signed)
+    return Header(name, fingerprint, created, offset, length, signed, detached)
 
 
 def check_trailer(head: Any, trailer: bytes) -> None:
     """Check ``head`` (the bytes before the payload) against the trailer's check digest."""
     if _digest(head) != trailer[:CHECK]:
         raise DamagedEntryError("header digest mismatch")
-
-
-_pads: dict[bytes, tuple[Any, Any]] = {}
-
-
-def hmac_sha256(secret: bytes, *parts: Any) -> bytes:
-    """HMAC-SHA256 (RFC 2104) of the concatenated ``parts``, equal to
-    ``hmac.digest(secret, b"".join(parts), "sha256")``.
-
-    The hashes of the key's inner and outer pads are kept per secret and copied, as RFC 2104
-    suggests: keying anew per call (what hmac.digest does) cost more than the rest of a
-    signed hit.
-    """
-    pads = _pads.get(secret)
-    if pads is None:
-        block = secret if len(secret) <= _BLOCK else hashlib.sha256(secret).digest()
-        block = block.ljust(_BLOCK, b"\0")
-        inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
-        outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
-        pads = _pads[secret] = (inner, outer)
-    inner = pads[0].copy()
-    for part in parts:
-        inner.update(part)
-    outer = pads[1].copy()
-    outer.update(inner.digest())
-    return outer.digest()
 
 
 def unpack(
@@ -279,6 +265,9 @@ def unpack(
         raise DamagedEntryError("not a memo entry of a known format")
     name_end = start + HEADER + name_len
     offset = name_end + (-name_end % _ALIGN)
+    if flags & DETACHED:
+        header = _record(data, key, start, flags, name_end, offset, stored_key)
+        return header._replace(fingerprint=fingerprint, created_ns=created, length=length), _EMPTY
     end = offset + length
     signed = flags & SIGNED
     expected = end + CHECK + (SIGNATURE if signed else 0)
@@ -297,7 +286,9 @@ def unpack(
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
     # tuple.__new__ skips the NamedTuple's Python-level constructor: this is the hit path.
-    header = tuple.__new__(Header, (name, fingerprint, created, offset, length, bool(signed)))
+    header = tuple.__new__(
+        Header, (name, fingerprint, created, offset, length, bool(signed), False)
+    )
     if secrets:
         if not signed:
             raise DamagedEntryError("it is not signed, and a secret key is set")
@@ -309,6 +300,72 @@ def unpack(
         else:
             raise DamagedEntryError("its signature does not match any accepted secret key")
     return header, payload
+
+
+def _record(
+    data: Any, key: bytes, start: int, flags: int, name_end: int, offset: int, stored_key: bytes
+) -> Header:
+    """``unpack``'s checks of a record (an entry whose payload is its payload file): size,
+    key, head digest; the caller fills in fingerprint, creation and length."""
+    signed = bool(flags & SIGNED)
+    expected = offset + CHECK + (SIGNATURE if signed else 0)
+    if expected != len(data):
+        raise DamagedEntryError(f"size is {len(data)} bytes, expected {expected}")
+    if stored_key != key:
+        raise DamagedEntryError("it belongs to another key")
+    if _digest(data[:offset]) != data[offset : offset + CHECK]:
+        raise DamagedEntryError("header digest mismatch")
+    try:
+        name = str(data[start + HEADER : name_end], "ascii")
+    except UnicodeDecodeError:
+        raise DamagedEntryError("unreadable serializer name") from None
+    return Header(name, b"", 0, offset, 0, signed, True)
+
+
+def record(
+    metadata: bytes, key: bytes, serializer: str, payload: Sequence[Any], secret: bytes | None
+) -> tuple[bytes, bytes]:
+    """The record of an entry whose payload (a list of buffers) is kept as its payload file,
+    and the payload's fingerprint; signed with ``secret`` (over the record and the payload)."""
+    views = [memoryview(chunk).cast("B") for chunk in payload]
+    hasher = xxhash.xxh3_128()
+    for view in views:
+        hasher.update(view)
+    fingerprint = hasher.digest()
+    length = sum(view.nbytes for view in views)
+    head, check = seal(metadata, key, serializer, length, fingerprint, secret is not None, True)
+    if secret is None:
+        return head + check, fingerprint
+    signature = hmac_sha256(secret, memoryview(head)[len(metadata) + 1 :], *views)
+    return head + check + signature, fingerprint
+
+
+def check_payload(
+    data: Any,
+    header: Header,
+    payload: Any,
+    secrets: Sequence[bytes] = (),
+    payload_digest: bytes | None = None,
+) -> None:
+    """Check a payload file against its record ``data`` (whose ``header`` ``unpack`` gave):
+    size, fingerprint and, with ``secrets``, the signature. Raises DamagedEntryError."""
+    view = memoryview(payload).cast("B")
+    if view.nbytes != header.length:
+        raise DamagedEntryError(
+            f"its payload file is {view.nbytes} bytes, expected {header.length}"
+        )
+    if (_digest(view) if payload_digest is None else payload_digest) != header.fingerprint:
+        raise DamagedEntryError("its payload file does not match its digest")
+    if secrets:
+        if not header.signed:
+            raise DamagedEntryError("it is not signed, and a secret key is set")
+        start = bytes(data[: MAX_METADATA + 1]).find(b"\n") + 1
+        body = memoryview(data)[start : header.offset]
+        signature = bytes(data[header.offset + CHECK :])
+        for secret in secrets:
+            if hmac.compare_digest(hmac_sha256(secret, body, view), signature):
+                return
+        raise DamagedEntryError("its signature does not match any accepted secret key")
 
 
 def parse_metadata(head: bytes) -> dict[str, Any] | None:

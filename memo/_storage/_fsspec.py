@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._exceptions import warn_once
-from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer
+from ._backend import PARTS, SUFFIX, Capabilities, Listed, StoreError, Writer
 from ._leases import ObjectLeases
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
 from ._urls import timeout_from_env as _timeout_from_env
@@ -130,9 +130,9 @@ class FsspecBackend:
         self._filesystem()
         return f"{self._path}/{name}-{key}{suffix}"
 
-    def location(self, name: str, key: str) -> str:
-        """The URL of the entry."""
-        return f"{self._url}/{name}-{key}{SUFFIX}"
+    def location(self, name: str, key: str, part: str = SUFFIX) -> str:
+        """The URL of the entry (or of its ``part``)."""
+        return f"{self._url}/{name}-{key}{part}"
 
     # --- reading -------------------------------------------------------------------------
 
@@ -143,10 +143,10 @@ class FsspecBackend:
             return cast(bytes, self._call("cat_file", path, max_concurrency=1))
         return cast(bytes, self._call("cat_file", path, start=start, end=end))
 
-    def read(self, name: str, key: str) -> tuple[Any, bytes | None] | None:
+    def read(self, name: str, key: str, part: str = SUFFIX) -> tuple[Any, bytes | None] | None:
         """The entry object's bytes (one GET), or None; ``OSError`` if unreachable."""
         try:
-            return self._read(self._object(name, key)), None
+            return self._read(self._object(name, key, part)), None
         except FileNotFoundError:
             return None
         except OSError:
@@ -154,14 +154,14 @@ class FsspecBackend:
         except Exception as exc:  # the backend's own errors (botocore, aiohttp, ...)
             raise _unreachable("read from", self._url, exc) from exc
 
-    def peek(self, name: str, key: str, limit: int | None = None) -> Any:
+    def peek(self, name: str, key: str, limit: int | None = None, part: str = SUFFIX) -> Any:
         """The entry's bytes (its first ``limit``): objects have no last-use time to spare."""
-        path = self._object(name, key)
+        path = self._object(name, key, part)
         return self._read(path) if limit is None else self._read(path, 0, limit)
 
-    def open(self, name: str, key: str) -> _ObjectReader | None:
+    def open(self, name: str, key: str, part: str = SUFFIX) -> _ObjectReader | None:
         """The object, sized, for ranged reads; None if it is missing or unreachable."""
-        path = self._object(name, key)
+        path = self._object(name, key, part)
         try:
             size = int(self._call("info", path)["size"])
         except Exception:
@@ -193,11 +193,17 @@ class FsspecBackend:
     # --- writing -------------------------------------------------------------------------
 
     def publish(
-        self, name: str, key: str, write: Writer | None, data: Any, replace: bool
+        self,
+        name: str,
+        key: str,
+        write: Writer | None,
+        data: Any,
+        replace: bool,
+        part: str = SUFFIX,
     ) -> tuple[int, bytes]:
-        """One object write of the whole entry, create-only unless ``replace``."""
+        """One object write of the whole entry (or part), create-only unless ``replace``."""
         entry, fingerprint = data
-        path = self._object(name, key)
+        path = self._object(name, key, part)
         try:
             try:
                 self._put(path, entry, not replace)
@@ -270,12 +276,16 @@ class FsspecBackend:
 
     # --- managing ------------------------------------------------------------------------
 
-    def delete(self, name: str, key: str) -> bool:
-        """Remove one entry; True if it existed. Raises ``RemoteStoreError`` if unreachable."""
-        path = self._object(name, key)
+    def delete(self, name: str, key: str, part: str | None = None) -> bool:
+        """Remove one entry (with its payload object), or only its ``part``; True if it
+        existed. Raises ``RemoteStoreError`` if unreachable."""
+        path = self._object(name, key, part or SUFFIX)
         try:
             self._call("info", path)
             self._call("rm_file", path)
+            if part is None:
+                for other in PARTS:
+                    self.remove_object(self._object(name, key, other))
         except FileNotFoundError:
             return False
         except Exception as exc:
@@ -301,21 +311,29 @@ class FsspecBackend:
         finally:
             # Never answer a later existence check from this listing: others write meanwhile.
             fs.invalidate_cache(self._path)
-        found = []
+        records, payloads = [], {}
         for item in items:
             if item.get("type") != "file":
                 continue
-            stem = str(item["name"]).rpartition("/")[2]
-            if not stem.endswith(SUFFIX):
-                continue
-            entry_name, dash, key = stem[: -len(SUFFIX)].rpartition("-")
+            base, dot, suffix = str(item["name"]).rpartition("/")[2].rpartition(".")
+            entry_name, dash, key = base.rpartition("-")
             if not dash or len(key) != 32 or not _HEX.issuperset(key):
                 continue
+            if dot + suffix == SUFFIX:
+                records.append((entry_name, key, item))
+            elif dot + suffix in PARTS:
+                payloads[base] = (dot + suffix, int(item.get("size") or 0))
+        found = []
+        for entry_name, key, item in records:
             if name is None or entry_name == name:
                 created = _created(item)
-                size = int(item.get("size") or 0)
+                size, payload = int(item.get("size") or 0), None
+                part = payloads.get(f"{entry_name}-{key}")
+                if part is not None:
+                    size += part[1]
+                    payload = self.location(entry_name, key, part[0])
                 url = self.location(entry_name, key)
-                found.append(Listed(created, size, created, entry_name, key, url, None))
+                found.append(Listed(created, size, created, entry_name, key, url, None, payload))
         return found
 
     def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
@@ -327,7 +345,7 @@ class FsspecBackend:
     def note_use(self, name: str, key: str) -> None:
         """Objects have no last-use time."""
 
-    def local_file(self, name: str, key: str) -> str:
+    def local_file(self, name: str, key: str, part: str = SUFFIX) -> str:
         """Objects are not local files."""
         raise StoreError(f"{self._url} holds objects, not local files to memory-map")
 

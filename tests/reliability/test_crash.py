@@ -44,12 +44,13 @@ SIZE = 200 * 2**20
 JOIN = 60.0  # no child takes this long; a hang fails the test, not the suite
 WAIT = 20.0  # a call after a kill must finish within this (its lock must not block)
 ARG = 1
-# The phases each kind of writer is stopped at (``_files.reached``), in publishing order. The
+# The phases each kind of writer is stopped at (``_files.reached``), in publishing order; "#2"
+# is a phase's second time (an npy entry publishes its payload file, then its record). The
 # writers replace an entry, so the replacing phases ("named", "moved-aside") are reached.
 PHASES = {
     "pickle": ("locked", "opened", "payload", "written", "named", "published"),
     "named": ("opened", "payload", "written", "named", "published"),
-    "npy": ("payload", "written", "named", "published"),
+    "npy": ("payload", "written", "named", "published", "payload#2", "published#2"),
     "cacheable": ("staged", "moved-aside", "placed", "written", "published"),
 }
 # Phases at which the killed writer leaves something in .tmp for a later run to sweep.
@@ -59,6 +60,11 @@ LEAVES_TEMP = {
     "npy": {"named"},
     "cacheable": {"staged", "moved-aside", "named"},
 }
+# A replaced npy entry's record is removed first: until the new record is published, the
+# entry is gone (a clean miss, computed again), never the old record over the new payload.
+GONE = {("npy", phase) for phase in PHASES["npy"][:-1]}
+# The phase after which the new entry is complete.
+DONE = {"pickle": "published", "named": "published", "npy": "published#2", "cacheable": "published"}
 # A Cacheable entry whose directory was swapped but whose entry file was not yet replaced is
 # rejected (its files differ from its manifest), never loaded.
 REJECTED = {("cacheable", "moved-aside"), ("cacheable", "placed"), ("cacheable", "written")}
@@ -160,8 +166,12 @@ def _writer(root: Path, kind: str, log: str, arg: int, stamp: int, phase: str | 
     if phase is not None:
         marker = root.parent / f"paused-{os.getpid()}"
 
+        name, _, nth = phase.partition("#")
+        seen: Counter[str] = Counter()
+
         def hook(reached: str) -> None:
-            if reached == phase:
+            seen[reached] += 1
+            if reached == name and seen[reached] == int(nth or 1):
                 marker.touch()
                 time.sleep(3600)
 
@@ -259,26 +269,30 @@ def test_writer_killed_at_each_phase_leaves_no_partial_entry(tmp_path: Path, kin
         writer = _start(root, kind, str(log), ARG, number, phase)
         _wait_paused(root, writer, phase)
         assert _kill(writer), f"the writer paused at {phase!r} was not killed"
-        _kills[phase] += 1
+        _kills[phase.partition("#")[0]] += 1
         temps = os.listdir(root / ".tmp")
         assert bool(temps) == (phase in LEAVES_TEMP[kind]), (phase, temps)
 
         found, damaged = _on_disk(root)
+        done = phase == DONE[kind]
         if (kind, phase) in REJECTED:
             assert list(found.values()) == [None], found
             assert len(damaged) == 1, damaged
+        elif (kind, phase) in GONE:
+            assert damaged == [], damaged
+            assert found == {}, (phase, found)
         else:
             assert damaged == [], damaged
-            expected = number if phase == "published" else current
+            expected = number if done else current
             assert found == {ARG: expected}, (phase, found)
 
         runs = _runs(log)
         later, computed = _next_run(root, kind, log, ARG, 100 + number)
-        assert computed == ((kind, phase) in REJECTED), (phase, computed)
+        assert computed == ((kind, phase) in REJECTED | GONE), (phase, computed)
         if computed:
             assert later == 100 + number
         else:
-            assert later == (number if phase == "published" else current)
+            assert later == (number if done else current)
         current = later
         assert _runs(log) == runs + computed
 
@@ -334,7 +348,7 @@ def test_writer_killed_at_random_moments_leaves_no_partial_entry(tmp_path: Path)
 
 def report_figures() -> None:
     """How many writers were SIGKILLed, per phase and at random (reported at the end)."""
-    phases = sorted({phase for names in PHASES.values() for phase in names})
+    phases = sorted({phase.partition("#")[0] for names in PHASES.values() for phase in names})
     for phase in phases:
         figure(f"writers SIGKILLed at phase {phase}", _kills[phase])
     figure("writers SIGKILLed at random moments", _kills["random"])

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage._backend import sanitize
+from memo._storage._backend import PARTS, sanitize
 from memo._storage._format import CHECK, HEADER, SIGNATURE, SIGNED
 from memo._storage._serializers import NpySerializer
 
@@ -277,6 +277,38 @@ def damages(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS) -> Damage:
     return Damage(kind, position=position)
 
 
+def _joined(path: Path) -> bytes:
+    """An entry's bytes as one layout: its entry file, with its payload file (if it keeps
+    one, as npy entries do) in the place of the payload, so damage is drawn over both."""
+    data = path.read_bytes()
+    beside = [path.with_suffix(part) for part in PARTS if path.with_suffix(part).exists()]
+    if not beside:
+        return data
+    try:
+        start = data.index(b"\n") + 1
+        name_len = struct.unpack_from("<4sBBHQ", data, start)[3]
+    except (ValueError, struct.error):  # a damaged entry file: its layout cannot be read
+        return data + beside[0].read_bytes()
+    name_end = start + HEADER + name_len
+    offset = name_end + (-name_end % 64)
+    return data[:offset] + beside[0].read_bytes() + data[offset:]
+
+
+def _write_joined(path: Path, original: bytes, damaged: bytes) -> None:
+    """Write ``damaged`` (a ``_joined`` layout) back: the payload range to the payload file,
+    the rest (head and trailer, kept at their ends) to the entry file."""
+    beside = [path.with_suffix(part) for part in PARTS if path.with_suffix(part).exists()]
+    if not beside:
+        path.write_bytes(damaged)
+        return
+    regions = _regions(original)
+    offset, end = regions["payload"]
+    tail = len(original) - end  # the trailer's length
+    cut = max(offset, len(damaged) - tail)
+    path.write_bytes(damaged[:offset] + damaged[cut:])
+    beside[0].write_bytes(damaged[offset:cut])
+
+
 def _regions(data: bytes) -> dict[str, tuple[int, int]]:
     """The [start, end) byte ranges of an intact entry's regions."""
     start = data.index(b"\n") + 1
@@ -400,7 +432,7 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
         expected = case.main(x, size)
         assert case.same(func(x, size), expected)
         path = _entry(func, x, size)
-        original = path.read_bytes()
+        original = _joined(path)
         directory = func.store.directory(sanitize(func.__qualname__), func.key(x, size))
         if damage.kind in SWAP_KINDS:
             source = {"swap-key": case.main, "swap-function": case.other}
@@ -410,6 +442,9 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
             donor_path = _entry(donor, donor_x, size)
             assert donor_path != path
             os.rename(donor_path, path)  # moved onto this entry's name
+            for part in PARTS:  # and its payload file onto this entry's, if it has one
+                if donor_path.with_suffix(part).exists():
+                    os.rename(donor_path.with_suffix(part), path.with_suffix(part))
         elif damage.kind in DIRECTORY_KINDS:
             func(x + 1, size)
             neighbour = func.store.directory(sanitize(func.__qualname__), func.key(x + 1, size))
@@ -420,8 +455,8 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
         else:
             damaged = damage_bytes(original, damage)
             assume(damaged != original)
-            path.write_bytes(damaged)
-        damaged = path.read_bytes()
+            _write_joined(path, original, damaged)
+        damaged = _joined(path)
         if damage.kind not in DIRECTORY_KINDS and not signed:
             # is_cached checks the entry file's digests, not a directory or a signature
             assert not func.is_cached(x, size)
@@ -440,7 +475,7 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
 
         assert func.is_cached(x, size), "the damaged entry must be replaced"
         if damage.kind not in DIRECTORY_KINDS:
-            assert path.read_bytes() != damaged
+            assert _joined(path) != damaged
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             again = func(x, size)
