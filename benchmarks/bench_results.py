@@ -1,4 +1,4 @@
-"""Results benchmark: large numpy results stored and loaded, signed hits, lazy chains.
+"""Results benchmark: large numpy results and tables stored and loaded, signed hits, lazy chains.
 
 Run ``python benchmarks/bench_results.py`` (a few minutes) or ``--quick`` (well under a minute).
 It imports ``bench_core`` from this directory (the floor, the peers' decorators and the table
@@ -66,8 +66,13 @@ on the same disk as the repository), removed at the end.
     the lazy chain's runs ``f`` (store), then ``g``, which loads ``f``'s value; the eager
     chain's then loads ``f``'s value, hashes it and runs ``g2``.
 
-Bars: ``memo npy`` store and load >= 0.8x numpy; ``memo mmap`` hit < 1% of ``np.load``;
-``memo pickle`` store and load >= 0.7x numpy; small-argument hit memo/floor <= 1.3x and
+(4) Tables: a DataFrame of 4,000,000 rows (int64, float64, float32; 400,000 with ``--quick``)
+    stored with ``to_parquet`` and loaded with ``read_parquet`` (warm), against memo's
+    ``parquet`` serializer, whose value is the same kind of file; interleaved rounds.
+
+Bars: ``memo npy`` store and load >= 0.8x numpy; ``memo parquet`` store >= 0.8x and load
+>= 0.45x pandas (its ratio before tables were kept as plain files); ``memo mmap`` hit < 1% of
+``np.load``; ``memo pickle`` store and load >= 0.7x numpy; small-argument hit memo/floor <= 1.3x and
 signed/unsigned <= 1.3x. The load bars are checked for warm and for cold reads. The bars are
 set for the full run's 400 MB: with ``--quick``'s 40 MB the fixed cost of a hit weighs ten
 times more (the mmap bar fails there by design), so quick verdicts are only indicative.
@@ -139,6 +144,7 @@ class Settings:
     hit_rounds: int
     hit_calls: int
     chain_rounds: int
+    table_rows: int
 
 
 FULL = Settings(
@@ -148,6 +154,7 @@ FULL = Settings(
     hit_rounds=200,
     hit_calls=300,
     chain_rounds=9,
+    table_rows=4_000_000,
 )
 QUICK = Settings(
     array_mb=40,
@@ -156,7 +163,14 @@ QUICK = Settings(
     hit_rounds=40,
     hit_calls=200,
     chain_rounds=5,
+    table_rows=400_000,
 )
+TABLE: list[Any] = [None]  # scenario (4)'s DataFrame, made once
+
+
+def table_body(i: int) -> Any:
+    """Scenario (4)'s memoized body: only returns the table (a miss is all storing)."""
+    return TABLE[0]
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -511,6 +525,61 @@ def scenario_chain(root: str, settings: Settings) -> Chain:
 # --- reporting -------------------------------------------------------------------------------
 
 
+def scenario_tables(root: str, settings: Settings) -> dict[str, Series]:
+    """(4) A DataFrame (int64, float64 and float32 columns) stored and loaded (warm) by
+    ``to_parquet``/``read_parquet`` and by memo's parquet serializer, in interleaved rounds."""
+    import pandas as pd
+
+    rows = settings.table_rows
+    rng = np.random.default_rng(1)
+    TABLE[0] = pd.DataFrame(
+        {"id": np.arange(rows), "x": rng.random(rows), "y": rng.random(rows).astype(np.float32)}
+    )
+    plain = os.path.join(root, "pandas_parquet")
+    os.makedirs(plain)
+    memoized = memo.decorate(
+        table_body, cache_path=os.path.join(root, "memo_parquet"), serializer="parquet"
+    )
+    memoized(-1)  # first call: code hashing, directory set-up
+    series = {name: Series() for name in ("pandas store", "pandas load", "memo store", "memo load")}
+    for r in range(settings.rounds + 1):
+        for which in ("pandas", "memo") if r % 2 else ("memo", "pandas"):
+            started = time.perf_counter()
+            if which == "pandas":
+                path = f"{plain}/{r}.parquet"
+                TABLE[0].to_parquet(path)
+                stored = time.perf_counter()
+                loaded = pd.read_parquet(path)
+                os.unlink(path)
+            else:
+                memoized(r)
+                stored = time.perf_counter()
+                loaded = memoized(r)
+                memoized.invalidate(r)
+            done = time.perf_counter()
+            assert len(loaded) == rows
+            if r:  # round 0 warms up
+                series[f"{which} store"].samples[r] = stored - started
+                series[f"{which} load"].samples[r] = done - stored
+    return series
+
+
+def report_tables(series: dict[str, Series], settings: Settings) -> None:
+    """Print scenario (4)'s table and its ratios."""
+    nbytes = int(TABLE[0].memory_usage(index=False).sum())
+    print(
+        f"\n(4) a DataFrame of {settings.table_rows:,} rows ({nbytes / 1e6:.0f} MB) as parquet, "
+        f"store then warm load: {settings.rounds} interleaved rounds"
+    )
+    print(f"  {'contender':<14}  median ms  best ms  iqr %  x pandas")
+    for name in series:
+        base = series["pandas " + name.split()[1]]
+        print(
+            f"  {name:<14}  {_ms(series[name].median):>9}  {_ms(series[name].best):>7}  "
+            f"{_iqr(series[name]):>5}  {_times(series[name].speed(base)):>8}"
+        )
+
+
 def _ms(value: float | None) -> str:
     return _num(None if value is None else value * 1e3)
 
@@ -630,7 +699,13 @@ def _bar_speed(label: str, series: Series, base: Series, bar: float) -> None:
     )
 
 
-def report_bars(writers: list[Writer], hits: dict[str, Series], cold: bool, quick: bool) -> None:
+def report_bars(
+    writers: list[Writer],
+    hits: dict[str, Series],
+    tables: dict[str, Series],
+    cold: bool,
+    quick: bool,
+) -> None:
     """Print the PASS/FAIL lines."""
     print("\nbars" + (" (set for 400 MB; with --quick only indicative)" if quick else ""))
     by_name = {writer.name: writer for writer in writers}
@@ -656,6 +731,18 @@ def report_bars(writers: list[Writer], hits: dict[str, Series], cold: bool, quic
             f"({_ms(getattr(base, attribute).median)} ms) (bar < 1%) "
             f"{_verdict(share is not None and share < 0.01)}"
         )
+    _bar_speed(
+        "memo parquet store: throughput / to_parquet",
+        tables["memo store"],
+        tables["pandas store"],
+        0.8,
+    )
+    _bar_speed(  # (the ratio before value files: 0.45x; the bar keeps it)
+        "memo parquet load warm: throughput / read_parquet",
+        tables["memo load"],
+        tables["pandas load"],
+        0.45,
+    )
     ratio = hits["memo"].paired(hits["floor"])
     signed = hits["memo signed"].paired(hits["memo"])
     print(
@@ -713,7 +800,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc.collect()
         chain = scenario_chain(root, settings)
         report_chain(chain, settings)
-        report_bars(writers, hits, cold, options.quick)
+        gc.collect()
+        tables = scenario_tables(root, settings)
+        report_tables(tables, settings)
+        report_bars(writers, hits, tables, cold, options.quick)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"\ntotal {time.perf_counter() - began:.1f} s")

@@ -276,3 +276,14 @@ def test_value_files_on_memory_urls(record: list[warnings.WarningMessage]) -> No
     assert func(1) == REPORT
     assert calls == [1, 1]
     assert len(_memo_warnings(record)) == 1
+
+
+def test_duckdb_queries_a_cached_table_in_place(cache_dir: Path) -> None:
+    """DuckDB reads a cached parquet table straight from its path."""
+    import duckdb
+
+    func, _ = _counting(cache_dir, TABLE, "parquet")
+    func(1)
+    query = duckdb.sql(f"select city from '{func.path(1)}' where rain > 0 order by city")
+    assert query is not None
+    assert query.fetchall() == [("Bern",), ("Genf",)]

@@ -193,10 +193,13 @@ class Backend(Protocol):
         data: Any,
         replace: bool,
         part: str = SUFFIX,
+        then: Callable[[int, bytes], None] | None = None,
     ) -> tuple[int, bytes]:
-        """Put a new entry in place atomically (a reader sees all of it or none); gives what
-        the writer gave. Without ``replace`` the write is create-only where the backend can
-        make it so: ``FileExistsError`` if an entry is there (then it stands)."""
+        """Put a new entry (or its ``part``) in place atomically (a reader sees all of it or
+        none); gives what the writer gave. Without ``replace`` the write is create-only where
+        the backend can make it so: ``FileExistsError`` if an entry is there (then it
+        stands). ``then(count, fingerprint)`` runs once the bytes are written and before they
+        are placed; if it raises, nothing is placed."""
         ...
 
     def delete(self, name: str, key: str, part: str | None = None) -> bool:

@@ -195,25 +195,33 @@ class DiskBackend:
         data: Any,
         replace: bool,
         part: str = SUFFIX,
+        then: Callable[[int, bytes], None] | None = None,
     ) -> tuple[int, bytes]:
         """Write the entry into a file with no name (or a temporary one) and link it into
         place; ``FileExistsError`` if there is one and not ``replace``."""
         if not self._ready:
             self._prepare()
         try:
-            written = self._publish(name, key, write, data, replace, part)
+            written = self._publish(name, key, write, data, replace, part, then)
         except FileNotFoundError:
             # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
             # and its lock file, so other processes share our locks again.
             self.locks.forget_lock_file()
             self._prepare()
-            written = self._publish(name, key, write, data, replace, part)
+            written = self._publish(name, key, write, data, replace, part, then)
         if _files.phase_hook is not None:
             _files.phase_hook("published")
         return written
 
     def _publish(
-        self, name: str, key: str, write: Writer | None, data: Any, replace: bool, part: str
+        self,
+        name: str,
+        key: str,
+        write: Writer | None,
+        data: Any,
+        replace: bool,
+        part: str,
+        then: Callable[[int, bytes], None] | None,
     ) -> tuple[int, bytes]:
         final = f"{self._root}/{name}-{key}{part}"
         if self._tmpfile:
@@ -236,6 +244,8 @@ class DiskBackend:
                         written = count, fingerprint
                     else:
                         written = write_hooked(fd, write or write_entry, data)
+                    if then is not None:
+                        then(*written)
                     # Names the file behind the /proc link (linkat, AT_SYMLINK_FOLLOW).
                     source = f"/proc/self/fd/{fd}"
                     try:
@@ -263,6 +273,8 @@ class DiskBackend:
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
             total = write_hooked(fd, write or write_entry, data)
+            if then is not None:
+                then(*total)
         except BaseException:
             _files.discard(temp)
             raise

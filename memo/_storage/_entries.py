@@ -343,20 +343,26 @@ class EntryStore(EntryChecks):
     def _publish_detached(
         self, name: str, key: str, part: str, data: Any, replace: bool
     ) -> tuple[int, bytes]:
-        """Publish a record and its payload file. After a miss the record goes first,
-        create-only, so a caller that lost the race never touches the payload; a reader
-        meanwhile finds no payload file, a clean miss. A replacement removes the old record
-        first, then writes the payload file, then the record: readers miss until it is whole.
-        Either way a record is only ever loaded with the payload its digest names."""
-        made, fingerprint, write, payload = data
+        """Publish a payload file and its record so that a record is only ever loaded with the
+        payload its digest names. After a miss the payload file is written (hashed as it
+        goes) but placed only once its record is, create-only: a caller that lost the race
+        for the key never touches the payload file, and a reader in between finds a record
+        without a payload file, a clean miss. A replacement removes the old record first,
+        then places the payload file, then the record: readers miss until it is whole."""
+        make, write, payload = data
         publish = self._publish
+        placed: list[int] = []
+
+        def place_record(count: int, fingerprint: bytes) -> None:
+            placed.append(publish(name, key, None, (make(fingerprint), fingerprint), False)[0])
+
         if replace:
             self.backend.delete(name, key, SUFFIX)
-            written = publish(name, key, write, payload, True, part)[0]
-            written += publish(name, key, None, (made, fingerprint), True)[0]
+            written, fingerprint = publish(name, key, write, payload, True, part)
+            written += publish(name, key, None, (make(fingerprint), fingerprint), True)[0]
         else:
-            written = publish(name, key, None, (made, fingerprint), False)[0]
-            written += publish(name, key, write, payload, True, part)[0]
+            written, fingerprint = publish(name, key, write, payload, True, part, place_record)
+            written += placed[0]
         return written, fingerprint
 
     def _refuse(self, name: str, key: str, kind: str, why: str) -> NoReturn:

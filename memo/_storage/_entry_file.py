@@ -46,6 +46,7 @@ __all__ = [
     "write_entry",
     "write_hooked",
     "write_large",
+    "write_payload",
 ]
 
 _HEAD_READ = (1 << 16) + 4096  # reaches the payload of any entry: the longest head
@@ -161,17 +162,32 @@ def detached(
     payload: Sequence[Any],
     size: int,
     secret: bytes | None,
-) -> tuple[bytes, bytes, Writer | None, Any]:
-    """A new entry whose payload is kept as its payload file: the record's bytes, the
-    payload's fingerprint, and the payload file's writer and data for ``Backend.publish``.
-    Raises ``ValueError`` if the metadata cannot be written."""
+) -> tuple[Callable[[bytes], bytes], Writer | None, Any]:
+    """A new entry whose payload is kept as its payload file: a function giving the record's
+    bytes for the payload's fingerprint, and the payload file's writer and data for
+    ``Backend.publish``. A local unsigned payload is hashed as it is written (one pass);
+    otherwise the record is made first. Raises ``ValueError`` if the metadata cannot be
+    written."""
     line = metadata_line(metadata, kind, size, fixed)
-    made, fingerprint = record(line, fromhex(key), kind, payload, secret)
+    keyed = fromhex(key)
+    if files and secret is None:
+
+        def unsigned(fingerprint: bytes) -> bytes:
+            head, check = seal(line, keyed, kind, size, fingerprint, False, True)
+            return head + check
+
+        return unsigned, write_payload, payload
+    made, fingerprint = record(line, keyed, kind, payload, secret)
     if not files:
         chunks = list(payload)
         whole = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
-        return made, fingerprint, None, (whole, fingerprint)
-    return made, fingerprint, write_chunks, (list(payload), fingerprint)
+        return (lambda _: made), None, (whole, fingerprint)
+    return (lambda _: made), write_chunks, (list(payload), fingerprint)
+
+
+def write_payload(fd: int, payload: Sequence[Any]) -> tuple[int, bytes]:
+    """Write a payload file's chunks, hashing them as they go (its blocks reserved first)."""
+    return _files.write_hashed(fd, payload, 0)
 
 
 def read_rest(

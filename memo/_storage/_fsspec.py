@@ -200,10 +200,13 @@ class FsspecBackend:
         data: Any,
         replace: bool,
         part: str = SUFFIX,
+        then: Callable[[int, bytes], None] | None = None,
     ) -> tuple[int, bytes]:
         """One object write of the whole entry (or part), create-only unless ``replace``."""
         entry, fingerprint = data
         path = self._object(name, key, part)
+        if then is not None:
+            then(len(entry), fingerprint)
         try:
             try:
                 self._put(path, entry, not replace)

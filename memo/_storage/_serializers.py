@@ -265,10 +265,12 @@ class ParquetSerializer:
         return [buffer.getbuffer()]
 
     def loads(self, data: memoryview) -> Any:
-        """Read the DataFrame back."""
-        import pandas as pd
+        """Read the DataFrame back, from the payload's memory (no copy: a file object over
+        it would be read through Python, on one thread)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+        return pq.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas()
 
 
 _BUILTIN: dict[str, Serializer] = {
