@@ -9,7 +9,7 @@ With no endpoint configured (no ``AWS_ENDPOINT_URL``), the script starts a local
 without credentials or network. To use a real bucket, set ``AWS_ENDPOINT_URL`` (or have AWS
 credentials and set it to ``https://s3.amazonaws.com``) and ``MEMO_EXAMPLE_URL=s3://bucket/p``.
 
-Needs ``pip install "memo[remote]"`` (fsspec and s3fs), plus ``moto[server]`` for the local
+Needs ``pip install "memo-cache[remote]"`` (fsspec and s3fs), plus ``moto[server]`` for the local
 server.
 """
 

@@ -14,7 +14,7 @@ import inspect
 import json
 import logging
 import os
-import platform
+import sys
 from collections.abc import Callable
 from time import perf_counter_ns, time_ns
 from typing import Any, Generic, ParamSpec, TypeVar, cast
@@ -45,6 +45,7 @@ logger = logging.getLogger("memo")
 _USER_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _PICKLE = PickleSerializer()
 _process_id = os.getpid()
+_PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))  # (platform.python_version())
 
 
 def _forked() -> None:
@@ -305,7 +306,7 @@ class Calls(Generic[P, R]):
             "function": self._maker.qualname,
             "name": self._name,
             "memo": __version__,
-            "python": platform.python_version(),
+            "python": _PYTHON_VERSION,
             "pid": _process_id,
             "components": self._maker.components(),
         }

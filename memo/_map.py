@@ -8,7 +8,6 @@ collected into one ``MapError`` that also carries the successful results.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -90,6 +89,8 @@ def _run_chunk(function: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]
 
 def _executor(executor: Any, workers: int | None) -> tuple[Any, bool]:
     """The executor to submit to, and whether we made it (and must shut it down)."""
+    import concurrent.futures  # (for batches only: not imported with memo)
+
     if executor == "threads":
         return concurrent.futures.ThreadPoolExecutor(workers), True
     if executor == "processes":
@@ -196,6 +197,8 @@ def _run_on(
     max_workers: int | None,
     chunksize: int | None,
 ) -> None:
+    import concurrent.futures
+
     pool, owned = _executor(executor, max_workers)
     workers = max_workers or getattr(pool, "_max_workers", None) or 4
     # Several items per task keep the per-task overhead of process pools small, while

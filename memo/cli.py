@@ -79,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Look into a memo cache directory and maintain it.",
         epilog="Exit codes: 0 ok, 1 problems found, 2 bad usage or input.",
     )
-    parser.add_argument("--version", action="version", version=f"memo {memo.__version__}")
+    # memo is installed as memo-cache: "memo" on the package index is another project.
+    version = f"memo-cache {memo.__version__}"
+    parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     def command(name: str, run: Callable[..., int], text: str) -> argparse.ArgumentParser:

@@ -486,11 +486,11 @@ def test_non_directory_at_the_directory_path_leaves_no_temp_file(
 
 
 _KILLED_WRITER = """
-import os, secrets, signal, sys
+import os, signal, sys
 from pathlib import Path
 import memo
 
-secrets.token_hex = lambda n: "c0ffee00"  # a token with letters, as most are: deterministic
+os.urandom = lambda n: bytes.fromhex("c0ffee00")  # a token with letters, as most are: fixed
 
 class Dies:
     def to_cache(self, directory: Path) -> None:

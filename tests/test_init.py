@@ -41,3 +41,45 @@ def test_design_api_is_present() -> None:
                  "Memoized", "MemoError", "EncodingError"):  # fmt: skip
         assert hasattr(memo, name), name
     assert issubclass(memo.EncodingError, TypeError)
+
+
+def test_one_distribution_name_everywhere() -> None:
+    """The distribution's name (not memo: another project has that one on the package index)
+    is the one in pyproject.toml, the install hints, the README, the docs and --version."""
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from memo._storage._urls import HINT
+
+    root = Path(__file__).resolve().parents[1]
+    name = tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"]
+    assert name == "memo-cache"
+    assert f'pip install "{name}[remote]"' == HINT
+    texts = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    for path in texts:
+        text = path.read_text()
+        assert 'pip install "memo[' not in text, path
+        assert "pip install memo " not in text, path
+    shown = subprocess.run(
+        [sys.executable, "-m", "memo", "--version"], capture_output=True, text=True, check=True
+    )
+    assert shown.stdout.split() == [name, memo.__version__]
+
+
+def test_import_memo_leaves_out_what_a_hit_never_needs() -> None:
+    """`import memo` pulls in no networking, e-mail, asyncio or executor modules (a feature
+    that needs them imports them), nor numpy, pandas or fsspec."""
+    import json
+    import subprocess
+    import sys
+
+    code = "import json, sys; import memo; print(json.dumps(sorted(sys.modules)))"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {name.partition(".")[0] for name in json.loads(shown.stdout)}
+    loaded |= {name for name in json.loads(shown.stdout) if name.startswith("urllib.")}
+    unwanted = {"urllib.request", "http", "email", "asyncio", "concurrent", "socket", "ssl"}
+    unwanted |= {"numpy", "pandas", "pyarrow", "fsspec", "importlib_metadata"}
+    assert loaded & unwanted == set()
+    assert "importlib.metadata" not in json.loads(shown.stdout)

@@ -452,9 +452,9 @@ def test_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         memo.cache(cache_path="s3://bucket/x")
     monkeypatch.delenv("MEMO_STORAGE_OPTIONS")
     monkeypatch.setitem(sys.modules, "s3fs", None)
-    with pytest.raises(MissingPackageError, match='pip install "memo\\[remote\\]"') as info:
+    with pytest.raises(MissingPackageError, match='pip install "memo-cache\\[remote\\]"') as info:
         memo.cache(cache_path="s3://bucket/x")
     assert isinstance(info.value, ImportError)
     monkeypatch.setitem(sys.modules, "fsspec", None)
-    with pytest.raises(ImportError, match='pip install "memo\\[remote\\]"'):
+    with pytest.raises(ImportError, match='pip install "memo-cache\\[remote\\]"'):
         memo.Store("memory://x")

@@ -4,7 +4,6 @@ name is enough) or an installed package's (its version stands for its code)."""
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 import site
 import sys
@@ -53,6 +52,8 @@ def module_kind(module_name: str) -> str:
 @functools.cache
 def package_version(module_name: str) -> str:
     """The installed version of the distribution that provides ``module_name``."""
+    import importlib.metadata  # (slow to import, and needed only when a package is met)
+
     top = module_name.partition(".")[0]
     try:
         return importlib.metadata.version(top)

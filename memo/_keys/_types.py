@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import decimal
 import enum
-import fractions
 import functools
 import pathlib
 import sys
 import types
-import uuid
 from typing import Any
 
 from ._bytes import Context, UnencodableError, pack_q, qualified, text
@@ -198,7 +195,16 @@ def _numpy_scalar(obj: Any, out: bytearray, ctx: Context) -> None:
         out += data
 
 
+# Types of standard-library modules memo does not import itself (importing them would cost
+# every `import memo`): a value of one means its module is loaded. By exact type, as before.
+_LOADED_TYPES = (("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID"))
+
+
 def _plugin(tp: type) -> Handler | None:
+    for module_name, type_name in _LOADED_TYPES:
+        module = sys.modules.get(module_name)
+        if module is not None and tp is getattr(module, type_name):
+            return _BY_NAME[type_name]
     if dataclasses.is_dataclass(tp):
         return _dataclass
     if issubclass(tp, tuple) and hasattr(tp, "_fields"):
@@ -214,15 +220,14 @@ def _plugin(tp: type) -> Handler | None:
     return None
 
 
+_BY_NAME: dict[str, Handler] = {"Decimal": _decimal, "Fraction": _fraction, "UUID": _uuid}
+
 add_rules(
     {
         datetime.datetime: _datetime,
         datetime.date: _date,
         datetime.time: _time,
         datetime.timedelta: _timedelta,
-        decimal.Decimal: _decimal,
-        fractions.Fraction: _fraction,
-        uuid.UUID: _uuid,
         range: _range,
         slice: _slice,
         types.FunctionType: _function,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import shutil
 import stat
 import time
@@ -293,7 +292,7 @@ class DiskBackend:
         return total
 
     def _temp_name(self, name: str, key: str) -> str:
-        return os.path.join(self._tmp, f"{name}-{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        return os.path.join(self._tmp, f"{name}-{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
     def write_directory(self, name: str, key: str, fill: Callable[[Path], bytes]) -> bytes:
         """Write a Cacheable's directory aside, then swap it into place; returns the manifest."""

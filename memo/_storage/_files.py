@@ -6,10 +6,8 @@ Kept apart from the store's logic so each stays readable; nothing here knows abo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
-import queue
 import re
 import sys
 import threading
@@ -140,6 +138,8 @@ def read_hashing(fd: int, size: int, start: int, end: int) -> tuple[memoryview, 
     Reading 400 MB from the page cache and hashing it take about 80 and 30 ms: one after the
     other they made a warm hit a third slower than ``np.load``; on two cores they overlap.
     """
+    import queue  # (large reads only)
+
     view = _destination(size + 1, 0)
     hasher = xxhash.xxh3_128()
     ready: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
@@ -176,6 +176,8 @@ def _destination(size: int, position: int) -> memoryview:
         memory = numpy.empty(size + _PAGE, dtype=numpy.uint8)
         address = memory.ctypes.data
     else:
+        import ctypes  # (large reads and writes only: not imported with memo)
+
         memory = bytearray(size + _PAGE)
         address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
     # The kernel copies from page-aligned page-cache pages; a destination at (nearly) the same
@@ -260,6 +262,8 @@ def preallocate(fd: int, offset: int, length: int) -> None:
     if length < SMALL or not sys.platform.startswith("linux"):
         return
     if _fallocate is None:
+        import ctypes
+
         function: Any = False
         try:
             function = ctypes.CDLL(None, use_errno=True).fallocate

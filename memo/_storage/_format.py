@@ -27,7 +27,6 @@ flag and no payload, while ``length`` and ``fingerprint`` describe that file's b
 
 from __future__ import annotations
 
-import hmac
 import json
 import struct
 import time
@@ -294,8 +293,10 @@ def unpack(
             raise DamagedEntryError("it is not signed, and a secret key is set")
         message = memoryview(data)[start if flags & SIGNED_BODY else 0 : end]
         signature = data[end + CHECK :]
+        from hmac import compare_digest  # (signed entries only)
+
         for secret in secrets:
-            if hmac.compare_digest(hmac_sha256(secret, message), signature):
+            if compare_digest(hmac_sha256(secret, message), signature):
                 break
         else:
             raise DamagedEntryError("its signature does not match any accepted secret key")
@@ -362,8 +363,10 @@ def check_payload(
         start = bytes(data[: MAX_METADATA + 1]).find(b"\n") + 1
         body = memoryview(data)[start : header.offset]
         signature = bytes(data[header.offset + CHECK :])
+        from hmac import compare_digest
+
         for secret in secrets:
-            if hmac.compare_digest(hmac_sha256(secret, body, view), signature):
+            if compare_digest(hmac_sha256(secret, body, view), signature):
                 return
         raise DamagedEntryError("its signature does not match any accepted secret key")
 

@@ -2,7 +2,7 @@
 
 Entries are the same ``<name>-<key>.memo`` objects as in a local directory, so a store can be
 copied between a bucket and a directory. fsspec and the URL's package (s3fs for S3) are
-imported only when such a URL is used; ``pip install "memo[remote]"`` installs both.
+imported only when such a URL is used; ``pip install "memo-cache[remote]"`` installs both.
 
 - **No partial values.** An entry is published as one object write of its final bytes (one
   PUT on S3; a multipart upload above 100 MB, which S3 shows only once complete). Filesystems

@@ -22,12 +22,10 @@ between two looks of a waiter, default 1 s).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import random
-import secrets
 import socket
 import threading
 import time
@@ -199,6 +197,8 @@ class ObjectLeases:
     async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
         """Wait for ``key`` without blocking the event loop; True when held. False at once
         when this task holds the key already."""
+        import asyncio  # (only async callers need it)
+
         claims = self._current()
         owner = asyncio.current_task()
         deadline = time.monotonic() + timeout
@@ -218,6 +218,8 @@ class ObjectLeases:
 
     def release_async(self, key: str) -> None:
         """Give back a lease taken with ``acquire_async``."""
+        import asyncio
+
         owner = asyncio.current_task()
         lease = self._async.pop((key, owner), None)
         try:
@@ -235,7 +237,7 @@ class ObjectLeases:
             return True, None
         objects, settings = self._objects, self.settings
         path = objects.lease_path(name, key)
-        token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+        token = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(8).hex()}"
         deadline = time.monotonic() + timeout
         pause = _FIRST_PAUSE
         seen: bytes | None = None

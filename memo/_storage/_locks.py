@@ -12,7 +12,6 @@ process, so threads of one process are kept apart by an in-process claim per key
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
@@ -308,6 +307,8 @@ class KeyLocks:
     async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
         """Wait for ``key``'s lock without blocking the event loop; True when held (then
         call ``release_async``). False at once when this task holds the key already."""
+        import asyncio  # (only async callers need it: not imported with memo)
+
         if fcntl is None:  # pragma: no cover - Windows
             return await asyncio.to_thread(self._acquire_filelock, key, timeout)
         owner = asyncio.current_task()
@@ -334,6 +335,8 @@ class KeyLocks:
 
     def release_async(self, key: str) -> None:
         """Release a lock taken with ``acquire_async``."""
+        import asyncio
+
         if fcntl is None:  # pragma: no cover - Windows
             self._release_filelock(key)
             return

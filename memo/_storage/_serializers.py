@@ -54,7 +54,7 @@ class Serializer(Protocol):
 
 def _missing(extra: str, package: str) -> ImportError:
     return ImportError(
-        f'this serializer needs {package}; install it with: pip install "memo[{extra}]"'
+        f'this serializer needs {package}; install it with: pip install "memo-cache[{extra}]"'
     )
 
 

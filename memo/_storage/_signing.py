@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 __all__ = ["hmac_sha256"]
@@ -22,6 +21,8 @@ def hmac_sha256(secret: bytes, *parts: Any) -> bytes:
     """
     pads = _pads.get(secret)
     if pads is None:
+        import hashlib  # (once per secret: signing is off unless a key is set)
+
         block = secret if len(secret) <= _BLOCK else hashlib.sha256(secret).digest()
         block = block.ljust(_BLOCK, b"\0")
         inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))

@@ -42,7 +42,7 @@ __all__ = [
     "timeout_from_env",
 ]
 
-HINT = 'pip install "memo[remote]"'
+HINT = 'pip install "memo-cache[remote]"'
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _S3_DEFAULTS: dict[str, Any] = {
     "config_kwargs": {
