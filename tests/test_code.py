@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,40 @@ def test_bound_methods_count_the_object_they_are_bound_to() -> None:
 
     assert hash_code(Affine(2).apply) != hash_code(Affine(5).apply)
     assert hash_code(Affine(2).apply) == hash_code(Affine(2).apply)
+
+
+LARGE_GLOBAL: Any = None  # set by the test below: a large array a memoized function reads
+
+
+def _reads_large_global(i: int) -> float:
+    return float(LARGE_GLOBAL[i])
+
+
+def test_a_large_global_is_hashed_once_by_digest(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large array global is hashed like an argument (streamed, by digest), once for the
+    first call's key and metadata together; a different array gives another key."""
+    import numpy as np
+
+    from memo._keys import _digest
+
+    hashed: list[int] = []
+    real = _digest.value_digest
+
+    def counting(value: Any) -> str:
+        hashed.append(id(value))
+        return real(value)
+
+    monkeypatch.setattr(_digest, "value_digest", counting)
+    monkeypatch.setitem(globals(), "LARGE_GLOBAL", np.arange(1 << 20, dtype=np.float64))
+    first = memo.decorate(_reads_large_global, cache_path=cache_dir)
+    assert first(3) == 3.0
+    assert hashed == [id(LARGE_GLOBAL)], "hashed once for the key and the metadata"
+    key = first.key(3)
+    monkeypatch.setitem(globals(), "LARGE_GLOBAL", np.arange(1 << 20, dtype=np.float64) * 2)
+    # (A new function object: this process's fingerprint of the first one is kept.)
+    again = types.FunctionType(_reads_large_global.__code__, globals(), "_reads_large_global")
+    second = memo.decorate(again, cache_path=cache_dir)
+    assert second.key(3) != key
+    assert second(3) == 6.0

@@ -367,3 +367,55 @@ def test_keys_of_numbers_and_strings_are_the_general_keys(
         assert key == general_key
         described = maker.describe(labels, values, NO_EXTRA)
         assert described == general.describe(general_labels, general_values, NO_EXTRA)
+
+
+_MODEL = """
+import dataclasses
+from typing import NamedTuple
+
+import memo
+
+
+@dataclasses.dataclass
+class Model:
+    weight: int
+
+    def predict(self, x):
+        return self.weight * x{edit}
+
+
+class Point(NamedTuple):
+    x: int
+
+    def scaled(self):
+        return self.x * 2{edit}
+
+
+@memo.cache(cache_path={cache!r})
+def run(model, point):
+    return model.predict(2) + point.scaled()
+
+
+print(run(Model(3), Point(5)), run.cache_info().misses)
+"""
+
+
+def test_editing_a_method_of_an_argument_class_recomputes(tmp_path: Path) -> None:
+    """A dataclass or namedtuple argument of the user's own class brings its class's code
+    into the key: after its method is edited a new process recomputes; unedited, it hits."""
+    import subprocess
+    import sys
+
+    module = tmp_path / "models.py"
+
+    def run(edit: str) -> list[str]:
+        module.write_text(_MODEL.format(edit=edit, cache=str(tmp_path / "cache")))
+        shown = subprocess.run(
+            [sys.executable, str(module)], capture_output=True, text=True, check=True
+        )
+        return shown.stdout.split()
+
+    assert run("") == ["16", "1"]  # computed
+    assert run("") == ["16", "0"]  # the same code: a hit
+    assert run(" + 1") == ["18", "1"]  # both methods edited: computed again
+    assert run(" + 1") == ["18", "0"]

@@ -23,6 +23,7 @@ import xxhash
 from .._exceptions import EncodingError
 from ._bytes import UnencodableError
 from ._canonical import encode
+from ._digest import large_digest
 from ._modules import module_kind, package_version
 
 __all__ = ["class_fingerprint", "code_details", "function_fingerprint", "hash_code"]
@@ -285,8 +286,12 @@ class _Fingerprinter:
         return b"\0".join(parts)
 
     def value(self, value: Any) -> bytes:
-        """A constant or data value: its canonical encoding, or, when none exists, its type
-        and (for an instance of the user's own class) the values of its attributes."""
+        """A constant or data value: its canonical encoding (a large buffer's digest), or,
+        when none exists, its type and (for an instance of the user's own class) the values
+        of its attributes."""
+        digest = large_digest(value)
+        if digest is not None:
+            return b"digest " + digest
         try:
             return encode(value)
         except (UnencodableError, EncodingError):

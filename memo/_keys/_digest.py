@@ -3,6 +3,7 @@ buffers into the hasher, and one value's digest (recorded per argument in the me
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,13 @@ import xxhash
 from ._bytes import NAN, Context, UnencodableError, pack_d, pack_i, pack_q, tag_d, tag_i, tag_q
 from ._canonical import handler_for, resolved
 
-__all__ = ["stream_digest", "value_digest"]
+__all__ = ["large_digest", "stream_digest", "value_digest"]
+
+_LARGE = 1 << 20  # buffers from this size on are hashed by digest, not encoded
+_LARGE_KEPT = 256
+# id -> (weak reference, digest) of large values fingerprinted (a digest is trusted only while
+# its object lives: an id can be reused once it is gone).
+_large_digests: dict[int, tuple[Any, bytes]] = {}
 
 
 def stream_digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any]) -> str:
@@ -69,3 +76,43 @@ def value_digest(value: Any) -> str:
     if tp is float:
         return xxhash.xxh3_128_hexdigest(NAN if value != value else b"f" + pack_d(value))
     return stream_digest(b"", (b"",), (value,))
+
+
+def _large_size(value: Any) -> int:
+    """The bytes a value's buffers hold, if it is of a kind kept in large buffers (numpy
+    arrays, pandas objects, pyarrow arrays and tables, bytes); else 0."""
+    if type(value) in (bytes, bytearray):
+        return len(value)
+    module = getattr(type(value), "__module__", "") or ""
+    if module.startswith(("numpy", "pyarrow")):
+        size = getattr(value, "nbytes", 0)
+        return size if isinstance(size, int) else 0
+    if module.startswith("pandas") and hasattr(value, "memory_usage"):
+        try:
+            usage = value.memory_usage(index=True, deep=False)
+            return int(usage.sum() if hasattr(usage, "sum") else usage)
+        except Exception:
+            return 0
+    return 0
+
+
+def large_digest(value: Any) -> bytes | None:
+    """The digest of a large buffer's canonical encoding, hashed as arguments are (streamed,
+    no copy), once per value per process: a function reading a 400 MB global pays one pass
+    over it at its first call, not a copy into an encoding and a second pass for its
+    metadata. None for values that are not large buffers (they are encoded as they are)."""
+    if _large_size(value) < _LARGE:
+        return None
+    ident = id(value)
+    known = _large_digests.get(ident)
+    if known is not None and known[0]() is value:
+        return known[1]
+    digest = bytes.fromhex(value_digest(value))
+    try:
+        reference = weakref.ref(value)
+    except TypeError:  # bytes: no weak references, and hashing them again is as cheap
+        return digest
+    if len(_large_digests) >= _LARGE_KEPT:
+        _large_digests.clear()
+    _large_digests[ident] = (reference, digest)
+    return digest

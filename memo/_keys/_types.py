@@ -27,6 +27,7 @@ from ._canonical import (
     enter,
     leave,
 )
+from ._code import class_fingerprint
 
 __all__: list[str] = []
 
@@ -91,10 +92,26 @@ def _slice(obj: Any, out: bytearray, ctx: Context) -> None:
     _tuple((obj.start, obj.stop, obj.step), out, ctx)
 
 
+# A class's code fingerprint, by class: an instance encoded by its fields brings its class's
+# code into the key (edit a method of a config or model class, and calls taking one recompute).
+_class_code: dict[type, bytes] = {}
+
+
+def _code_of(cls: type) -> bytes:
+    """``cls``'s code fingerprint (its methods, properties and class attributes, and its bases
+    from the user's modules; a library's class counts by its package's version), once per
+    class per process."""
+    known = _class_code.get(cls)
+    if known is None:
+        known = _class_code[cls] = text(class_fingerprint(cls))
+    return known
+
+
 def _dataclass(obj: Any, out: bytearray, ctx: Context) -> None:
     ident = enter(obj, ctx)
     out += b"C"
     out += qualified(type(obj))
+    out += _code_of(type(obj))
     fields = dataclasses.fields(obj)
     out += pack_q(len(fields))
     for field in fields:
@@ -111,6 +128,7 @@ def _namedtuple(obj: Any, out: bytearray, ctx: Context) -> None:
     ident = enter(obj, ctx)
     out += b"n"
     out += qualified(type(obj))
+    out += _code_of(type(obj))
     out += pack_q(len(obj))
     for name, value in zip(obj._fields, obj, strict=True):
         out += text(name)
