@@ -111,7 +111,9 @@ class Calls(Generic[P, R]):
         self._by_type: dict[type, Serializer] = {}
         self._by_name = {s.name: s for s in options.serializers.values()} or None
         self._plain = self._max_age is None and self._validate is None
-        self._fixed: tuple[int, str] | None = None
+        # The metadata shared by this process's entries, with the pid and the code fingerprint's
+        # generation it was made for (a rebound global takes the fingerprint anew).
+        self._fixed: tuple[int, int, str] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
 
     def _setup(self) -> _State:
@@ -241,9 +243,11 @@ class Calls(Generic[P, R]):
             if serializer is None:
                 serializer = self._serializer_for(value)
             fixed = self._fixed
-            if fixed is None or fixed[0] != _process_id:  # (not os.getpid(): a system call)
-                fixed = self._fixed = (_process_id, self._fixed_members())
-            state.store.save(self._name, key, value, members, serializer, fixed[1], state.secret)
+            generation = self._maker.generation
+            # (_process_id, not os.getpid(): a system call)
+            if fixed is None or fixed[0] != _process_id or fixed[1] != generation:
+                fixed = self._fixed = (_process_id, generation, self._fixed_members())
+            state.store.save(self._name, key, value, members, serializer, fixed[2], state.secret)
         except EntryExistsError:
             stored = self._lookup(state, key)
             if debug:

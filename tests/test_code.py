@@ -325,3 +325,72 @@ def test_a_large_global_is_hashed_once_by_digest(
     second = memo.decorate(again, cache_path=cache_dir)
     assert second.key(3) != key
     assert second(3) == 6.0
+
+
+REBOUND: Any = 2  # rebound by the test below, as a notebook re-runs `SCALE = 3`
+
+
+def _reads_rebound(x: int) -> Any:
+    return REBOUND * x
+
+
+@pytest.mark.parametrize("kind", ["int", "str", "array", "frame"])
+def test_a_rebound_global_is_seen_at_the_next_call(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Rebinding a global the function reads changes its key in the same process: the next
+    call recomputes; rebinding it back to an equal value hits the first entry."""
+    import numpy as np
+    import pandas as pd
+
+    first, second = {
+        "int": (2, 3),
+        "str": ("ab", "cd"),
+        "array": (np.arange(3), np.arange(3) + 1),
+        "frame": (pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [1, 3]})),
+    }[kind]
+    monkeypatch.setitem(globals(), "REBOUND", first)
+    func = memo.decorate(_reads_rebound, cache_path=cache_dir)
+    func(2)
+    key = func.key(2)
+    assert func.is_cached(2)
+    monkeypatch.setitem(globals(), "REBOUND", second)
+    assert func.key(2) != key
+    assert not func.is_cached(2)
+    func(2)
+    assert func.cache_info().misses == 2
+    monkeypatch.setitem(globals(), "REBOUND", first if kind in ("int", "str") else first.copy())
+    assert func.key(2) == key  # an equal value: the first entry again
+    func(2)
+    assert func.cache_info().hits == 1
+
+
+def test_an_unchanged_large_global_is_not_hashed_again(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When one global is rebound the fingerprint is taken again, but a large global that did
+    not change is not hashed again (its digest is known by identity)."""
+    import numpy as np
+
+    from memo._keys import _digest
+
+    hashed: list[int] = []
+    real = _digest.value_digest
+
+    def counting(value: Any) -> str:
+        hashed.append(id(value))
+        return real(value)
+
+    monkeypatch.setattr(_digest, "value_digest", counting)
+    monkeypatch.setitem(globals(), "LARGE_GLOBAL", np.arange(1 << 20, dtype=np.float64))
+    monkeypatch.setitem(globals(), "REBOUND", 2)
+
+    def reads_both(i: int) -> float:
+        return float(LARGE_GLOBAL[i]) * float(REBOUND)
+
+    func = memo.decorate(reads_both, cache_path=cache_dir)
+    assert func(3) == 6.0
+    monkeypatch.setitem(globals(), "REBOUND", 5)
+    assert func(3) == 15.0
+    assert func.cache_info().misses == 2
+    assert hashed == [id(LARGE_GLOBAL)], "the unchanged array is hashed once, not again"

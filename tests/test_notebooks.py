@@ -273,3 +273,21 @@ def test_redefining_in_the_same_kernel_recomputes(kernels: Kernels) -> None:
     assert printed == ["2 2", "3 3", "2", "11 11", "21 21"]
     # f: once per distinct body, the returning first body hits; h: once per helper.
     assert kernels.executions() == {"f": 2, "h": 2}
+
+
+def test_re_running_a_global_cell_recomputes_in_the_same_kernel(kernels: Kernels) -> None:
+    """Re-running `SCALE = 3` after a first call with `SCALE = 2` is seen by the next call in
+    that kernel (no stale hit); `SCALE = 2` again hits the first result."""
+    scaled = '@memo.cache\ndef scaled(x):\n    record("scaled", x)\n    return SCALE * x\n'
+    outputs = kernels.run(
+        SETUP,
+        "SCALE = 2",
+        scaled,
+        "print(scaled(5))",
+        "SCALE = 3",
+        "print(scaled(5))",
+        "SCALE = 2",
+        "print(scaled(5))",
+    )
+    assert [text.strip() for text in outputs if text.strip()] == ["10", "15", "10"]
+    assert kernels.executions() == {"scaled": 2}

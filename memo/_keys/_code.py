@@ -26,7 +26,15 @@ from ._canonical import encode
 from ._digest import large_digest
 from ._modules import module_kind, package_version
 
-__all__ = ["class_fingerprint", "code_details", "function_fingerprint", "hash_code"]
+__all__ = [
+    "UNBOUND",
+    "class_fingerprint",
+    "code_details",
+    "forget_fingerprint",
+    "function_fingerprint",
+    "hash_code",
+    "watched_fingerprint",
+]
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"})
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM", "LOAD_SUPER_ATTR"})
@@ -42,6 +50,7 @@ _BUILTINS = frozenset(vars(builtins))
 _STATE_DEPTH = 64  # objects nested deeper than this (with functions being walked) count by type
 _cache: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _cache_lock = threading.RLock()
+_watched: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # the bindings
 
 
 def hash_code(func: Callable[..., Any]) -> str:
@@ -61,12 +70,39 @@ def function_fingerprint(func: Callable[..., Any]) -> str:
     return _fingerprint(_unwrap(func))
 
 
+def watched_fingerprint(
+    func: Callable[..., Any],
+) -> tuple[str, tuple[tuple[dict[str, Any], str, Any], ...]]:
+    """A function's code fingerprint and the globals it read, each with what it was bound to
+    (``UNBOUND``: nothing). Once one is bound to another object, the fingerprint is stale:
+    ``forget_fingerprint``, then ask again (unchanged large values are not hashed again)."""
+    target = _unwrap(func)
+    digest = _fingerprint(target)
+    with _cache_lock:
+        bindings = _watched.get(target, ())
+    if any(namespace.get(name, UNBOUND) is not bound for namespace, name, bound in bindings):
+        forget_fingerprint(target)  # kept from before a rebinding
+        digest = _fingerprint(target)
+        with _cache_lock:
+            bindings = _watched.get(target, ())
+    return digest, bindings
+
+
+def forget_fingerprint(func: Callable[..., Any]) -> None:
+    """Drop a function's kept fingerprint (a global it read was rebound)."""
+    target = _unwrap(func)
+    with _cache_lock:
+        _watched.pop(target, None)
+        _cache.pop(target, None)
+
+
 def class_fingerprint(cls: type) -> str:
     """The fingerprint of a class: its methods' code for user classes, else name and version."""
     return _fingerprint(cls)
 
 
 _local = threading.local()
+UNBOUND: Any = object()  # what a global that is not (yet) defined is bound to
 
 
 def _fingerprint(target: Any) -> str:
@@ -90,6 +126,7 @@ def _fingerprint(target: Any) -> str:
     try:
         with _cache_lock:
             _cache[target] = digest
+            _watched[target] = tuple(walker.bindings)
     except TypeError:
         pass
     return digest
@@ -132,6 +169,9 @@ class _Fingerprinter:
         self.active: set[int] = set()
         self.keep: list[Any] = []  # keeps ids in `done` from being reused during the walk
         self.user_code: dict[str, str] = {}  # what explain() reports: user code seen, by name
+        # (namespace, name, what it was bound to) of every global read: a later rebinding
+        # (a notebook's `SCALE = 3`) makes the fingerprint stale, which callers watch for.
+        self.bindings: list[tuple[dict[str, Any], str, Any]] = []
 
     def fingerprint(self, obj: Any) -> bytes:
         ident = id(obj)
@@ -196,6 +236,7 @@ class _Fingerprinter:
             yield self.reference(contents)
         namespace = func.__globals__
         for name in sorted(global_names):
+            self.bindings.append((namespace, name, namespace.get(name, UNBOUND)))
             yield b"global:" + name.encode()
             if name in namespace:
                 yield self.reference(namespace[name], attr_names)

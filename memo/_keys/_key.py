@@ -21,7 +21,7 @@ from xxhash import xxh3_128_hexdigest
 from .._exceptions import ConfigError, EncodingError
 from ._bytes import UnencodableError, text
 from ._canonical import encode
-from ._code import code_details, function_fingerprint
+from ._code import UNBOUND, code_details, forget_fingerprint, watched_fingerprint
 from ._digest import stream_digest, value_digest
 from ._encoder import encoding_error
 from ._summary import SHOWN_HEAD, SHOWN_TAIL, exactly, summarize
@@ -100,6 +100,10 @@ class KeyMaker:
                 self._fill[given] = None if _MISSING in rest else tuple(rest)
         self._prefix: bytes | None = None
         self.code_fingerprint = ""
+        # The globals the code read, with what they were bound to when it was fingerprinted:
+        # every call checks them (a few dict lookups), so a rebound global is seen at once.
+        self._watched: tuple[tuple[dict[str, Any], str, Any], ...] = ()
+        self.generation = 0  # how many times the fingerprint was taken anew
         # Written out for the kinds of the first call's numbers and strings (bind decides).
         self._atoms: Callable[[bytes, Sequence[Any]], bytes | None] | None = None
         self._atoms_shown: Callable[[Sequence[Any]], str | None] | None = None
@@ -116,7 +120,7 @@ class KeyMaker:
             # Not at decoration time: helpers may be defined below the decorated function.
             if isinstance(self.func, functools.partial):
                 _check_bound(self.func, self.qualname)
-            self.code_fingerprint = function_fingerprint(self.func)
+            self.code_fingerprint, self._watched = watched_fingerprint(self.func)
             self._prefix = b"".join(
                 (
                     b"memo-key",
@@ -129,6 +133,13 @@ class KeyMaker:
                 )
             )
         return self._prefix
+
+    def refresh_code(self) -> None:
+        """Take the code fingerprint anew at the next key (a global it read was rebound)."""
+        forget_fingerprint(self.func)
+        self._prefix = None
+        self._watched = ()
+        self.generation += 1
 
     def split_extra(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """Remove an undeclared ``_extra_cache_key`` from the call's keywords."""
@@ -191,6 +202,10 @@ class KeyMaker:
     ) -> tuple[str, Sequence[bytes], Sequence[Any]]:
         """The hex key of a call, and the labels and values (``labelled``'s) it was made of,
         which ``describe`` takes. Raises ``EncodingError`` naming the failing argument."""
+        for namespace, name, bound in self._watched:
+            if namespace.get(name, UNBOUND) is not bound:
+                self.refresh_code()  # a global the code reads was rebound: take it anew
+                break
         # The hit path: positional arguments, completed by the defaults, need no binding.
         fill = None if kwargs else self._fill.get(len(args))
         if fill is not None:
