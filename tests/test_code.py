@@ -297,23 +297,29 @@ def _reads_large_global(i: int) -> float:
     return float(LARGE_GLOBAL[i])
 
 
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids of the values hashed by digest (large buffers) during the test."""
+    from memo._keys import _digest
+
+    seen: list[int] = []
+    real = _digest.value_digest
+
+    def counting(value: Any) -> str:
+        seen.append(id(value))
+        return real(value)
+
+    monkeypatch.setattr(_digest, "value_digest", counting)
+    return seen
+
+
 def test_a_large_global_is_hashed_once_by_digest(
-    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, hashed: list[int]
 ) -> None:
     """A large array global is hashed like an argument (streamed, by digest), once for the
     first call's key and metadata together; a different array gives another key."""
     import numpy as np
 
-    from memo._keys import _digest
-
-    hashed: list[int] = []
-    real = _digest.value_digest
-
-    def counting(value: Any) -> str:
-        hashed.append(id(value))
-        return real(value)
-
-    monkeypatch.setattr(_digest, "value_digest", counting)
     monkeypatch.setitem(globals(), "LARGE_GLOBAL", np.arange(1 << 20, dtype=np.float64))
     first = memo.decorate(_reads_large_global, cache_path=cache_dir)
     assert first(3) == 3.0
@@ -366,22 +372,12 @@ def test_a_rebound_global_is_seen_at_the_next_call(
 
 
 def test_an_unchanged_large_global_is_not_hashed_again(
-    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch, hashed: list[int]
 ) -> None:
     """When one global is rebound the fingerprint is taken again, but a large global that did
     not change is not hashed again (its digest is known by identity)."""
     import numpy as np
 
-    from memo._keys import _digest
-
-    hashed: list[int] = []
-    real = _digest.value_digest
-
-    def counting(value: Any) -> str:
-        hashed.append(id(value))
-        return real(value)
-
-    monkeypatch.setattr(_digest, "value_digest", counting)
     monkeypatch.setitem(globals(), "LARGE_GLOBAL", np.arange(1 << 20, dtype=np.float64))
     monkeypatch.setitem(globals(), "REBOUND", 2)
 
