@@ -287,3 +287,44 @@ def test_duckdb_queries_a_cached_table_in_place(cache_dir: Path) -> None:
     query = duckdb.sql(f"select city from '{func.path(1)}' where rain > 0 order by city")
     assert query is not None
     assert query.fetchall() == [("Bern",), ("Genf",)]
+
+
+def test_max_age_and_the_size_budget_treat_value_files_as_entries(
+    cache_dir: Path, record: list[warnings.WarningMessage]
+) -> None:
+    """max_age and max_size see an npy entry (record and value file) as they see a pickle:
+    the budget counts both files and evicts both, an expired entry is computed again."""
+    calls: list[int] = []
+
+    @memo.cache(
+        cache_path=cache_dir,
+        serializer="npy",
+        max_age=3600,
+        max_size=2_500_000,
+    )
+    def block(x: int) -> Any:
+        calls.append(x)
+        return np.full(100_000, x, dtype=np.float64)  # 800 kB each
+
+    for x in range(4):
+        block(x)
+    files = sorted(p.name for p in cache_dir.iterdir() if p.is_file() and p.name != ".lock")
+    stems = {name.rpartition(".")[0] for name in files}
+    assert len(stems) < 4, "the budget evicted the least recently used entries"
+    assert all({f"{stem}.memo", f"{stem}.npy"} <= set(files) for stem in stems)
+    assert block(3)[0] == 3.0
+    assert calls == [0, 1, 2, 3]
+    # An entry's age is its record's creation time, in its header: store one two hours old.
+    import types
+
+    from memo._storage import _format
+
+    two_hours_ago = time.time_ns() - 7200 * 10**9
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_format, "time", types.SimpleNamespace(time_ns=lambda: two_hours_ago))
+        block(9)
+    assert Path(str(block.path(9))).suffix == ".npy"
+    block(9)
+    assert calls == [0, 1, 2, 3, 9, 9], "the expired entry is computed again"
+    block(9)
+    assert calls == [0, 1, 2, 3, 9, 9]
