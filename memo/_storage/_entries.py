@@ -29,6 +29,7 @@ from ._entry_file import (
     entry_age,
     fromhex,
     outgoing,
+    payload_part,
     warn_damaged,
     warn_unloadable,
 )
@@ -44,7 +45,6 @@ from ._serializers import Serializer
 __all__ = ["EntryExistsError", "EntryStore"]
 
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
-_UNKNOWN: Any = object()
 _REMEMBERED = 1 << 16  # keys whose last use (or absence) a store remembers, then it starts over
 
 
@@ -65,9 +65,6 @@ class EntryStore(EntryChecks):
         self._untrusted = backend.untrusted
         self._publish = backend.publish
         self.exists = backend.exists
-        # Why others could plant entries (Backend.untrusted), once its answer is settled: the
-        # store's location exists (an entry was read or written there). Until then, asked.
-        self._exposed: Any = _UNKNOWN
         self._budget: Budget | None = None
         self._used: dict[str, int] = {}  # key -> when this process last noted its use
         self._absent: set[str] = set()  # keys a load found missing (so publish create-only)
@@ -143,10 +140,7 @@ class EntryStore(EntryChecks):
                 absent.clear()  # only an optimization: forgetting costs an overwrite
             absent.add(key)
             return MISS
-        exposed = self._exposed
-        if exposed is _UNKNOWN:
-            exposed = self._exposed = self._untrusted()
-        if exposed is not None and not secret_keys:
+        if not secret_keys and self._untrusted() is not None:
             return MISS  # anyone may have written it: not read (saving says why, once)
         try:
             header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
@@ -211,19 +205,16 @@ class EntryStore(EntryChecks):
         trailer are checked, the payload is not read (hashing 400 MB would defeat mapping)."""
         backend = self.backend
         header = self.header(name, key)
-        if header is None:
-            if not backend.exists(name, key):
-                self._absent.add(key)
-                return MISS
-            return self.load(name, key, own, (), max_age, mapped=False)  # damaged: it says so
-        if backend.untrusted() is not None or (max_age is not None and entry_age(header) > max_age):
+        if header is None:  # missing or damaged: the plain load notes which (and warns)
+            return self.load(name, key, own, (), max_age, mapped=False)
+        if self._untrusted() is not None or (max_age is not None and entry_age(header) > max_age):
             return MISS
         serializer: Any = own.get(header.serializer)
         if not getattr(serializer, "mmap_mode", None):
             return self.load(name, key, own, (), max_age, mapped=False)
         part, offset = SUFFIX, header.offset
         if header.detached:
-            part, offset = PAYLOAD_FILES.get(header.serializer, SUFFIX), 0
+            part, offset = payload_part(header), 0
             reader = backend.open(name, key, part)
             if reader is None:
                 return MISS  # (being written, or gone)
@@ -262,9 +253,7 @@ class EntryStore(EntryChecks):
         # (Its name read once: a class attribute read through an instance is looked up anew.)
         kind = serializer.name
         try:
-            exposed = self._exposed
-            if exposed is _UNKNOWN:
-                exposed = self._untrusted()
+            exposed = self._untrusted()
             if exposed is not None and secret is None:
                 raise StoreError(exposed)
             if kind == CACHEABLE:
@@ -300,7 +289,7 @@ class EntryStore(EntryChecks):
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored",
             )
-        part = PAYLOAD_FILES.get(kind)
+        part = PAYLOAD_FILES.get(kind)  # (None: the payload stays inside the entry file)
         files = self.capabilities.files
         try:
             if part is None:
@@ -326,8 +315,6 @@ class EntryStore(EntryChecks):
             raise
         except OSError as exc:
             raise StoreError(f"could not write to {self.root}: {exc}") from exc
-        if self._exposed is _UNKNOWN:
-            self._exposed = self._untrusted()  # (the location exists now)
         if budget is not None:
             try:
                 budget.record(written)

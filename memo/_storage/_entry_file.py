@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from .._exceptions import warn_once
 from . import _files
-from ._backend import Writer
+from ._backend import PARTS, Writer
 from ._format import (
     DamagedEntryError,
     Header,
@@ -38,6 +38,7 @@ __all__ = [
     "entry_age",
     "fromhex",
     "outgoing",
+    "payload_part",
     "read_entry",
     "read_rest",
     "warn_damaged",
@@ -149,8 +150,18 @@ def outgoing(
     return write_chunks, (chunks, fingerprint)
 
 
-# The serializers whose payload is kept as the plain file of its format, by the part's suffix.
-PAYLOAD_FILES = {"npy": ".npy", "parquet": ".parquet", "json": ".json"}
+# The serializers whose payload is kept as the plain file of its format (the entry's part of
+# that suffix: ``npy`` -> ``.npy``), by name.
+PAYLOAD_FILES = {part[1:]: part for part in PARTS}
+
+
+def payload_part(header: Header) -> str:
+    """The part holding a record's payload file; ``DamagedEntryError`` if its serializer
+    keeps none (a record no memo wrote)."""
+    part = PAYLOAD_FILES.get(header.serializer)
+    if part is None:
+        raise DamagedEntryError(f"no payload file is kept for {header.serializer!r} entries")
+    return part
 
 
 def detached(

@@ -208,14 +208,7 @@ class FsspecBackend:
         if then is not None:
             then(len(entry), fingerprint)
         try:
-            try:
-                self._put(path, entry, not replace)
-            except FileNotFoundError:
-                if self.scheme in _BUCKETS:
-                    raise
-                # A filesystem with real directories: make the store's, then write again.
-                self._call("makedirs", self._path, exist_ok=True)
-                self._put(path, entry, not replace)
+            self._in_directory(self._put, path, entry, not replace)
         except FileExistsError:
             raise
         except FileNotFoundError as exc:
@@ -226,20 +219,43 @@ class FsspecBackend:
             raise _unreachable("write to", self._url, exc) from exc
         return len(entry), fingerprint
 
-    def _put(self, path: str, data: Any, create: bool) -> None:
-        if create and self._create_only:
-            try:
-                self._call("pipe_file", path, data, mode="create")
-                return
-            except FileExistsError:
+    def _in_directory(self, write: Callable[..., None], *args: Any) -> None:
+        """``write(*args)``; on a filesystem with real directories (not a bucket) whose store
+        directory is missing, make it and write again."""
+        try:
+            write(*args)
+        except FileNotFoundError:
+            if self.scheme in _BUCKETS:
                 raise
-            except (NotImplementedError, TypeError, ValueError, OSError) as exc:
-                if isinstance(exc, OSError) and exc.errno not in _NO_CREATE_ERRNOS:
-                    raise
-                # This backend cannot write create-only: overwrite from now on.
-                logger.debug("%s: no create-only writes (%s); overwriting", self._url, exc)
-                self._create_only = False
+            self._call("makedirs", self._path, exist_ok=True)
+            write(*args)
+
+    def _put(self, path: str, data: Any, create: bool) -> None:
+        """Write an object, create-only if ``create`` and the backend can (else overwrite)."""
+        if create:
+            try:
+                self._create(path, data)
+                return
+            except NotImplementedError:
+                pass
         self._call("pipe_file", path, data)
+
+    def _create(self, path: str, data: Any) -> None:
+        """A create-only write: ``FileExistsError`` if the object is there;
+        ``NotImplementedError`` if the backend has no create-only writes (then it is not
+        asked again)."""
+        if not self._create_only:
+            raise NotImplementedError("no create-only writes")
+        try:
+            self._call("pipe_file", path, data, mode="create")
+        except FileExistsError:
+            raise
+        except (NotImplementedError, TypeError, ValueError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in _NO_CREATE_ERRNOS:
+                raise
+            logger.debug("%s: no create-only writes (%s); overwriting", self._url, exc)
+            self._create_only = False
+            raise NotImplementedError(f"no create-only writes: {exc}") from exc
 
     # --- objects for the key leases (``_leases.Objects``) --------------------------------
 
@@ -249,17 +265,7 @@ class FsspecBackend:
 
     def create_object(self, path: str, data: bytes) -> None:
         """Create-only write; ``NotImplementedError`` if the backend has none."""
-        if not self._create_only:
-            raise NotImplementedError("no create-only writes")
-        try:
-            self._put(path, data, True)
-        except FileNotFoundError:
-            if self.scheme in _BUCKETS:
-                raise
-            self._call("makedirs", self._path, exist_ok=True)
-            self._put(path, data, True)
-        if not self._create_only:  # _put found out (and overwrote): the lease means nothing
-            raise NotImplementedError("no create-only writes")
+        self._in_directory(self._create, path, data)
 
     def put_object(self, path: str, data: bytes) -> None:
         """Overwrite a small object."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._backend import SUFFIX, Backend, StoreError
 from ._cacheable import CACHEABLE, check_directory
-from ._entry_file import PAYLOAD_FILES, checked_header, entry_age, fromhex
+from ._entry_file import checked_header, entry_age, fromhex, payload_part
 from ._format import (
     MAX_METADATA,
     DamagedEntryError,
@@ -33,11 +33,8 @@ class EntryChecks:
     ) -> Any:
         """A record's payload file, checked against it; None if it is missing or unreadable
         (warned). Raises ``DamagedEntryError`` if it does not match."""
-        part = PAYLOAD_FILES.get(header.serializer)
-        if part is None:
-            raise DamagedEntryError(f"no payload file is kept for {header.serializer!r}")
         try:
-            got = self._read(name, key, part)
+            got = self._read(name, key, payload_part(header))
         except OSError as exc:
             self.backend.warn_unreadable(name, key, exc)
             return None
@@ -65,7 +62,10 @@ class EntryChecks:
         header = self.header(name, key)
         if header is None:
             return None
-        part = PAYLOAD_FILES.get(header.serializer, SUFFIX) if header.detached else SUFFIX
+        try:
+            part = payload_part(header) if header.detached else SUFFIX
+        except DamagedEntryError:
+            return None
         return self.backend.location(name, key, part)
 
     def contains(
@@ -110,8 +110,8 @@ class EntryChecks:
         if parse_metadata(bytes(data[: MAX_METADATA + 1])) is None:
             return "its metadata line is not a JSON object"
         if header.detached:
-            part = PAYLOAD_FILES.get(header.serializer, SUFFIX)
             try:
+                part = payload_part(header)
                 check_payload(data, header, self.backend.peek(name, key, None, part))
             except FileNotFoundError:
                 return f"its payload file {self.backend.location(name, key, part)} is missing"
