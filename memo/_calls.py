@@ -111,9 +111,9 @@ class Calls(Generic[P, R]):
         self._by_type: dict[type, Serializer] = {}
         self._by_name = {s.name: s for s in options.serializers.values()} or None
         self._plain = self._max_age is None and self._validate is None
-        # The metadata shared by this process's entries, with the pid and the code fingerprint's
-        # generation it was made for (a rebound global takes the fingerprint anew).
-        self._fixed: tuple[int, int, str] | None = None
+        # The metadata shared by this process's entries, with the pid and the code fingerprint
+        # it was made for (a rebound global takes the fingerprint anew).
+        self._fixed: tuple[int, str, str] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
 
     def _setup(self) -> _State:
@@ -243,10 +243,10 @@ class Calls(Generic[P, R]):
             if serializer is None:
                 serializer = self._serializer_for(value)
             fixed = self._fixed
-            generation = self._maker.generation
+            code = self._maker.code_fingerprint
             # (_process_id, not os.getpid(): a system call)
-            if fixed is None or fixed[0] != _process_id or fixed[1] != generation:
-                fixed = self._fixed = (_process_id, generation, self._fixed_members())
+            if fixed is None or fixed[0] != _process_id or fixed[1] != code:
+                fixed = self._fixed = (_process_id, code, self._fixed_members())
             state.store.save(self._name, key, value, members, serializer, fixed[2], state.secret)
         except EntryExistsError:
             stored = self._lookup(state, key)

@@ -27,12 +27,12 @@ from ._digest import large_digest
 from ._modules import module_kind, package_version
 
 __all__ = [
-    "UNBOUND",
     "class_fingerprint",
     "code_details",
     "forget_fingerprint",
     "function_fingerprint",
     "hash_code",
+    "rebound",
     "watched_fingerprint",
 ]
 
@@ -77,15 +77,18 @@ def watched_fingerprint(
     (``UNBOUND``: nothing). Once one is bound to another object, the fingerprint is stale:
     ``forget_fingerprint``, then ask again (unchanged large values are not hashed again)."""
     target = _unwrap(func)
-    digest = _fingerprint(target)
-    with _cache_lock:
-        bindings = _watched.get(target, ())
-    if any(namespace.get(name, UNBOUND) is not bound for namespace, name, bound in bindings):
-        forget_fingerprint(target)  # kept from before a rebinding
+    while True:
         digest = _fingerprint(target)
         with _cache_lock:
             bindings = _watched.get(target, ())
-    return digest, bindings
+        if not rebound(bindings):
+            return digest, bindings
+        forget_fingerprint(target)  # kept from before a rebinding: take it anew
+
+
+def rebound(bindings: tuple[tuple[dict[str, Any], str, Any], ...]) -> bool:
+    """Whether a global of ``watched_fingerprint``'s bindings is now bound to another object."""
+    return any(namespace.get(name, UNBOUND) is not bound for namespace, name, bound in bindings)
 
 
 def forget_fingerprint(func: Callable[..., Any]) -> None:

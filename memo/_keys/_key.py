@@ -21,7 +21,7 @@ from xxhash import xxh3_128_hexdigest
 from .._exceptions import ConfigError, EncodingError
 from ._bytes import UnencodableError, text
 from ._canonical import encode
-from ._code import UNBOUND, code_details, forget_fingerprint, watched_fingerprint
+from ._code import code_details, forget_fingerprint, rebound, watched_fingerprint
 from ._digest import stream_digest, value_digest
 from ._encoder import encoding_error
 from ._summary import SHOWN_HEAD, SHOWN_TAIL, exactly, summarize
@@ -103,7 +103,6 @@ class KeyMaker:
         # The globals the code read, with what they were bound to when it was fingerprinted:
         # every call checks them (a few dict lookups), so a rebound global is seen at once.
         self._watched: tuple[tuple[dict[str, Any], str, Any], ...] = ()
-        self.generation = 0  # how many times the fingerprint was taken anew
         # Written out for the kinds of the first call's numbers and strings (bind decides).
         self._atoms: Callable[[bytes, Sequence[Any]], bytes | None] | None = None
         self._atoms_shown: Callable[[Sequence[Any]], str | None] | None = None
@@ -139,7 +138,6 @@ class KeyMaker:
         forget_fingerprint(self.func)
         self._prefix = None
         self._watched = ()
-        self.generation += 1
 
     def split_extra(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """Remove an undeclared ``_extra_cache_key`` from the call's keywords."""
@@ -202,10 +200,8 @@ class KeyMaker:
     ) -> tuple[str, Sequence[bytes], Sequence[Any]]:
         """The hex key of a call, and the labels and values (``labelled``'s) it was made of,
         which ``describe`` takes. Raises ``EncodingError`` naming the failing argument."""
-        for namespace, name, bound in self._watched:
-            if namespace.get(name, UNBOUND) is not bound:
-                self.refresh_code()  # a global the code reads was rebound: take it anew
-                break
+        if self._watched and rebound(self._watched):
+            self.refresh_code()  # a global the code reads was rebound: take it anew
         # The hit path: positional arguments, completed by the defaults, need no binding.
         fill = None if kwargs else self._fill.get(len(args))
         if fill is not None:

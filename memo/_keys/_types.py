@@ -92,19 +92,12 @@ def _slice(obj: Any, out: bytearray, ctx: Context) -> None:
     _tuple((obj.start, obj.stop, obj.step), out, ctx)
 
 
-# A class's code fingerprint, by class: an instance encoded by its fields brings its class's
-# code into the key (edit a method of a config or model class, and calls taking one recompute).
-_class_code: dict[type, bytes] = {}
-
-
 def _code_of(cls: type) -> bytes:
     """``cls``'s code fingerprint (its methods, properties and class attributes, and its bases
-    from the user's modules; a library's class counts by its package's version), once per
-    class per process."""
-    known = _class_code.get(cls)
-    if known is None:
-        known = _class_code[cls] = text(class_fingerprint(cls))
-    return known
+    from the user's modules; a library's class counts by its package's version; kept per
+    class): an instance encoded by its fields brings it into the key, so editing a method of
+    a config or model class recomputes the calls that take one."""
+    return text(class_fingerprint(cls))
 
 
 def _dataclass(obj: Any, out: bytearray, ctx: Context) -> None:
