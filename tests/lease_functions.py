@@ -2,7 +2,7 @@
 
 Its store is ``MEMO_TEST_LEASE_URL`` (read at import); each run of its body appends a line
 (the pid and the argument) to ``MEMO_TEST_LEASE_LOG`` when it starts and when it ends, and
-lasts ``MEMO_TEST_LEASE_BODY`` seconds.
+lasts ``MEMO_TEST_LEASE_BODY`` seconds. A line is ``event pid x unix-time``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def _log(event: str, x: int) -> None:
     path = os.environ.get("MEMO_TEST_LEASE_LOG")
     if path:
         with open(path, "a") as handle:  # (O_APPEND: whole lines from many processes)
-            handle.write(f"{event} {os.getpid()} {x}\n")
+            handle.write(f"{event} {os.getpid()} {x} {time.time()}\n")
 
 
 @memo.cache(

@@ -21,6 +21,7 @@ from memo._exceptions import reset_warnings
 from memo._storage._fsspec import FsspecBackend
 from memo._storage._leases import LeaseSettings, ObjectLeases, lease_settings_from_env
 from memo._storage._open import forget_stores
+from tests.clusters import two_workers
 from tests.s3 import FAST, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,15 +129,20 @@ def test_a_killed_holder_is_taken_over_by_exactly_one_waiter(url: str, tmp_path:
 def test_a_frozen_holder_loses_its_lease_and_cannot_overwrite(url: str, tmp_path: Path) -> None:
     """A holder frozen (SIGSTOP) past its lease is taken over; resumed, it finishes its body,
     but its create-only publish leaves the winner's entry, and it returns what is stored."""
-    frozen = _machine(tmp_path, 0, url, body=3.0)
+    lease = 4.0
+    frozen = _machine(tmp_path, 0, url, body=3.0, MEMO_LEASE=f"{lease}s")
     _wait_for(lambda: _bodies(tmp_path) == [frozen.pid])
     os.kill(frozen.pid, signal.SIGSTOP)
     try:
-        winner = _machine(tmp_path, 1, url, body=0.2)
+        started = time.time()
+        winner = _machine(tmp_path, 1, url, body=0.2, MEMO_LEASE=f"{lease}s")
         won = _result(winner)
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
     assert won == {"x": 1, "pid": winner.pid}
+    lines = (tmp_path / "bodies.log").read_text().splitlines()
+    began = min(float(at) for what, pid, _, at in map(str.split, lines) if int(pid) == winner.pid)
+    assert began - started >= lease, "the winner waited for the frozen holder's lease to expire"
     late = _result(frozen)
     assert _bodies(tmp_path, "end") == [winner.pid, frozen.pid]  # both bodies ran to the end
     assert late == won, "the resumed holder returns the entry's value, not its own"
@@ -259,8 +265,6 @@ def test_dask_workers_missing_one_key_compute_it_once(
 ) -> None:
     """Two maps of the same call, run at once on a 2-worker dask cluster over an S3 store (a
     task on each worker, both missing the key), compute it once."""
-    import distributed
-
     log = tmp_path / "bodies.log"
     for name, value in {
         "MEMO_TEST_LEASE_URL": url,
@@ -269,14 +273,7 @@ def test_dask_workers_missing_one_key_compute_it_once(
         "MEMO_LEASE": "5s",
     }.items():
         monkeypatch.setenv(name, value)
-    cluster_type: Any = distributed.LocalCluster
-    client_type: Any = distributed.Client
-    with (
-        cluster_type(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        client_type(cluster) as client,
-    ):
+    with two_workers() as client:
         from tests import lease_functions
 
         results: list[Any] = [None, None]
@@ -294,6 +291,6 @@ def test_dask_workers_missing_one_key_compute_it_once(
         for thread in threads:
             thread.join()
     lines = [line.split() for line in log.read_text().splitlines() if line.startswith("start")]
-    assert [int(x) for _, _, x in lines] == [5], "computed once"
+    assert [int(x) for _, _, x, _ in lines] == [5], "computed once"
     first, second = results
     assert first == second == [{"x": 5, "pid": int(lines[0][1])}]

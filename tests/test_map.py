@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import memo
+from tests.clusters import two_workers
 from tests.map_functions import crashing, fragile, square
 
 
@@ -174,16 +175,7 @@ def test_interrupted_batch_resumes(tmp_path: Path, log: Path) -> None:
 
 def test_dask_distributed_cluster(log: Path) -> None:
     """A real dask LocalCluster of worker processes computes the items into the shared store."""
-    import distributed
-
-    cluster_type: Any = distributed.LocalCluster
-    client_type: Any = distributed.Client
-    with (
-        cluster_type(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        client_type(cluster) as client,
-    ):
+    with two_workers() as client:
         items = list(range(30))
         assert square.map(items, executor=client, progress=False) == [x * x for x in items]
     pids = {int(line.split()[1]) for line in log.read_text().splitlines()}

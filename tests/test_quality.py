@@ -30,3 +30,56 @@ def test_ruff_check_and_format() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     fmt = _run("ruff", "format", "--check", ".")
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def _imports() -> dict[str, set[str]]:
+    """Each module of memo/, and the modules of memo/ it imports (at any depth in its code)."""
+    import ast
+
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (ROOT / "memo").rglob("*.py")
+    }
+    found: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found[name] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+                if not node.level:
+                    target = node.module or ""
+                candidates = [target, *(f"{target}.{alias.name}" for alias in node.names)]
+                found[name] |= {c for c in candidates if c in modules and c != name}
+            elif isinstance(node, ast.Import):
+                found[name] |= {alias.name for alias in node.names if alias.name in modules}
+    return found
+
+
+def test_no_import_cycles_inside_memo() -> None:
+    """No module of memo/ imports, through any chain, a module that imports it back (lazy
+    imports inside functions count too)."""
+    imports = _imports()
+    cycles = []
+    for start in imports:
+        seen, todo = set(), list(imports[start])
+        while todo:
+            module = todo.pop()
+            if module == start and start != "memo":
+                cycles.append(start)
+                break
+            if module not in seen:
+                seen.add(module)
+                todo.extend(imports[module])
+    assert cycles == []
+
+
+def test_no_module_over_400_lines() -> None:
+    """Every module of memo/ can be read in one sitting."""
+    long = {
+        str(path.relative_to(ROOT)): count
+        for path in (ROOT / "memo").rglob("*.py")
+        if (count := len(path.read_text().splitlines())) > 400
+    }
+    assert long == {}
