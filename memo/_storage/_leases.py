@@ -259,19 +259,10 @@ class ObjectLeases:
                 elif current != seen:
                     seen, seen_since = current, now  # renewed (or new): it is alive
                 elif now - seen_since > _length(current, settings):
-                    # Unchanged for its whole length: its holder is gone. The marker names
-                    # this lease exactly (holder and beat), so one waiter wins the takeover.
-                    marker = f"{path}.{_fingerprint(current)}.taken"
-                    try:
-                        objects.create_object(marker, token.encode())
-                    except FileExistsError:
-                        seen, seen_since = None, 0.0  # another waiter took it over
-                    else:
-                        objects.put_object(path, _body(token, 0, settings))
-                        logger.debug("took over the expired lease %s", path)
-                        held = self._start(path, token)
-                        held.marker = marker
+                    held = self._take_over(path, current, token)
+                    if held is not None:
                         return True, held
+                    seen, seen_since = None, 0.0  # another waiter took it over
                 if now >= deadline:
                     return False, None
                 time.sleep(min(pause * random.uniform(0.75, 1.25), max(0.0, deadline - now)))
@@ -290,8 +281,22 @@ class ObjectLeases:
             _warn_lease(objects, path, "take", exc)
             return True, None
 
-    def _start(self, path: str, token: str) -> _Held:
+    def _take_over(self, path: str, expired: bytes, token: str) -> _Held | None:
+        """Take over a lease unchanged for its whole length (its holder is gone), or None if
+        another waiter did: the marker names this very lease (holder and beat), so of the
+        waiters that saw it expire exactly one creates it."""
+        marker = f"{path}.{_fingerprint(expired)}.taken"
+        try:
+            self._objects.create_object(marker, token.encode())
+        except FileExistsError:
+            return None
+        self._objects.put_object(path, _body(token, 0, self.settings))
+        logger.debug("took over the expired lease %s", path)
+        return self._start(path, token, marker)
+
+    def _start(self, path: str, token: str, marker: str | None = None) -> _Held:
         held = _Held(self._objects, path, token, self.settings)
+        held.marker = marker
         held.start()
         return held
 
