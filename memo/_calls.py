@@ -26,6 +26,8 @@ from ._config import (
     secret_keys_from_env,
 )
 from ._exceptions import ConfigError, warn_once
+from ._keys._bytes import Context
+from ._keys._canonical import add_rules, encode_into
 from ._keys._key import EXTRA, NO_EXTRA, KeyMaker, named_function
 from ._lazy import collecting, stop_collecting
 from ._options import Options
@@ -315,6 +317,16 @@ class Calls(Generic[P, R]):
             "components": self._maker.components(),
         }
         return json.dumps(members, separators=(",", ":"))[1:-1]
+
+
+def _memoized_value(obj: Calls[Any, Any], out: bytearray, ctx: Context) -> None:
+    # A memoized function passed as an argument (or held in a global dict of routes) computes
+    # what the function it wraps computes: it is keyed by that function's code fingerprint.
+    out += b"Y"
+    encode_into(obj.__memo_wrapped__, out, ctx)
+
+
+add_rules({}, [(Calls, _memoized_value)])
 
 
 def _user_json(items: dict[str, Any]) -> str:

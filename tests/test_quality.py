@@ -75,11 +75,12 @@ def test_no_import_cycles_inside_memo() -> None:
     assert cycles == []
 
 
-def test_no_module_over_400_lines() -> None:
-    """Every module of memo/ can be read in one sitting."""
+def test_no_module_over_600_lines() -> None:
+    """Every module of memo/ can be read in one sitting (a smell detector: past ~400 lines a
+    module is looked at, and one that holds a single concept whole may grow to 600)."""
     long = {
         str(path.relative_to(ROOT)): count
         for path in (ROOT / "memo").rglob("*.py")
-        if (count := len(path.read_text().splitlines())) > 400
+        if (count := len(path.read_text().splitlines())) > 600
     }
     assert long == {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._bytes import (
@@ -291,12 +291,38 @@ def _ignored(tp: type) -> Handler:
     return handler
 
 
-def _subclass(base_handler: Handler, tp: type) -> Handler:
+def _own_slots(tp: type, base: type) -> list[str]:
+    """Slots the classes between ``tp`` and ``base`` add (state the base's rule cannot see)."""
+    names: list[str] = []
+    for cls in tp.__mro__:
+        if cls is base:
+            break
+        slots = cls.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return [name for name in names if name not in ("__dict__", "__weakref__")]
+
+
+def _subclass(base_handler: Handler, tp: type, base: type) -> Handler:
+    # The subclass's state must not be dropped: an attribute or slot of its own (a unit, a
+    # label) would otherwise let two different values share a key. Such values are refused.
     marker = b"X" + qualified(tp)
+    if _own_slots(tp, base):
+        return _refused(f"its class adds slots to {base.__qualname__}, which memo cannot see")
 
     def handler(obj: Any, out: bytearray, ctx: Context) -> None:
+        if getattr(obj, "__dict__", None):
+            raise UnencodableError(
+                type(obj), f"it has attributes besides its {base.__qualname__} value"
+            )
         out += marker
         base_handler(obj, out, ctx)
+
+    return handler
+
+
+def _refused(reason: str) -> Handler:
+    def handler(obj: Any, out: bytearray, ctx: Context) -> None:
+        raise UnencodableError(type(obj), reason)
 
     return handler
 
@@ -323,7 +349,7 @@ def _resolve(tp: type) -> Handler:
             return found
     for base, handler in _SUBCLASSABLE:
         if issubclass(tp, base):
-            return _subclass(handler, tp)
+            return handler if tp is base else _subclass(handler, tp, base)
     if object in ignored:
         return _ignored(object)
     return _unencodable
@@ -336,11 +362,17 @@ def add_plugin(plugin: Callable[[type], Handler | None]) -> None:
         resolved.clear()
 
 
-def add_rules(exact: dict[type, Handler], by_base: list[tuple[type, Handler]]) -> None:
-    """Add rules by exact type and by base class (checked in order, before subclass rules)."""
+def add_rules(
+    exact: dict[type, Handler],
+    by_base: list[tuple[type, Handler]],
+    subclassable: Sequence[tuple[type, Handler]] = (),
+) -> None:
+    """Add rules by exact type and by base class (checked in order, before the plugins), and
+    rules for subclasses (checked after the plugins, the value tagged with its type)."""
     with _resolve_lock:
         _EXACT.update(exact)
         _BY_BASE.extend(by_base)
+        _SUBCLASSABLE[:0] = subclassable
         resolved.clear()
 
 

@@ -43,7 +43,9 @@ _CLASS_SKIP = frozenset(
     {"__dict__", "__weakref__", "__module__", "__qualname__", "__doc__", "__firstlineno__",
      "__static_attributes__", "__annotations__", "__dataclass_fields__", "__dataclass_params__",
      "__match_args__", "__parameters__", "__orig_bases__", "__slots__", "__abstractmethods__",
-     "_abc_impl", "__annotate__", "__annotate_func__", "__annotations_cache__"}
+     "_abc_impl", "__annotate__", "__annotate_func__", "__annotations_cache__",
+     # An enum's lookup cache: a Flag adds each combined member the process makes to it.
+     "_value2member_map_"}
 )  # fmt: skip
 
 _BUILTINS = frozenset(vars(builtins))

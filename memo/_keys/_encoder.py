@@ -18,7 +18,7 @@ import xxhash
 
 from .._exceptions import ConfigError, EncodingError
 from . import _frames as _frames  # registers the polars and xarray rules (after _pydata's)
-from . import _pydata as _pydata  # registers the PyData rules (numpy, pandas, pyarrow, scipy)
+from . import _pydata as _pydata  # registers the pandas, pyarrow, numpy and scipy rules
 from . import _types  # noqa: F401  (registers the standard-library rules)
 from ._bytes import UnencodableError
 from ._canonical import ignored, registry, reset_rules, resolve_lock

@@ -1,7 +1,7 @@
-"""Encoding rules for pandas, pyarrow and scipy.sparse values, hashed from their buffers.
+"""Encoding rules for pandas and pyarrow values, hashed from their buffers.
 
 The rules apply only once the user has imported the package (``sys.modules`` is checked when a
-type is first seen); memo never imports pandas, pyarrow or scipy itself. Nothing is pickled:
+type is first seen); memo never imports pandas or pyarrow itself. Nothing is pickled:
 numeric buffers are streamed into the hasher as they are (copied only to make them contiguous),
 so equal data gives equal keys whatever its memory layout (C or Fortran order of pandas blocks,
 strided views, block consolidation, copies). Every key is exact, no value is reduced to a
@@ -29,9 +29,9 @@ What each key covers:
   bytes, strings/binary as byte lengths plus data, dictionaries decoded, nested types element by
   element. Chunking never matters. ``Table``/``RecordBatch``: field names, types and
   nullability, then each column.
-- ``scipy.sparse`` matrices and arrays: matrix vs array, shape, dtype, and the canonical CSR form
-  (duplicates summed, indices sorted, explicit zeros dropped, index arrays as int64), so COO,
-  CSR, CSC, ... of the same matrix give the same key.
+- ``Timestamp``/``Timedelta`` as their numpy value (every nanosecond, and the unit) with the
+  time zone's identity, never reduced to the ``datetime`` they subclass; ``Period``,
+  ``Interval``, ``NaT`` and ``NA`` by what they are.
 
 polars and xarray values are covered by ``_frames``, reached through this module's type hook.
 """
@@ -41,20 +41,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._bytes import Context, pack_q, qualified, text
+from ._arrays import raw as _raw
+from ._bytes import Context, UnencodableError, pack_q, qualified, text
 from ._canonical import Handler, _list, _tuple, add_plugin, encode_into, enter, leave
+from ._types import tzinfo_identity
 
 __all__: list[str] = []
-
-
-def _raw(array: Any, out: bytearray, ctx: Context) -> None:
-    """The bytes of a numpy array in C order, length-prefixed, streamed without a copy."""
-    import numpy as np
-
-    contiguous = np.ascontiguousarray(array)
-    raw = contiguous.reshape(-1).view(np.uint8)
-    out += pack_q(raw.nbytes)
-    ctx.feed(out, raw.data)
 
 
 def _objects(values: Any, out: bytearray, ctx: Context) -> None:
@@ -204,6 +196,40 @@ def _pd_na(obj: Any, out: bytearray, ctx: Context) -> None:
     out += b"pN"
 
 
+def _pd_nat(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"pn"
+
+
+def _pd_timestamp(obj: Any, out: bytearray, ctx: Context) -> None:
+    # As its numpy datetime64 (every nanosecond, and the unit), plus the time zone it is in:
+    # not reduced to the datetime it subclasses.
+    out += b"pT"
+    encode_into(obj.asm8, out, ctx)
+    try:
+        out += tzinfo_identity(obj.tzinfo)
+    except UnencodableError as exc:
+        exc.path.append(".tzinfo")
+        raise
+
+
+def _pd_timedelta(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"pt"
+    encode_into(obj.asm8, out, ctx)
+
+
+def _pd_period(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"pP"
+    out += text(obj.freqstr)
+    encode_into(int(obj.ordinal), out, ctx)
+
+
+def _pd_interval(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"pV"
+    out += text(obj.closed)
+    encode_into(obj.left, out, ctx)
+    encode_into(obj.right, out, ctx)
+
+
 # --- pyarrow -----------------------------------------------------------------------------------
 
 
@@ -296,31 +322,6 @@ def _arrow_table(obj: Any, out: bytearray, ctx: Context) -> None:
         _arrow_content(column, out, ctx)
 
 
-# --- scipy.sparse ------------------------------------------------------------------------------
-
-
-def _sparse(obj: Any, out: bytearray, ctx: Context) -> None:
-    import numpy as np
-
-    sparse = sys.modules["scipy.sparse"]
-    out += b"xS"
-    out += b"m" if isinstance(obj, sparse.spmatrix) else b"a"
-    out += text(obj.dtype.str)
-    _tuple(tuple(int(n) for n in obj.shape), out, ctx)
-    if obj.ndim != 2:
-        out += b"d"
-        _raw(obj.toarray(), out, ctx)
-        return
-    csr = obj.tocsr(copy=True)
-    csr.sum_duplicates()
-    csr.eliminate_zeros()
-    csr.sort_indices()
-    out += b"c"
-    _raw(np.asarray(csr.indptr, dtype=np.int64), out, ctx)
-    _raw(np.asarray(csr.indices, dtype=np.int64), out, ctx)
-    _raw(csr.data, out, ctx)
-
-
 # --- dispatch ----------------------------------------------------------------------------------
 
 
@@ -337,21 +338,22 @@ def _plugin(tp: type) -> Handler | None:
             return _pd_array
         if tp is type(pd.NA):
             return _pd_na
+        if tp is type(pd.NaT):
+            return _pd_nat
+        for base, rule in (
+            (pd.Timestamp, _pd_timestamp),
+            (pd.Timedelta, _pd_timedelta),
+            (pd.Period, _pd_period),
+            (pd.Interval, _pd_interval),
+        ):
+            if tp is base:
+                return rule
     pa = sys.modules.get("pyarrow")
     if pa is not None:
         if issubclass(tp, pa.Array | pa.ChunkedArray):
             return _arrow_array
         if issubclass(tp, pa.Table | pa.RecordBatch):
             return _arrow_table
-    sparse = sys.modules.get("scipy.sparse")
-    if sparse is not None:
-        bases = tuple(
-            base
-            for base in (getattr(sparse, "spmatrix", None), getattr(sparse, "sparray", None))
-            if isinstance(base, type)
-        )
-        if bases and issubclass(tp, bases):
-            return _sparse
     return None
 
 

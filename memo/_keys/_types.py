@@ -1,10 +1,8 @@
-"""Encoding rules for standard-library types, dataclasses, namedtuples, functions and numpy.
-
-numpy rules apply only when the user has imported numpy; memo never imports it for them.
-"""
+"""Encoding rules for standard-library types, dataclasses, namedtuples and functions."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import enum
@@ -39,15 +37,51 @@ def _path(obj: Any, out: bytearray, ctx: Context) -> None:
 
 
 def _enum(obj: Any, out: bytearray, ctx: Context) -> None:
+    # The member's value and its class's code count, not only its name: editing
+    # `RED = 1` to `RED = 4`, or a method of the enum, changes what a function computes.
+    # A flag's empty or combined member may have no name.
     out += b"E"
     out += qualified(type(obj))
-    out += text(obj.name)
+    out += _code_of(type(obj))
+    name = obj._name_
+    out += b"N" if name is None else text(name)
+    try:
+        encode_into(obj._value_, out, ctx)
+    except UnencodableError as exc:
+        exc.path.append(".value")
+        raise
+
+
+def tzinfo_identity(tz: Any) -> bytes:
+    """A time zone by what it is, not by its offset at one instant: ``Europe/Berlin`` and a
+    fixed ``+01:00`` agree in January and differ in July, so they must not share a key."""
+    if tz is None:
+        return b"N"
+    if isinstance(tz, datetime.timezone):
+        offset = tz.utcoffset(None)
+        return b"z" + text(f"{offset.days} {offset.seconds} {offset.microseconds}|{tz}")
+    zoneinfo = sys.modules.get("zoneinfo")
+    if zoneinfo is not None and isinstance(tz, zoneinfo.ZoneInfo) and tz.key is not None:
+        return b"Z" + text(tz.key)
+    zone = getattr(tz, "zone", None)
+    if type(tz).__module__.startswith("pytz") and isinstance(zone, str):
+        return b"Z" + text(zone)
+    raise UnencodableError(
+        type(tz),
+        "its time zone cannot be identified; use zoneinfo.ZoneInfo('Area/City') or "
+        "datetime.timezone for time zones in arguments",
+    )
 
 
 def _datetime(obj: Any, out: bytearray, ctx: Context) -> None:
     out += b"D"
-    out += text(obj.isoformat())
+    out += text(obj.replace(tzinfo=None).isoformat())
     out += b"1" if obj.fold else b"0"
+    try:
+        out += tzinfo_identity(obj.tzinfo)
+    except UnencodableError as exc:
+        exc.path.append(".tzinfo")
+        raise
 
 
 def _date(obj: Any, out: bytearray, ctx: Context) -> None:
@@ -57,13 +91,36 @@ def _date(obj: Any, out: bytearray, ctx: Context) -> None:
 
 def _time(obj: Any, out: bytearray, ctx: Context) -> None:
     out += b"h"
-    out += text(obj.isoformat())
+    out += text(obj.replace(tzinfo=None).isoformat())
     out += b"1" if obj.fold else b"0"
+    try:
+        out += tzinfo_identity(obj.tzinfo)
+    except UnencodableError as exc:
+        exc.path.append(".tzinfo")
+        raise
 
 
 def _timedelta(obj: Any, out: bytearray, ctx: Context) -> None:
     out += b"e"
     _tuple((obj.days, obj.seconds, obj.microseconds), out, ctx)
+
+
+def _deque(obj: Any, out: bytearray, ctx: Context) -> None:
+    out += b"q"
+    encode_into(obj.maxlen, out, ctx)
+    _list(obj, out, ctx)
+
+
+def _defaultdict(obj: Any, out: bytearray, ctx: Context) -> None:
+    # The default factory is what a missing key gives: defaultdict(int) and
+    # defaultdict(list) with equal items behave differently.
+    out += b"w"
+    try:
+        encode_into(obj.default_factory, out, ctx)
+    except UnencodableError as exc:
+        exc.path.append(".default_factory")
+        raise
+    _dict(obj, out, ctx)
 
 
 def _decimal(obj: Any, out: bytearray, ctx: Context) -> None:
@@ -174,38 +231,6 @@ def _partial(obj: Any, out: bytearray, ctx: Context) -> None:
     _dict(obj.keywords, out, ctx)
 
 
-# --- numpy (only when the user imported it) ----------------------------------------------------
-
-
-def _ndarray(obj: Any, out: bytearray, ctx: Context) -> None:
-    import numpy as np
-
-    out += b"A"
-    out += text(type(obj).__qualname__)
-    dtype = obj.dtype
-    out += text(str(dtype.descr) if dtype.fields is not None else dtype.str)
-    _tuple(tuple(obj.shape), out, ctx)
-    if dtype.hasobject:
-        _list(obj.tolist(), out, ctx)
-        return
-    contiguous = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)
-    raw = contiguous.reshape(-1).view(np.uint8)
-    out += pack_q(raw.nbytes)
-    ctx.feed(out, raw.data)
-
-
-def _numpy_scalar(obj: Any, out: bytearray, ctx: Context) -> None:
-    out += b"g"
-    dtype = obj.dtype
-    out += text(str(dtype.descr) if dtype.fields is not None else dtype.str)
-    if dtype.hasobject:
-        encode_into(obj.item(), out, ctx)
-    else:
-        data = obj.tobytes()
-        out += pack_q(len(data))
-        out += data
-
-
 # Types of standard-library modules memo does not import itself (importing them would cost
 # every `import memo`): a value of one means its module is loaded. By exact type, as before.
 _LOADED_TYPES = (("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID"))
@@ -220,12 +245,6 @@ def _plugin(tp: type) -> Handler | None:
         return _dataclass
     if issubclass(tp, tuple) and hasattr(tp, "_fields"):
         return _namedtuple
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if issubclass(tp, numpy.ndarray):
-            return _ndarray
-        if issubclass(tp, numpy.generic):
-            return _numpy_scalar
     if issubclass(tp, types.FunctionType):
         return _function
     return None
@@ -245,15 +264,19 @@ add_rules(
         types.BuiltinFunctionType: _builtin,
         types.MethodType: _method,
         functools.partial: _partial,
+        collections.deque: _deque,
+        collections.defaultdict: _defaultdict,
     },
-    [
-        (enum.Enum, _enum),
-        (pathlib.PurePath, _path),
+    [(enum.Enum, _enum), (pathlib.PurePath, _path), (type, _type)],
+    # After the plugins, so that pandas' Timestamp and Timedelta get rules of their own;
+    # a user's subclass is tagged with its type.
+    subclassable=[
         (datetime.datetime, _datetime),
         (datetime.date, _date),
         (datetime.time, _time),
         (datetime.timedelta, _timedelta),
-        (type, _type),
+        (collections.deque, _deque),
+        (collections.defaultdict, _defaultdict),
     ],
 )
 add_plugin(_plugin)
