@@ -276,9 +276,36 @@ def test_look_alikes_named_in_the_field_get_their_own_keys() -> None:
         (collections.defaultdict(int), collections.defaultdict(list)),
         (collections.deque([1], maxlen=2), collections.deque([1])),
         (np.dtype("<f8"), np.dtype(">f8")),
+        (
+            pd.Series([1], index=pd.date_range("2020", periods=1, freq="D")),
+            pd.Series([1], index=pd.DatetimeIndex(["2020-01-01"])),
+        ),
+        (pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1]}).set_flags().pipe(_with_attrs)),
     ]
     for a, b in pairs:
         assert key(a) != key(b), (a, b)
+
+
+def _with_attrs(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.attrs["unit"] = "m"
+    return frame
+
+
+def test_a_builtin_subclass_counts_by_its_code() -> None:
+    """Two dict subclasses of one name whose __missing__ differs do not share a key."""
+
+    class Zero(dict[str, int]):
+        def __missing__(self, name: str) -> int:
+            return 0
+
+    first = Zero
+
+    class Zero(dict[str, int]):  # type: ignore[no-redef]
+        def __missing__(self, name: str) -> int:
+            return 1
+
+    assert first.__qualname__ == Zero.__qualname__
+    assert key(first(a=1)) != key(Zero(a=1))
 
 
 class Tagged(int):

@@ -148,6 +148,10 @@ def _index(index: Any, out: bytearray, ctx: Context) -> None:
     else:
         out += b"I"
         _values(index.array, out, ctx)
+    freq = getattr(index, "freq", None)
+    if freq is not None:  # a DatetimeIndex's frequency changes what shift() and resample() do
+        out += b"f"
+        out += text(freq.freqstr)
 
 
 def _series_values(series: Any) -> Any:
@@ -155,6 +159,17 @@ def _series_values(series: Any) -> Any:
 
     dtype = series.dtype
     return series.to_numpy(copy=False) if isinstance(dtype, np.dtype) else series.array
+
+
+def _attrs(obj: Any, out: bytearray, ctx: Context) -> None:
+    # ``attrs`` is the user's own metadata, and functions may read it; empty in the usual case.
+    if obj.attrs:
+        out += b"+"
+        try:
+            encode_into(obj.attrs, out, ctx)
+        except UnencodableError as exc:
+            exc.path.append(".attrs")
+            raise
 
 
 def _pd_index(obj: Any, out: bytearray, ctx: Context) -> None:
@@ -170,6 +185,7 @@ def _pd_series(obj: Any, out: bytearray, ctx: Context) -> None:
     encode_into(obj.name, out, ctx)
     _index(obj.index, out, ctx)
     _values(_series_values(obj), out, ctx)
+    _attrs(obj, out, ctx)
     leave(ident, ctx)
 
 
@@ -182,6 +198,7 @@ def _pd_frame(obj: Any, out: bytearray, ctx: Context) -> None:
     _index(obj.index, out, ctx)
     for position in range(obj.shape[1]):
         _values(_series_values(obj.iloc[:, position]), out, ctx)
+    _attrs(obj, out, ctx)
     leave(ident, ctx)
 
 

@@ -24,6 +24,7 @@ from ._canonical import (
     encode_into,
     enter,
     leave,
+    set_class_code,
 )
 from ._code import class_fingerprint
 
@@ -280,3 +281,4 @@ add_rules(
     ],
 )
 add_plugin(_plugin)
+set_class_code(_code_of)
