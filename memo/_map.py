@@ -9,6 +9,7 @@ collected into one ``MapError`` that also carries the successful results.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -19,6 +20,11 @@ __all__ = ["Args", "MapError", "run_map"]
 
 logger = logging.getLogger("memo")
 _LOG_EVERY = 5.0  # seconds between progress lines when tqdm is not there
+_SHOWN_MESSAGE = 300  # characters of the first failure's message in a MapError's text
+# In a worker: the functions shipped by value, by their pickled bytes, so each chunk of a
+# batch reuses one function object (its code fingerprint and store are settled once).
+_shipped: dict[bytes, Any] = {}
+_SHIPPED_KEPT = 8
 
 
 class Args:
@@ -41,7 +47,7 @@ class Args:
 
 
 class MapError(MemoError, ExceptionGroup[Exception]):
-    """Some items of ``f.map`` failed; the others were computed and stored.
+    """Some (or all) items of ``f.map`` failed; the others were loaded or computed and stored.
 
     An ``ExceptionGroup`` of each failed item's exception (with a note naming the item);
     ``results`` is the full result list in input order with ``None`` at failed positions,
@@ -87,6 +93,17 @@ def _run_chunk(function: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]
     return results
 
 
+def _run_shipped(payload: bytes, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+    """In a worker: ``_run_chunk`` with the function sent by value (cloudpickle's bytes)."""
+    function = _shipped.get(payload)
+    if function is None:
+        function = pickle.loads(payload)  # (cloudpickle's output needs only pickle to load)
+        if len(_shipped) >= _SHIPPED_KEPT:
+            _shipped.clear()
+        _shipped[payload] = function
+    return _run_chunk(function, calls)
+
+
 def _executor(executor: Any, workers: int | None) -> tuple[Any, bool]:
     """The executor to submit to, and whether we made it (and must shut it down)."""
     import concurrent.futures  # (for batches only: not imported with memo)
@@ -108,9 +125,10 @@ def _executor(executor: Any, workers: int | None) -> tuple[Any, bool]:
 class _Progress:
     """tqdm when it is installed (and wanted), else a log line every few seconds."""
 
-    def __init__(self, total: int, label: str, progress: bool | None) -> None:
+    def __init__(self, total: int, cached: int, label: str, progress: bool | None) -> None:
         self.total = total
         self.done = 0
+        self.failed = 0
         self.label = label
         self.bar: Any = None
         self.enabled = progress is not False and total > 0
@@ -120,17 +138,26 @@ class _Progress:
                 from tqdm.auto import tqdm
             except ImportError:
                 return
-            self.bar = tqdm(total=total, desc=label, unit="item")
+            # The counts on the bar itself: the log line saying them is seen only with
+            # logging configured, the bar always.
+            description = f"{label}: {cached:,} cached, {total:,} to compute"
+            self.bar = tqdm(total=total, desc=description, unit="item")
 
-    def advance(self, count: int = 1) -> None:
+    def advance(self, count: int = 1, failed: int = 0) -> None:
         self.done += count
+        self.failed += failed
         if not self.enabled:
             return
         if self.bar is not None:
+            if failed:
+                # (A bar of failures must not look like a batch done: the count stays shown.)
+                self.bar.set_postfix(failed=self.failed, refresh=False)
             self.bar.update(count)
         elif time.monotonic() - self.last >= _LOG_EVERY or self.done == self.total:
             self.last = time.monotonic()
-            logger.info("%s: %d of %d computed", self.label, self.done, self.total)
+            logger.info(
+                "%s: %d of %d done, %d failed", self.label, self.done, self.total, self.failed
+            )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -171,7 +198,7 @@ def run_map(
     logger.info("%s: %d cached, %d to compute", label, len(values), len(todo))
     errors: dict[str, BaseException] = {}
     pending = list(todo.items())
-    bar = _Progress(len(pending), label, progress)
+    bar = _Progress(len(pending), len(values), label, progress)
     try:
         if executor is None:
             for key, (args, kwargs) in pending:
@@ -179,7 +206,9 @@ def run_map(
                     values[key] = memoized(*args, **kwargs)
                 except Exception as exc:
                     errors[key] = exc
-                bar.advance()
+                    bar.advance(failed=1)
+                else:
+                    bar.advance()
         elif pending:
             _run_on(executor, memoized, pending, values, errors, bar, max_workers, chunksize)
     finally:
@@ -205,25 +234,47 @@ def _run_on(
     # enough tasks remain for every worker and for frequent progress.
     size = chunksize or max(1, min(64, len(pending) // (workers * 8)))
     try:
+        task: Callable[[Any, Any], list[Any]] = _run_chunk
+        function: Any = memoized
+        if not isinstance(pool, concurrent.futures.ThreadPoolExecutor):
+            # Another process runs the items: send the function by value, as cloudpickle (and
+            # joblib's loky) do, so one defined in a script's __main__ or inside a function
+            # works too (plain pickle names it, and that name finds the memoized wrapper).
+            # A function importable by name is still sent by name (Memoized.__reduce__).
+            try:
+                task, function = _run_shipped, _by_value(memoized)
+            except Exception as exc:  # cannot be sent at all: every item fails with why
+                for key, _ in pending:
+                    errors[key] = exc
+                bar.advance(len(pending), failed=len(pending))
+                return
         futures = {}
         for chunk in _chunks(pending, size):
             calls = [call for _, call in chunk]
-            futures[pool.submit(_run_chunk, memoized, calls)] = [key for key, _ in chunk]
+            futures[pool.submit(task, function, calls)] = [key for key, _ in chunk]
         for future in concurrent.futures.as_completed(futures):
             chunk_keys = futures[future]
             try:
                 outcomes = future.result()
             except Exception as exc:  # the task itself failed (e.g. a worker died)
                 outcomes = [(False, exc)] * len(chunk_keys)
+            failures = 0
             for key, (ok, value) in zip(chunk_keys, outcomes, strict=True):
                 if ok:
                     values[key] = value
                 else:
                     errors[key] = value
-            bar.advance(len(chunk_keys))
+                    failures += 1
+            bar.advance(len(chunk_keys), failed=failures)
     finally:
         if owned:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _by_value(function: Any) -> bytes:
+    import cloudpickle  # (a core dependency; imported for batches on other processes only)
+
+    return bytes(cloudpickle.dumps(function))
 
 
 def _collect(
@@ -254,5 +305,20 @@ def _collect(
             shown = ", ".join(map(str, indices[:10])) + (", ..." if len(indices) > 10 else "")
             exc.add_note(f"memo: items {shown} ({len(indices)} in all) of map")
         reported.append(exc)
-    message = f"{len(failed)} of {len(keys)} items failed; the others were computed and stored"
-    raise MapError(message, reported, results, failed)
+    raise MapError(_message(len(failed), len(keys), reported[0]), reported, results, failed)
+
+
+def _message(failed: int, total: int, first: BaseException) -> str:
+    """``all 4 items failed; ... The first failure: ValueError: ...``, or ``2 of 15 ...``."""
+    detail = " ".join(str(first).split())
+    if len(detail) > _SHOWN_MESSAGE:
+        detail = detail[: _SHOWN_MESSAGE - 3] + "..."
+    shown = f"{type(first).__name__}: {detail}" if detail else type(first).__name__
+    if total == 1:
+        return f"the only item failed: {shown}"
+    if failed == total:
+        return f"all {total:,} items failed; nothing was stored. The first failure: {shown}"
+    return (
+        f"{failed:,} of {total:,} items failed; the others were loaded or computed and stored "
+        f"(their values are in .results). The first failure: {shown}"
+    )

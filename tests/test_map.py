@@ -216,3 +216,60 @@ def test_broken_pool_is_reported_once_per_chunk(log: Path) -> None:
     assert info.value.failed == [0, 1, 2, 3]
     assert len(info.value.exceptions) == 1
     assert "items 0, 1, 2, 3 (4 in all)" in info.value.exceptions[0].__notes__[-1]
+
+
+SCRIPT = """
+import memo
+
+@memo.cache(cache_path={cache!r})
+def sq(x):
+    return x * x
+
+if __name__ == "__main__":
+    print(sq.map(range(6), executor="processes", max_workers=2, progress=False))
+    print(all(sq.is_cached(x) for x in range(6)))
+"""
+
+
+def test_processes_run_a_scripts_own_function(tmp_path: Path) -> None:
+    """A function memoized in a script's __main__ is shipped by value to worker processes."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(cache=str(tmp_path / "cache")))
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[0, 1, 4, 9, 16, 25]", "True"], result.stdout
+
+
+def test_all_failed_error_says_so_and_names_the_first(log: Path) -> None:
+    """When every item fails the error says so, with the first exception's type and message."""
+    with pytest.raises(memo.MapError) as info:
+        fragile.map([7, 14], progress=False)
+    message = str(info.value)
+    assert "all 2 items failed" in message
+    assert "the others" not in message
+    assert "ValueError: 7 is a multiple of 7" in message
+
+
+def test_some_failed_error_names_the_first(log: Path) -> None:
+    """When some items fail the error counts them and shows the first exception."""
+    with pytest.raises(memo.MapError) as info:
+        fragile.map([1, 14, 2], progress=False)
+    message = str(info.value)
+    assert message.startswith("1 of 3 items failed")
+    assert "ValueError: 14 is a multiple of 7" in message
+
+
+def test_failures_are_counted_on_the_bar(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The progress bar counts failed items, so a batch that all failed does not look done."""
+    with pytest.raises(memo.MapError):
+        fragile.map([7, 14, 21, 1], progress=True)
+    assert "failed=3" in capsys.readouterr().err
+
+
+def test_counts_are_on_the_bar(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The progress bar shows how many items were cached and how many are computed."""
+    square.map([1, 2], progress=False)
+    square.map([1, 2, 3, 4, 5], progress=True)
+    assert "2 cached, 3 to compute" in capsys.readouterr().err
