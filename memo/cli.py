@@ -1,7 +1,8 @@
 """The ``memo`` command: look into a cache directory and maintain it.
 
 ``memo ls``, ``show``, ``diff``, ``stats``, ``prune``, ``verify`` and ``clear``, on the store at
-``--cache-path`` (default: ``MEMO_CACHE_DIR``, else the user cache directory). ``--json``
+``--cache-path`` (before or after the command) or the command's first operand (``memo prune
+DIR --max-size 10GB``; default: ``MEMO_CACHE_DIR``, else the user cache directory). ``--json``
 prints machine-readable output. Exit codes: 0 ok, 1 problems found, 2 bad usage or input; an
 error is one line on stderr starting with ``memo:``. Built on the public API (``memo.Store``)
 only, so everything here can be done from Python too.
@@ -41,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     code."""
     try:
         args = _parser().parse_args(argv)
-        path = getattr(args, "cache_path", None)
-        store = memo.Store(path) if path else memo.Store.default()
+        path = _cache_path(args)
+        try:
+            store = memo.Store(path) if path else memo.Store.default()
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc}{_directory_hint(args)}") from None
         code: int = args.run(store, args, getattr(args, "json", False))
         return code
     except SystemExit as exc:  # --help and --version
@@ -84,12 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
-    def command(name: str, run: Callable[..., int], text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, run: Callable[..., int], text: str, bare_is_function: bool = False
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=text, description=text)
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, bare_is_function=bare_is_function)
+        # The cache directory may come first among the operands (memo prune DIR): always a
+        # directory where the operands are counted (show, diff) or there are no others.
+        where = _PATH_OR_NAME if bare_is_function else "the cache directory (as --cache-path)"
+        sub.add_argument("path", nargs="?", metavar="PATH", help=where)
         return sub
 
-    ls = command("ls", _ls, "list functions, or one function's entries")
+    ls = command("ls", _ls, "list functions, or one function's entries", bare_is_function=True)
     ls.add_argument("function", nargs="?", metavar="FUNCTION", help="a function name")
     show = command("show", _show, "show an entry's metadata")
     show.add_argument("key", metavar="KEY", help="a key or unique key prefix")
@@ -108,10 +118,52 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="only show what would go")
     verify = command("verify", _verify, "check every entry; exit 1 if problems remain")
     verify.add_argument("--fix", action="store_true", help="remove damaged entries and orphans")
-    clear = command("clear", _clear, "remove all entries, or one function's")
+    clear = command("clear", _clear, "remove all entries, or one function's", True)
     clear.add_argument("function", nargs="?", metavar="FUNCTION", help="a function name")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
+
+
+_PATH_OR_NAME = (
+    "the cache directory (as --cache-path); given alone, it is a directory only if it looks "
+    "like a path (./cache, ~/cache, /data/cache, s3://...), else the FUNCTION"
+)
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether an operand is a path rather than a function name (which never holds a
+    separator and never starts with "." or "~")."""
+    separators = {"/", os.sep, os.altsep or "/", "://"}
+    return text in (".", "..") or text.startswith("~") or any(s in text for s in separators)
+
+
+def _cache_path(args: argparse.Namespace) -> str | None:
+    """The store's location from --cache-path or the PATH operand (one of them, or both the
+    same); moves a lone operand of ls or clear that names no path to ``args.function``."""
+    option = getattr(args, "cache_path", None)
+    operand = getattr(args, "path", None)
+    if (
+        operand is not None
+        and args.bare_is_function
+        and args.function is None
+        and not _looks_like_path(operand)
+    ):
+        # (memo ls NAME and memo clear NAME name a function, as they always have)
+        args.function, operand = operand, None
+    if operand is not None and option is not None and operand != option:
+        raise _UsageError(
+            f"the cache directory is given twice ({operand!r} and --cache-path {option!r}); "
+            "give one"
+        )
+    return operand if operand is not None else option
+
+
+def _directory_hint(args: argparse.Namespace) -> str:
+    """For a function name that is also a directory here: how to name the directory."""
+    name = getattr(args, "function", None)
+    if not args.bare_is_function or not name or not os.path.isdir(name):
+        return ""
+    return f"; for the store in the directory {name!r}, write ./{name} or --cache-path {name}"
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -135,7 +187,7 @@ def _ls(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
         summary = f"{_n(len(functions), 'function')}, {_n(count, 'entry')}, {_size(total)}"
         print(f"{summary} in {store.root}")
         return 0
-    entries = _function_entries(store, args.function)
+    entries = _function_entries(store, args.function, args)
     metadata = [entry.metadata() or {} for entry in entries]
     if as_json:
         return _print_json(
@@ -231,6 +283,11 @@ def _stats(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
 
 
 def _prune(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
+    if not (args.max_size or args.older_than or os.environ.get("MEMO_MAX_SIZE", "").strip()):
+        raise _UsageError(
+            "prune needs --max-size SIZE or --older-than AGE (or MEMO_MAX_SIZE set), "
+            "e.g. memo prune --max-size 10GB, or memo prune --older-than 30d --dry-run"
+        )
     if args.function is not None:
         _function_entries(store, args.function)
     before = store.functions()
@@ -277,7 +334,7 @@ def _verify(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
 def _clear(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
     if not args.yes and not sys.stdin.isatty():
         raise _UsageError("clear deletes entries: pass --yes to confirm (stdin is not a terminal)")
-    entries = _function_entries(store, args.function) if args.function else store.entries()
+    entries = _function_entries(store, args.function, args) if args.function else store.entries()
     if not args.yes and entries:
         what = _n(len(entries), "entry") + (f" of {args.function}" if args.function else "")
         size = _size(sum(entry.bytes for entry in entries))
@@ -298,11 +355,14 @@ def _clear(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
 # --- formatting ------------------------------------------------------------------------------
 
 
-def _function_entries(store: memo.Store, function: str) -> list[memo.EntryInfo]:
+def _function_entries(
+    store: memo.Store, function: str, args: argparse.Namespace | None = None
+) -> list[memo.EntryInfo]:
     entries = store.entries(function)
     if not entries:
+        hint = "" if args is None else _directory_hint(args)
         raise _UsageError(
-            f"no entries of a function named {function!r} in {store.root} (see memo ls)"
+            f"no entries of a function named {function!r} in {store.root} (see memo ls){hint}"
         )
     return entries
 

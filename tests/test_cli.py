@@ -263,3 +263,98 @@ def test_console_script(cache_dir: Path) -> None:
     result = _command(str(script), "verify", cache_dir=cache_dir)
     assert result.returncode == 0
     assert "no problems" in result.stdout
+
+
+def test_prune_without_budget_names_its_flags(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`memo prune` with no budget names --max-size and --older-than and gives an example."""
+    _fill(cache_dir)
+    code, out, err = _run(capsys, "prune", "--cache-path", str(cache_dir))
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+    assert "--max-size" in err
+    assert "--older-than" in err
+    assert "e.g. memo prune" in err
+    assert "max_size or older_than" not in err
+
+
+def test_cache_path_after_every_command(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command takes --cache-path after its name, with its other arguments around it."""
+    simulate, _ = _fill(cache_dir)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    where = ["--cache-path", str(cache_dir)]
+    first, second = simulate.key(0)[:12], simulate.key(1)[:12]
+    for argv in (
+        ["ls", *where],
+        ["ls", "simulate", *where],
+        ["show", first, *where],
+        ["diff", *where, first, second],
+        ["stats", *where],
+        ["prune", *where, "--max-size", "10MB", "--dry-run"],
+        ["verify", *where],
+        ["clear", "load", *where, "--yes"],
+    ):
+        assert _run(capsys, *argv)[0] == 0, argv
+    assert not memo.Store(cache_dir).entries("load")
+
+
+def test_positional_cache_directory(
+    cache_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`memo prune DIR --max-size 1MB`, `memo ls DIR`, `stats DIR`, `verify DIR`, `clear DIR`."""
+    simulate, _ = _fill(cache_dir)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    relative = "./cache"
+    code, out, _ = _run(capsys, "ls", relative)
+    assert code == 0
+    assert out.splitlines()[-1].startswith("2 functions, 4 entries")
+    code, out, _ = _run(capsys, "ls", "cache", "simulate", "--json")
+    assert {entry["key"] for entry in json.loads(out)} == {simulate.key(n) for n in range(3)}
+    code, out, _ = _run(capsys, "stats", str(cache_dir))
+    assert code == 0
+    assert "4 entries of 2 functions" in out
+    assert _run(capsys, "verify", relative)[0] == 0
+    key = simulate.key(0)
+    assert key[:12] in _run(capsys, "show", "cache", key[:12])[1]
+    assert _run(capsys, "diff", "cache", key[:12], simulate.key(1)[:12])[0] == 0
+    code, out, _ = _run(capsys, "prune", str(cache_dir), "--max-size", "1MB")
+    assert code == 0
+    assert out.startswith("removed ")
+    assert not simulate.is_cached(2)
+    code, out, _ = _run(capsys, "clear", relative, "--yes")
+    assert code == 0
+    assert memo.Store(cache_dir).entries() == []
+
+
+def test_positional_function_names_still_work(
+    cache_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bare name after ls or clear is still a function; a directory of that name gets a hint."""
+    simulate, load = _fill(cache_dir)
+    monkeypatch.setenv("MEMO_CACHE_DIR", str(cache_dir))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, out, _ = _run(capsys, "ls", "simulate")
+    assert code == 0
+    assert simulate.key(1)[:12] in out
+    assert _run(capsys, "clear", "load", "--yes")[0] == 0
+    assert not load.is_cached("a")
+    assert simulate.is_cached(0)
+    code, _, err = _run(capsys, "ls", "cache")  # a directory here, and no such function
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "./cache" in err
+    code, _, err = _run(capsys, "ls", "./cache", "--cache-path", str(tmp_path / "elsewhere"))
+    assert code == 2
+    _assert_one_line_error(err)
