@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ._config import lock_timeout_from_env, parse_duration, parse_size
@@ -139,14 +141,40 @@ def _cache_path(cache_path: object) -> str | os.PathLike[str] | None:
             f"cache_path must be a str or os.PathLike, not {type(cache_path).__name__}"
         )
     if isinstance(cache_path, str) and "://" in cache_path:
-        if cache_path.startswith("file://"):
-            return cache_path[len("file://") :]
-        # Any other scheme is an fsspec URL (s3://bucket/prefix): checked now, so a missing
-        # package or unknown scheme is a ConfigError at decoration, not at the first call.
-        from ._storage._urls import check_url
+        if not cache_path.startswith("file://"):
+            # Any other scheme is an fsspec URL (s3://bucket/prefix): checked now, so a missing
+            # package or unknown scheme is a ConfigError at decoration, not at the first call.
+            from ._storage._urls import check_url
 
-        return check_url(cache_path)
+            return check_url(cache_path)
+        cache_path = cache_path[len("file://") :]
+    if cache_path is not None:
+        _refuse_a_file(cache_path)
     return cache_path
+
+
+def _refuse_a_file(cache_path: str | os.PathLike[str]) -> None:
+    """A local cache_path must be a directory, or not exist yet (it is made at the first
+    write) inside one: with a file there, every call would compute and store nothing, and
+    nothing would say so."""
+    path = Path(os.fspath(cache_path)).expanduser()
+    for place in (path, *path.parents):
+        try:
+            mode = place.stat().st_mode
+        except OSError:  # missing (made when needed) or not ours to look at: the call says
+            continue
+        if stat.S_ISDIR(mode):
+            return
+        what = "a file" if stat.S_ISREG(mode) else "not a directory"
+        where = (
+            f"{str(path)!r} is"
+            if place == path
+            else f"{str(path)!r} is inside {str(place)!r}, which is"
+        )
+        raise ConfigError(
+            f"cache_path {where} {what}; memo keeps its entries in a directory: give a "
+            "directory's path (it is made if missing), e.g. cache_path='cache/'"
+        )
 
 
 def parse_options(cache_path: object, cache_skip: object, options: dict[str, Any]) -> Options:

@@ -409,3 +409,13 @@ def test_bound_methods_of_two_instances_keep_their_own_results(tmp_path: Path) -
     five = memo.decorate(A(5).f, cache_path=tmp_path)
     assert (two(3), five(3), two(3), five(3)) == (6, 15, 6, 15)
     assert two.misses == five.misses == 1
+
+
+def test_cache_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    """A cache_path naming a file (or a path inside one) is a ConfigError at decoration."""
+    results = tmp_path / "results.csv"
+    results.write_text("a,b\n")
+    for given in (results, str(results), results / "cache"):
+        with pytest.raises(memo.ConfigError, match=r"results\.csv.* is a file"):
+            memo.decorate(counted([]), cache_path=given)
+    assert results.read_text() == "a,b\n"
