@@ -107,7 +107,7 @@ class Calls(Generic[P, R]):
         self._serializers = options.serializers
         self._validate = options.validate
         self._max_age = options.max_age
-        self._lock_timeout = options.effective_lock_timeout()
+        self._lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
         self._state: _State | None = None
         self._declares_extra = self._maker.declares_extra
         self._by_type: dict[type, Serializer] = {}
@@ -121,6 +121,9 @@ class Calls(Generic[P, R]):
     def _setup(self) -> _State:
         state = self._state
         if state is None:
+            # Every MEMO_* setting is read at the first call (set before the state is, so a
+            # thread that sees the state sees the timeout).
+            self._lock_timeout = self._options.effective_lock_timeout()
             state = self._state = _State(self._options)
         return state
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+import uuid
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import memo
 from memo._config import default_cache_dir, lock_timeout_from_env, parse_duration, parse_size
 
 
@@ -61,3 +68,103 @@ def test_lock_timeout_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert lock_timeout_from_env() == 600.0
     monkeypatch.setenv("MEMO_LOCK_TIMEOUT", "none")
     assert lock_timeout_from_env() == float("inf")
+
+
+_SETTINGS = (
+    "MEMO_CACHE_DIR",
+    "MEMO_CACHE_SKIP",
+    "MEMO_DISABLE",
+    "MEMO_LOCK_TIMEOUT",
+    "MEMO_MAX_SIZE",
+    "MEMO_SECRET_KEY",
+    "MEMO_STORAGE_OPTIONS",
+    "MEMO_REMOTE_TIMEOUT",
+    "MEMO_LEASE",
+    "MEMO_LEASE_HEARTBEAT",
+    "MEMO_LEASE_POLL",
+)
+
+
+def test_every_setting_is_documented_here() -> None:
+    """The README's table of settings is the list the next test sets after decoration."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert set(re.findall(r"^\| `(MEMO_[A-Z_]+)` \|", readme, re.MULTILINE)) == set(_SETTINGS)
+
+
+@pytest.mark.parametrize("name", _SETTINGS)
+def test_settings_set_after_decoration_apply_at_the_first_call(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each MEMO_* variable set after decoration and before the first call takes effect."""
+    for each in _SETTINGS[1:]:
+        monkeypatch.delenv(each, raising=False)
+    calls: list[int] = []
+
+    def body(x: int) -> int:
+        calls.append(x)
+        if threading.current_thread().name == "holder":
+            started.set()
+            release.wait(5)
+        return x
+
+    started, release = threading.Event(), threading.Event()
+    local = tmp_path / "local"
+    remote = f"memory://memo-settings-{uuid.uuid4().hex[:8]}"
+    url = name in ("MEMO_STORAGE_OPTIONS", "MEMO_REMOTE_TIMEOUT") or "LEASE" in name
+    f = memo.decorate(
+        body, cache_path=None if name == "MEMO_CACHE_DIR" else remote if url else local
+    )
+    value = {
+        "MEMO_CACHE_DIR": str(tmp_path / "from-env"),
+        "MEMO_CACHE_SKIP": "1",
+        "MEMO_DISABLE": "1",
+        "MEMO_LOCK_TIMEOUT": "0.2s",
+        "MEMO_MAX_SIZE": "1KB",
+        "MEMO_SECRET_KEY": "a secret key of some length",
+        "MEMO_STORAGE_OPTIONS": '{"memo_probe": 7}',
+        "MEMO_REMOTE_TIMEOUT": "42s",
+        "MEMO_LEASE": "40s",
+        "MEMO_LEASE_HEARTBEAT": "3s",
+        "MEMO_LEASE_POLL": "0.5s",
+    }[name]
+    monkeypatch.setenv(name, value)
+    if name == "MEMO_LOCK_TIMEOUT":
+        # The holder computes key 1 (under its lock) until released; a second caller waits
+        # for the lock only MEMO_LOCK_TIMEOUT, then computes anyway.
+        holder = threading.Thread(target=f, args=(1,), name="holder")
+        holder.start()
+        assert started.wait(5)
+        began = time.monotonic()
+        assert f(1) == 1
+        waited = time.monotonic() - began
+        release.set()
+        holder.join()
+        assert waited < 2.5
+        return
+    assert f(1) == 1
+    assert f(1) == 1
+    store = f.store
+    backend: Any = store.backend  # (a remote store's settings are kept by its backend)
+    if name == "MEMO_CACHE_DIR":
+        assert Path(store.root) == tmp_path / "from-env"
+        assert memo.Store(tmp_path / "from-env").entries()
+    elif name in ("MEMO_CACHE_SKIP", "MEMO_DISABLE"):
+        assert calls == [1, 1]
+        assert f.is_cached(1) == (name == "MEMO_CACHE_SKIP")
+    elif name == "MEMO_MAX_SIZE":
+        assert store.max_size == 1000
+    elif name == "MEMO_SECRET_KEY":
+        monkeypatch.delenv(name)
+        signed = memo.decorate(body, cache_path=local, secret_key=value)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")  # (an unsigned entry is refused with a warning)
+            assert signed(1) == 1
+        assert calls == [1]  # stored signed with the key from the environment
+    elif name == "MEMO_STORAGE_OPTIONS":
+        assert backend._filesystem().storage_options["memo_probe"] == 7
+    elif name == "MEMO_REMOTE_TIMEOUT":
+        assert backend._timeout == 42.0
+    else:
+        settings = backend.locks.settings
+        field = {"MEMO_LEASE": "seconds", "MEMO_LEASE_HEARTBEAT": "heartbeat"}.get(name, "poll")
+        assert getattr(settings, field) == parse_duration(value)
