@@ -253,10 +253,21 @@ def test_page_code_runs(page: str, tmp_path: Path) -> None:
         )
 
 
+# What a theme or plugin prints, or puts on every page, about its own end of life.
+_BANNERS = re.compile(
+    r"end of life|Zensical|MkDocs 2\.0|ProperDocs|NO_MKDOCS_2_WARNING|maintenance mode", re.I
+)
+
+
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
-    """``mkdocs build --strict`` succeeds: no broken link, reference or unparsable docstring."""
+    """``mkdocs build --strict`` succeeds, prints no theme banner (as a user runs it, with no
+    switch to silence one) and puts none on the site's pages."""
     site = tmp_path / "site"
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("NO_MKDOCS_2_WARNING", "DISABLE_MKDOCS_2_WARNING")
+    }
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "mkdocs.yml", "-d", str(site)],
         cwd=ROOT,
@@ -266,6 +277,13 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+    printed = result.stdout + result.stderr
+    assert not _BANNERS.search(printed), printed
+    assert [line for line in printed.splitlines() if not line.startswith("INFO")] == []
+    for page in site.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        assert "md-banner" not in html, page
+        assert not _BANNERS.search(html), page
     reference = (site / "reference" / "index.html").read_text(encoding="utf-8")
     assert "memo.cache" in reference
     assert "memo.Memoized" in reference
