@@ -290,3 +290,37 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     for page in PAGES:
         if page.name != "index.md":
             assert (site / page.stem / "index.html").is_file(), page.name
+
+
+# `pip install memo` installs another project: memo is installed as memo-cache (and imported
+# as memo). Quoted, with options or extras: "memo[remote]" is as wrong as memo.
+_BARE_INSTALL = re.compile(r"pip3?\s+install(?:\s+-\S+)*\s+[\"']?memo(?![\w-])")
+_SCANNED = [ROOT / "memo", DOCS, ROOT / "README.md", ROOT / "examples"]
+_TEXT_SUFFIXES = {".py", ".md", ".ipynb", ".txt", ".toml", ".yml", ".yaml", ".cfg", ".rst"}
+
+
+def _bare_installs(roots: list[Path]) -> list[str]:
+    """``file:line: text`` for each bare ``pip install memo`` under ``roots``."""
+    found = []
+    for root in roots:
+        files = [root] if root.is_file() else sorted(root.rglob("*"))
+        for path in files:
+            if path.suffix not in _TEXT_SUFFIXES or "__pycache__" in path.parts:
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if _BARE_INSTALL.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    return found
+
+
+def test_install_hints_say_memo_cache() -> None:
+    """No install hint, error message or page says a bare ``pip install memo``."""
+    for wrong in (
+        "pip install memo",
+        'pip install "memo[remote]"',
+        "python -m pip install -U memo",
+    ):
+        assert _BARE_INSTALL.search(wrong), wrong
+    for right in ("pip install memo-cache", 'pip install "memo-cache[dask]"', "pip install -e ."):
+        assert not _BARE_INSTALL.search(right), right
+    assert _bare_installs(_SCANNED) == []
