@@ -155,25 +155,18 @@ def _cache_path(cache_path: object) -> str | os.PathLike[str] | None:
 
 def _refuse_a_file(cache_path: str | os.PathLike[str]) -> None:
     """A local cache_path must be a directory, or not exist yet (it is made at the first
-    write) inside one: with a file there, every call would compute and store nothing, and
-    nothing would say so."""
+    write): with a file there, every call would compute and store nothing, and nothing would
+    say so. (A path inside a file fails at the first write, with a warning.)"""
     path = Path(os.fspath(cache_path)).expanduser()
-    for place in (path, *path.parents):
-        try:
-            mode = place.stat().st_mode
-        except OSError:  # missing (made when needed) or not ours to look at: the call says
-            continue
-        if stat.S_ISDIR(mode):
-            return
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing (made when needed) or not ours to look at: the call says
+        return
+    if not stat.S_ISDIR(mode):
         what = "a file" if stat.S_ISREG(mode) else "not a directory"
-        where = (
-            f"{str(path)!r} is"
-            if place == path
-            else f"{str(path)!r} is inside {str(place)!r}, which is"
-        )
         raise ConfigError(
-            f"cache_path {where} {what}; memo keeps its entries in a directory: give a "
-            "directory's path (it is made if missing), e.g. cache_path='cache/'"
+            f"cache_path {str(path)!r} is {what}; memo keeps its entries in a directory: give "
+            "a directory's path (it is made if missing), e.g. cache_path='cache/'"
         )
 
 

@@ -412,10 +412,10 @@ def test_bound_methods_of_two_instances_keep_their_own_results(tmp_path: Path) -
 
 
 def test_cache_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
-    """A cache_path naming a file (or a path inside one) is a ConfigError at decoration."""
+    """A cache_path naming a file is a ConfigError at decoration, naming the path."""
     results = tmp_path / "results.csv"
     results.write_text("a,b\n")
-    for given in (results, str(results), results / "cache"):
+    for given in (results, str(results), f"file://{results}"):
         with pytest.raises(memo.ConfigError, match=r"results\.csv.* is a file"):
             memo.decorate(counted([]), cache_path=given)
     assert results.read_text() == "a,b\n"
