@@ -40,12 +40,15 @@ from ._format import (
 )
 from ._inspect import EntryChecks
 from ._locks import hold
-from ._serializers import Serializer
+from ._serializers import PickleSerializer, Serializer, UnfaithfulError
 
 __all__ = ["EntryExistsError", "EntryStore"]
 
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
 _REMEMBERED = 1 << 16  # keys whose last use (or absence) a store remembers, then it starts over
+
+
+_PICKLE = PickleSerializer()  # for values a serializer would not give back unchanged
 
 
 class EntryExistsError(Exception):
@@ -265,7 +268,17 @@ class EntryStore(EntryChecks):
                 fill = functools.partial(write_directory, value)  # (into the directory given)
                 payload: Sequence[Any] = [backend.write_directory(name, key, fill)]
             else:
-                payload = serializer.dumps(value)
+                try:
+                    payload = serializer.dumps(value)
+                except UnfaithfulError as exc:
+                    # Stored as it is, with pickle, rather than returned changed on a hit.
+                    warn_once(
+                        ("unfaithful", name, kind),
+                        f"memo: a result of {name} is stored with pickle, not {kind}: {exc}",
+                        stacklevel=6,
+                    )
+                    kind = _PICKLE.name
+                    payload = _PICKLE.dumps(value)
         except StoreError:
             raise
         except OSError as exc:

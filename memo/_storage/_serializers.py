@@ -21,6 +21,7 @@ __all__ = [
     "ParquetSerializer",
     "PickleSerializer",
     "Serializer",
+    "UnfaithfulError",
     "get_serializer",
 ]
 
@@ -50,6 +51,11 @@ class Serializer(Protocol):
     def loads(self, data: memoryview) -> Any:
         """The value back from the concatenated buffers."""
         ...
+
+
+class UnfaithfulError(Exception):
+    """Raised by a built-in serializer's ``dumps`` for a value it would not give back as it
+    is: the entry is written with pickle instead (warned once), never returned changed."""
 
 
 def _missing(extra: str, package: str) -> ImportError:
@@ -248,21 +254,33 @@ def _npy_header_size(data: Any) -> int:
 
 
 class ParquetSerializer:
-    """pandas DataFrames as Parquet (pyarrow): compact, typed, readable by other tools."""
+    """pandas DataFrames as Parquet (pyarrow): compact, typed, readable by other tools. For a
+    frame Parquet would give back changed (see ``_parquet``), ``dumps`` raises
+    ``UnfaithfulError``."""
 
     name = "parquet"
 
     def dumps(self, value: Any) -> list[Any]:
-        """Parquet bytes of a DataFrame (index and dtypes kept through pandas metadata)."""
+        """Parquet bytes of a DataFrame (index, dtypes, attrs and the index's freq kept)."""
         try:
             import pandas as pd
+            import pyarrow as pa
         except ImportError:
             raise _missing("pandas", "pandas and pyarrow") from None
         if not isinstance(value, pd.DataFrame):
             raise TypeError(f"the parquet serializer stores DataFrames, not {type(value).__name__}")
-        buffer = io.BytesIO()
-        value.to_parquet(buffer, engine="pyarrow")
-        return [buffer.getbuffer()]
+        from ._parquet import difference, write
+
+        try:
+            data = write(value)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+            raise UnfaithfulError(
+                f"pyarrow cannot convert it ({type(exc).__name__}: {exc})"
+            ) from exc
+        why = difference(value, data)
+        if why is not None:
+            raise UnfaithfulError(why)
+        return [data]
 
     def loads(self, data: memoryview) -> Any:
         """Read the DataFrame back, from the payload's memory (no copy: a file object over
@@ -270,7 +288,10 @@ class ParquetSerializer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(pa.BufferReader(pa.py_buffer(data))).to_pandas()
+        from ._parquet import restore
+
+        table = pq.read_table(pa.BufferReader(pa.py_buffer(data)))
+        return restore(table.to_pandas(), table.schema.metadata)
 
 
 _BUILTIN: dict[str, Serializer] = {
