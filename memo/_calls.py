@@ -270,7 +270,18 @@ class Calls(Generic[P, R]):
         self.stores += 1
         if debug:
             logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
+        if getattr(serializer, "mmap_mode", None) and self._maps(state):
+            # A hit maps the stored file: so does the miss (a read-only memmap with "r", not
+            # the writable array computed), and a call gives one kind of array either way.
+            mapped = state.store.load(self._name, key, self._by_name, state.secret_keys)
+            if mapped is not MISS:
+                return mapped
         return value
+
+    @staticmethod
+    def _maps(state: _State) -> bool:
+        """Whether hits on this store memory-map (signed entries and remote ones are read)."""
+        return not state.secret_keys and state.store.capabilities.mmap
 
     def _serializer_for(self, value: Any) -> Serializer:
         """The serializer for the value's type: the one given for its class or nearest base

@@ -411,12 +411,10 @@ def test_npy_refuses_object_arrays_and_non_arrays(
 def test_mapped_hit_returns_a_read_only_memmap_of_the_entry(
     cache_dir: Path, record: list[warnings.WarningMessage]
 ) -> None:
-    """With mmap_mode='r', a miss returns the computed array and a hit maps its payload file
-    (the entry's .npy)."""
+    """With mmap_mode='r', a hit maps its payload file (the entry's .npy)."""
     expected = np.arange(1000, dtype=np.float64).reshape(10, 100) * 0.5
     func, calls = _counting(cache_dir, expected.copy(), memo.NpySerializer(mmap_mode="r"))
-    first = func(1)
-    assert not isinstance(first, np.memmap)
+    func(1)
     hit = func(1)
     assert calls == [1]
     assert isinstance(hit, np.memmap)
@@ -426,6 +424,66 @@ def test_mapped_hit_returns_a_read_only_memmap_of_the_entry(
     assert not hit.flags.writeable, "mode 'r' must not let a caller write into the entry"
     assert func.entries()[0]["serializer"] == "npy"
     assert record == []
+
+
+def _assert_maps_the_entry(array: Any, func: memo.Memoized[..., Any], mode: str) -> None:
+    """``array`` is a memmap of ``func(1)``'s .npy, writable only if ``mode`` is 'c'."""
+    assert isinstance(array, np.memmap)
+    assert Path(str(array.filename)) == _entry(func, 1).with_suffix(".npy")
+    assert array.flags.writeable == (mode == "c")
+
+
+@pytest.mark.parametrize("mode", ["r", "c"])
+def test_mapped_miss_returns_what_a_hit_returns(
+    cache_dir: Path, mode: str, record: list[warnings.WarningMessage]
+) -> None:
+    """With mmap_mode, a miss returns the stored file's mapping, as a hit does (not the
+    writable array computed): the same kind of array either way."""
+    expected = np.arange(1000, dtype=np.float64).reshape(10, 100) * 0.5
+    func, calls = _counting(cache_dir, expected.copy(), memo.NpySerializer(mmap_mode=mode))
+    miss = func(1)
+    hit = func(1)
+    assert calls == [1]
+    for array in (miss, hit):
+        _assert_maps_the_entry(array, func, mode)
+        assert np.array_equal(array, expected)
+    assert record == []
+
+
+def test_mapped_recompute_of_a_damaged_entry_returns_the_mapping(
+    cache_dir: Path, record: list[warnings.WarningMessage]
+) -> None:
+    """The recompute after a damaged entry, and a refresh, return the replaced file's
+    read-only mapping too."""
+    expected = np.arange(5000, dtype=np.int32)
+    func, calls = _counting(cache_dir, expected.copy(), memo.NpySerializer(mmap_mode="r"))
+    func(1)
+    _flip(_entry(func, 1), "header")
+    again = func(1)
+    assert calls == [1, 1]
+    assert len(_memo_warnings(record)) == 1
+    _assert_maps_the_entry(again, func, "r")
+    refreshed = func.refresh(1)
+    assert calls == [1, 1, 1]
+    _assert_maps_the_entry(refreshed, func, "r")
+    assert np.array_equal(again, expected)
+    assert np.array_equal(refreshed, expected)
+
+
+def test_mapped_miss_with_signing_is_read_like_its_hit(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signed entries are read, not mapped (the signature covers the payload): a miss and a
+    hit both give an in-memory array."""
+    monkeypatch.setenv("MEMO_SECRET_KEY", "s3cret")
+    expected = np.arange(100, dtype=np.int64)
+    func, calls = _counting(cache_dir, expected.copy(), memo.NpySerializer(mmap_mode="r"))
+    miss, hit = func(1), func(1)
+    assert calls == [1]
+    assert not isinstance(miss, np.memmap)
+    assert not isinstance(hit, np.memmap)
+    assert np.array_equal(miss, expected)
+    assert np.array_equal(hit, expected)
 
 
 @pytest.mark.parametrize(

@@ -466,7 +466,11 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
             warnings.simplefilter("always")
             value = func(x, size)
         assert case.same(value, expected), f"a wrong value after {damage}"
-        assert _loads[case.counter] == loads, f"a damaged entry was deserialized: {damage}"
+        # A mapped recompute returns the mapping of the entry it has just stored (one load,
+        # of the new entry: one of the damaged one would be a second, or no miss).
+        fresh = int(bool(getattr(case.options.get("serializer"), "mmap_mode", None)) and not signed)
+        assert _loads[case.counter] == loads + fresh, f"a damaged entry was deserialized: {damage}"
+        assert isinstance(value, np.memmap) == bool(fresh)
         assert func.misses == misses + 1, "a damaged entry must be recomputed"
         messages = [str(w.message) for w in caught]
         assert len(messages) == 1, messages
@@ -482,7 +486,9 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
         assert caught == [], [str(w.message) for w in caught]
         assert case.same(again, expected)
         assert func.misses == misses + 1, "the replaced entry must be a hit"
-        assert _loads[case.counter] == loads + 1, "the hit must deserialize (the probe works)"
+        assert _loads[case.counter] == loads + fresh + 1, (
+            "the hit must deserialize (the probe works)"
+        )
     label = f"{damage.kind} ({damage.region})" if damage.kind == "bit-flip" else damage.kind
     _rejected[label] += 1
     _by_case[case.label + (f", signed ({signed})" if signed else "")] += 1
