@@ -15,17 +15,26 @@ from typing import Any, Generic, TypeVar
 from ._keys._bytes import Context, text
 from ._keys._canonical import Handler, add_plugin
 
-__all__ = ["Lazy", "add_metadata", "collecting", "stop_collecting"]
+__all__ = ["Lazy", "add_metadata", "collecting", "stop_collecting", "stored_fingerprint"]
 
 T = TypeVar("T")
+
+
+def stored_fingerprint(serializer: str, digest: bytes) -> str:
+    """A handle's fingerprint: the digest of the stored bytes and the serializer that wrote
+    them (equal bytes written by two serializers can be two values)."""
+    import xxhash
+
+    return str(xxhash.xxh3_128(serializer.encode() + b"\0" + digest).hexdigest())
 
 
 class Lazy(Generic[T]):
     """A stored result that is read only when ``load()`` is called.
 
-    ``fingerprint`` identifies the stored value (xxh3-128 of its serialized bytes: two calls
-    that produced identical values share it) and is known without loading. A ``Lazy`` passed
-    to a memoized function is part of that call's key through its fingerprint alone.
+    ``fingerprint`` identifies the stored value (xxh3-128 of its serialized bytes and the
+    serializer's name: two calls that produced identical values share it) and is known
+    without loading. A ``Lazy`` passed to a memoized function is part of that call's key
+    through its fingerprint alone.
     """
 
     __slots__ = ("_call", "_fingerprint", "_value")
@@ -72,8 +81,18 @@ class Lazy(Generic[T]):
         return hash(("memo.Lazy", self._fingerprint))
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # The value held for an uncacheable result is not sent along; it is recomputed.
-        return (Lazy, (self._fingerprint, self._call))
+        # The value held for an uncacheable result is not sent along; it is recomputed. The
+        # call goes by value where pickle would refuse it (a function of a script's __main__,
+        # a local one), so a handle reaches a worker process whatever made it.
+        import cloudpickle
+
+        return (_restore, (self._fingerprint, cloudpickle.dumps(self._call)))
+
+
+def _restore(fingerprint: str, call: bytes) -> Lazy[Any]:
+    import pickle
+
+    return Lazy(fingerprint, pickle.loads(call))
 
 
 def _encode_lazy(obj: Any, out: bytearray, ctx: Context) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._bound import BoundMemoized
 from ._calls import Calls
 from ._explain import explain_text
-from ._lazy import Lazy
+from ._lazy import Lazy, stored_fingerprint
 from ._map import run_map
 from ._options import Options
 from ._storage._backend import MISS
@@ -107,6 +108,8 @@ class Memoized(Calls[P, R]):
         """Recompute this call, overwrite its stored result and return the new value."""
         state = self._setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
+        if state.disabled:
+            return self._func(*args, **call_kwargs)  # MEMO_DISABLE: nothing is stored
         key, labels, values = self._maker.bind(args, call_kwargs, extra)
         return cast(R, self._compute(state, key, args, call_kwargs, labels, values, extra, True))
 
@@ -127,12 +130,13 @@ class Memoized(Calls[P, R]):
                 self._max_age is None or (time.time_ns() - header.created_ns) / 1e9 <= self._max_age
             )
             if header is not None and fresh:
-                return Lazy(header.fingerprint.hex(), call)
+                return Lazy(stored_fingerprint(header.serializer, header.fingerprint), call)
         value = self._call_eagerly(*args, **kwargs)
         header = state.store.header(self._name, key)
         if header is not None:
             # Just computed: the handle keeps the value rather than read it back later.
-            return Lazy(header.fingerprint.hex(), call, (value,))
+            fingerprint = stored_fingerprint(header.serializer, header.fingerprint)
+            return Lazy(fingerprint, call, (value,))
         # Not stored (disabled, or caching failed): the handle carries the value itself.
         return Lazy(_fingerprint_of(value), call, (value,))
 
@@ -226,13 +230,15 @@ def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) 
 
 
 def _fingerprint_of(value: Any) -> str:
+    """The fingerprint the value would have if pickle stored it; for a value pickle cannot
+    write, one used once (a call keyed on it never hits, rather than hit another's)."""
     import xxhash
 
     try:
         chunks = _PICKLE.dumps(value)
     except Exception:
-        return f"unstored-{id(value):x}"
+        return f"unstored-{uuid.uuid4().hex}"
     hasher = xxhash.xxh3_128()
     for chunk in chunks:
         hasher.update(chunk)
-    return str(hasher.hexdigest())
+    return stored_fingerprint(_PICKLE.name, hasher.digest())

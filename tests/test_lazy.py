@@ -177,6 +177,117 @@ def test_handles_pickle_by_reference(cache_dir: Path) -> None:
     assert clone.load() == 16
 
 
+def test_handle_of_a_local_function_pickles(cache_dir: Path) -> None:
+    """A handle of a function defined inside another one pickles (its call by value)."""
+
+    @memo.cache(cache_path=cache_dir)
+    def local_cube(x: int) -> int:
+        return x**3
+
+    handle = local_cube.lazy(3)
+    clone = pickle.loads(pickle.dumps(handle))
+    assert clone == handle
+    assert clone.load() == 27
+
+
+_SCRIPT = """
+import pickle, sys
+import memo
+
+@memo.cache(cache_path=sys.argv[1])
+def cube(x):
+    return x ** 3
+
+with open(sys.argv[2], "wb") as out:
+    pickle.dump(cube.lazy(4), out)
+"""
+
+
+def test_handle_of_a_scripts_main_function_loads_in_another_process(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    """A handle made in a script's __main__ loads in a process that never ran the script."""
+    import subprocess
+    import sys
+
+    script, sent = tmp_path / "make_handle.py", tmp_path / "handle.pickle"
+    script.write_text(_SCRIPT)
+    subprocess.run([sys.executable, str(script), str(cache_dir), str(sent)], check=True)
+    read = "import pickle, sys; h = pickle.load(open(sys.argv[1], 'rb')); print(h.load())"
+    done = subprocess.run(
+        [sys.executable, "-c", read, str(sent)], check=True, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "64"
+
+
+def test_fingerprint_names_the_serializer(cache_dir: Path) -> None:
+    """The same stored bytes written by two serializers give two fingerprints."""
+
+    class Raw:
+        """Stores bytes as they are (as a second serializer could read them differently)."""
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def dumps(self, value: bytes) -> list[bytes]:
+            return [value]
+
+        def loads(self, data: memoryview) -> bytes:
+            return bytes(data)
+
+    handles = []
+    for name in ("raw-a", "raw-b"):
+
+        @memo.cache(cache_path=cache_dir / name, serializer=Raw(name))
+        def blob(x: int) -> bytes:
+            return b"same bytes"
+
+        handles.append(blob.lazy(1))
+    assert handles[0].load() == handles[1].load()
+    assert handles[0].fingerprint != handles[1].fingerprint
+
+
+def test_unpicklable_unstored_values_never_share_a_fingerprint(cache_dir: Path) -> None:
+    """Two values that could not be stored or pickled get fingerprints of their own, so a
+    call keyed on one never hits the other's entry."""
+    made: list[int] = []
+
+    @memo.cache(cache_path=cache_dir)
+    def gen(x: int) -> Any:
+        made.append(x)
+        return (i for i in range(x))
+
+    @memo.cache(cache_path=cache_dir)
+    def total(items: memo.Lazy[Any]) -> int:
+        return sum(items.load())
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, second = gen.lazy(3), gen.lazy(4)
+        assert first.fingerprint != second.fingerprint
+        assert total(first) == 3
+        assert total(second) == 6
+
+
+def test_disabled_lazy_and_refresh_store_nothing(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MEMO_DISABLE=1, lazy() and refresh() compute and store nothing, as calls do."""
+    monkeypatch.setenv("MEMO_DISABLE", "1")
+    calls: list[int] = []
+
+    @memo.cache(cache_path=cache_dir / "off")
+    def f(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    assert f.refresh(1) == 2
+    assert f.lazy(2).load() == 3
+    assert f(1) == 2
+    assert calls == [1, 2, 1]
+    assert not (cache_dir / "off").exists()
+
+
 @memo.cache
 def module_square(x: int) -> int:
     """A module-level memoized function, importable by reference."""

@@ -24,6 +24,9 @@ from memo._storage._entry_file import outgoing
 from memo._storage._serializers import NpySerializer
 from memo.cli import main
 
+# Files a store directory holds beside its entries.
+_STORE_FILES = (".gitignore", ".lock")
+
 TABLE = pd.DataFrame({"city": ["Bern", "Zürich", "Genf"], "rain": [1.5, -2.0, 3.25]})
 ARRAY = np.arange(12, dtype=np.float32).reshape(3, 4)
 REPORT = {"runs": 3, "mean": 0.5, "name": "Zürich", "ok": True, "none": None}
@@ -96,7 +99,7 @@ def test_pickles_stay_one_file_and_missing_calls_have_no_path(cache_dir: Path) -
     path = func.path(1)
     assert path is not None
     assert path.endswith(".memo")
-    files = [p.name for p in cache_dir.iterdir() if p.is_file() and p.name != ".lock"]
+    files = [p.name for p in cache_dir.iterdir() if p.is_file() and p.name not in _STORE_FILES]
     assert files == [Path(path).name]
 
 
@@ -170,7 +173,7 @@ def test_verify_reports_a_missing_value_file_and_an_orphan(cache_dir: Path) -> N
     }
     assert "is missing" in problems[("damaged", first.name + ".memo")]
     assert all(p.fixed for p in memo.Store(cache_dir).verify(fix=True))
-    assert sorted(p.name for p in cache_dir.iterdir() if p.is_file()) == [".lock"]
+    assert sorted(p.name for p in cache_dir.iterdir() if p.is_file()) == sorted(_STORE_FILES)
 
 
 def test_the_value_file_counts_in_listings_and_goes_with_its_entry(cache_dir: Path) -> None:
@@ -186,7 +189,7 @@ def test_the_value_file_counts_in_listings_and_goes_with_its_entry(cache_dir: Pa
     assert func.invalidate(1)
     assert not entry.payload.exists()
     assert memo.Store(cache_dir).clear()
-    assert sorted(p.name for p in cache_dir.iterdir() if p.is_file()) == [".lock"]
+    assert sorted(p.name for p in cache_dir.iterdir() if p.is_file()) == sorted(_STORE_FILES)
 
 
 def test_signed_entries_check_their_value_file(cache_dir: Path) -> None:
@@ -308,7 +311,9 @@ def test_max_age_and_the_size_budget_treat_value_files_as_entries(
 
     for x in range(4):
         block(x)
-    files = sorted(p.name for p in cache_dir.iterdir() if p.is_file() and p.name != ".lock")
+    files = sorted(
+        p.name for p in cache_dir.iterdir() if p.is_file() and p.name not in _STORE_FILES
+    )
     stems = {name.rpartition(".")[0] for name in files}
     assert len(stems) < 4, "the budget evicted the least recently used entries"
     assert all({f"{stem}.memo", f"{stem}.npy"} <= set(files) for stem in stems)

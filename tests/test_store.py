@@ -185,6 +185,38 @@ def test_directories_are_private(cache_dir: Path) -> None:
     assert stat.S_IMODE(_memo_files(cache_dir)[0].stat().st_mode) == 0o600
 
 
+def test_a_new_cache_directory_is_ignored_by_git(tmp_path: Path) -> None:
+    """A cache directory memo makes inside a git repository holds a .gitignore of '*':
+    git sees nothing of it (neither entries nor the .gitignore itself)."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.fail("git is needed for this test (install git)")
+    repo = tmp_path / "project"
+    repo.mkdir()
+    subprocess.run([git, "init", "-q", str(repo)], check=True)
+    func = memo.decorate(square, cache_path=repo / "results" / "cache")
+    assert func(3) == 9
+    assert (repo / "results" / "cache" / ".gitignore").read_text().splitlines()[-1] == "*"
+    status = subprocess.run(
+        [git, "status", "--porcelain", "--untracked-files=all"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert status.stdout == ""
+
+
+def test_an_existing_directory_gets_no_gitignore(tmp_path: Path) -> None:
+    """A cache_path that was already a directory (perhaps a project's own) is left without
+    a .gitignore: memo would otherwise hide the project from git."""
+    project = tmp_path / "project"
+    project.mkdir()
+    func = memo.decorate(square, cache_path=project)
+    assert func(3) == 9
+    assert not (project / ".gitignore").exists()
+
+
 # --- damaged entries ------------------------------------------------------------------------
 
 
@@ -739,14 +771,14 @@ def test_a_process_that_cannot_open_the_link_anchor_uses_named_temp_files(
 
 def test_a_key_lock_makes_the_store_directory_before_any_write(tmp_path: Path) -> None:
     """Locking a key of a store that has never written makes its directory (0o700, parents
-    too) and its lock file, then locks; nothing else is created."""
+    too) with its .gitignore and its lock file, then locks; nothing else is created."""
     root = tmp_path / "not" / "yet"
     store = LocalStore(root)
     claim, held = store.locks.acquire("0123456789abcdef" * 2, 1.0)
     try:
         assert held
         assert stat.S_IMODE(root.stat().st_mode) == 0o700
-        assert sorted(os.listdir(root)) == [".lock"]
+        assert sorted(os.listdir(root)) == [".gitignore", ".lock"]
     finally:
         store.locks.release("0123456789abcdef" * 2, claim, held)
 

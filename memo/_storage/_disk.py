@@ -177,7 +177,7 @@ class DiskBackend:
 
     def _prepare(self) -> None:
         """Create the directory (``0o700``) and its temp folder; done once, before writing."""
-        os.makedirs(self._root, mode=0o700, exist_ok=True)
+        _files.make_store_directory(self._root)
         try:
             os.mkdir(self._tmp, 0o700)
         except FileExistsError:

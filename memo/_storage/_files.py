@@ -28,6 +28,7 @@ __all__ = [
     "discard",
     "is_dead_temp",
     "is_sparse",
+    "make_store_directory",
     "phase_hook",
     "preallocate",
     "pwrite_all",
@@ -109,6 +110,31 @@ def anchor() -> int:
     if _anchor_fd is None:
         _anchor_fd = os.open("/", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     return _anchor_fd
+
+
+_GITIGNORE = b"# Made by memo with its cache directory: a cache is never committed.\n*\n"
+
+
+def make_store_directory(path: str) -> None:
+    """Create a store directory (``0o700``) and its parents if it is not there. One memo
+    makes holds a ``.gitignore`` of ``*``, so a cache inside a repository is not committed by
+    accident; a directory that was already there is left as it is (it may be a project's)."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            return
+    with contextlib.suppress(OSError):  # (the cache works without it)
+        fd = os.open(os.path.join(path, ".gitignore"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, _GITIGNORE)
+        finally:
+            os.close(fd)
 
 
 def read_all(fd: int, size: int | None = None) -> bytes | bytearray | memoryview:

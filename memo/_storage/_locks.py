@@ -216,7 +216,7 @@ class KeyLocks:
                 self._fd, self._identity = _open_lock_file(path)
             except FileNotFoundError:
                 # A key may be locked before the store's first write has made its directory.
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
+                _files.make_store_directory(self.directory)
                 self._fd, self._identity = _open_lock_file(path)
         return self._fd
 

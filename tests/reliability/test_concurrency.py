@@ -124,7 +124,11 @@ def _exit_with(check: Callable[[], None]) -> Callable[[], None]:
 def _leftovers(root: Path) -> list[str]:
     tmp = root / ".tmp"
     temps = sorted(os.listdir(tmp)) if tmp.is_dir() else []
-    others = [n for n in os.listdir(root) if not n.endswith(".memo") and n not in (".tmp", ".lock")]
+    others = [
+        n
+        for n in os.listdir(root)
+        if not n.endswith(".memo") and n not in (".tmp", ".lock", ".gitignore")
+    ]
     return temps + others
 
 
