@@ -10,8 +10,10 @@ standard library contributes its name; code from installed packages its name and
 from __future__ import annotations
 
 import builtins
-import dis
 import functools
+import importlib
+import importlib.util
+import sys
 import threading
 import types
 import weakref
@@ -21,12 +23,14 @@ from typing import Any
 import xxhash
 
 from .._exceptions import EncodingError
+from ._bytecode import counted, imports
 from ._bytes import UnencodableError
 from ._canonical import encode
 from ._digest import large_digest
-from ._modules import module_kind, package_version
+from ._modules import module_kind, package_version, path_kind
 
 __all__ = [
+    "Bindings",
     "class_fingerprint",
     "code_details",
     "forget_fingerprint",
@@ -35,6 +39,12 @@ __all__ = [
     "rebound",
     "watched_fingerprint",
 ]
+
+# What a fingerprint was made from, each checked at every call: (where, name, the object it
+# was bound to). ``where`` is a module's or function's globals (a rebound global: a notebook's
+# `SCALE = 3`, an importlib.reload), or a function itself (its ``__code__`` replaced in
+# place, as IPython's autoreload does).
+Bindings = tuple[tuple[Any, str, Any], ...]
 
 _GLOBAL_OPS = frozenset({"LOAD_GLOBAL", "LOAD_NAME", "STORE_GLOBAL", "DELETE_GLOBAL"})
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "IMPORT_FROM", "LOAD_SUPER_ATTR"})
@@ -72,9 +82,7 @@ def function_fingerprint(func: Callable[..., Any]) -> str:
     return _fingerprint(_unwrap(func))
 
 
-def watched_fingerprint(
-    func: Callable[..., Any],
-) -> tuple[str, tuple[tuple[dict[str, Any], str, Any], ...]]:
+def watched_fingerprint(func: Callable[..., Any]) -> tuple[str, Bindings]:
     """A function's code fingerprint and the globals it read, each with what it was bound to
     (``UNBOUND``: nothing). Once one is bound to another object, the fingerprint is stale:
     ``forget_fingerprint``, then ask again (unchanged large values are not hashed again)."""
@@ -88,7 +96,7 @@ def watched_fingerprint(
         forget_fingerprint(target)  # kept from before a rebinding: take it anew
 
 
-def rebound(bindings: tuple[tuple[dict[str, Any], str, Any], ...]) -> bool:
+def rebound(bindings: Bindings) -> bool:
     """Whether a global of ``watched_fingerprint``'s bindings is now bound to another object."""
     return any(namespace.get(name, UNBOUND) is not bound for namespace, name, bound in bindings)
 
@@ -176,7 +184,7 @@ class _Fingerprinter:
         self.user_code: dict[str, str] = {}  # what explain() reports: user code seen, by name
         # (namespace, name, what it was bound to) of every global read: a later rebinding
         # (a notebook's `SCALE = 3`) makes the fingerprint stale, which callers watch for.
-        self.bindings: list[tuple[dict[str, Any], str, Any]] = []
+        self.bindings: list[tuple[Any, str, Any]] = []
 
     def fingerprint(self, obj: Any) -> bytes:
         ident = id(obj)
@@ -203,7 +211,14 @@ class _Fingerprinter:
         return digest
 
     def _parts(self, obj: Any) -> Iterator[bytes]:
-        if isinstance(obj, type):
+        if isinstance(obj, functools.cached_property | functools.singledispatchmethod):
+            yield type(obj).__name__.encode()
+            yield self.reference(getattr(obj, "dispatcher", None) or obj.func)
+        elif not isinstance(obj, types.FunctionType) and _wrapped(obj) is not None:
+            # functools.lru_cache / cache, or a library's decorator: what it wraps counts.
+            yield b"wraps " + _name(type(obj)).encode()
+            yield self.reference(_wrapped(obj))
+        elif isinstance(obj, type):
             yield from self._class_parts(obj)
         elif isinstance(obj, types.FunctionType):
             yield from self._function_parts(obj)
@@ -226,9 +241,12 @@ class _Fingerprinter:
         yield b"function"
         yield _local_name(func).encode()
         code = func.__code__
+        # Seen replaced in place (autoreload), as a rebound global is.
+        self.bindings.append((_Attributes(func), "__code__", code))
         global_names: set[str] = set()
         attr_names: set[str] = set()
-        yield from self._code_parts(code, global_names, attr_names)
+        imported: list[tuple[str, int]] = []
+        yield from self._code_parts(code, global_names, attr_names, imported)
         yield self.value(func.__defaults__)
         yield self.value(func.__kwdefaults__)
         for name, cell in zip(code.co_freevars, func.__closure__ or (), strict=False):
@@ -251,9 +269,65 @@ class _Fingerprinter:
                 yield b"builtin"
             else:
                 yield b"<undefined>"
+        for name, level in sorted(set(imported)):
+            yield b"import:%s %d" % (name.encode(), level)
+            yield self._imported(name, level, namespace, attr_names)
+        owner = _owner(func)
+        if owner is not None:
+            # A method counts with its class: what it reaches through self (self.helper())
+            # is code of that class, as surely as a name it loads. The class is found by
+            # name, so that name is watched as a global is (a class defined again).
+            top = func.__qualname__.partition(".")[0]
+            self.bindings.append((namespace, top, namespace.get(top, UNBOUND)))
+            yield b"owner"
+            yield self.reference(owner)
+        registry = getattr(func, "registry", None)
+        if registry is not None and hasattr(func, "dispatch"):
+            # functools.singledispatch: each registered implementation counts.
+            for cls, impl in sorted(registry.items(), key=lambda pair: _name(pair[0])):
+                yield b"register:" + _name(cls).encode()
+                yield self.reference(impl)
+        wrapped = _wrapped(func)
+        if wrapped is not None:
+            yield b"wraps"
+            yield self.reference(wrapped)
+
+    def _imported(
+        self, name: str, level: int, namespace: dict[str, Any], attr_names: set[str]
+    ) -> bytes:
+        """A module the code imports where it runs (``from .helpers import scale`` inside the
+        function): the names the code takes from it count, as for a global module. A module
+        of the user's not imported yet is imported now (the call would import it); a library
+        is not (its name and version are enough)."""
+        try:
+            absolute = (
+                importlib.util.resolve_name("." * level + name, namespace.get("__package__"))
+                if level
+                else name
+            )
+        except (ImportError, ValueError):
+            return b"<unresolved>"
+        top = absolute.partition(".")[0]
+        if absolute not in sys.modules:
+            kind = module_kind(top) if top in sys.modules else _kind_unimported(top)
+            if kind != "user":
+                version = package_version(top) if kind == "package" else ""
+                return f"module {absolute} {kind} {version}".encode()
+            try:
+                importlib.import_module(absolute)
+            except Exception:  # (its import fails when the call runs, too)
+                return b"<not importable>"
+        parts = [self._module(sys.modules[absolute], attr_names)]
+        if top != absolute and top in sys.modules:  # `import pkg.sub` binds pkg
+            parts.append(self._module(sys.modules[top], attr_names))
+        return b"\0".join(parts)
 
     def _code_parts(
-        self, code: types.CodeType, global_names: set[str], attr_names: set[str]
+        self,
+        code: types.CodeType,
+        global_names: set[str],
+        attr_names: set[str],
+        imported: list[tuple[str, int]] | None = None,
     ) -> Iterator[bytes]:
         yield b"code"
         yield code.co_name.encode()
@@ -263,20 +337,19 @@ class _Fingerprinter:
             code.co_kwonlyargcount,
             code.co_flags,
         )
-        for instruction in dis.get_instructions(code):
-            opname = instruction.opname
-            if opname in {"CACHE", "NOP", "EXTENDED_ARG"}:
-                continue
-            argval = instruction.argval
-            if opname in _GLOBAL_OPS:
-                global_names.add(argval)
-            elif opname in _ATTR_OPS and isinstance(argval, str):
-                attr_names.add(argval)
-            if isinstance(argval, types.CodeType):
-                yield opname.encode()
-                yield from self._code_parts(argval, global_names, attr_names)
+        ops = counted(code)
+        if imported is not None:
+            imported.extend(imports(ops))
+        for op in ops:
+            if op.name in _GLOBAL_OPS:
+                global_names.add(op.value)
+            elif op.name in _ATTR_OPS and isinstance(op.value, str):
+                attr_names.add(op.value)
+            if isinstance(op.value, types.CodeType):
+                yield op.name.encode()
+                yield from self._code_parts(op.value, global_names, attr_names, imported)
             else:
-                yield opname.encode() + b" " + self.value(argval)
+                yield op.name.encode() + b" " + self.value(op.value)
 
     def _class_parts(self, cls: type) -> Iterator[bytes]:
         yield b"class"
@@ -301,7 +374,16 @@ class _Fingerprinter:
         value = _unwrap(value)
         if isinstance(value, types.ModuleType):
             return self._module(value, attr_names)
-        if isinstance(value, type | types.MethodType | functools.partial):
+        if isinstance(
+            value,
+            type
+            | types.MethodType
+            | functools.partial
+            | functools.cached_property
+            | functools.singledispatchmethod,
+        ):
+            return self.fingerprint(value)
+        if not isinstance(value, types.FunctionType) and _wrapped(value) is not None:
             return self.fingerprint(value)
         if isinstance(value, property):
             return b"property " + b"\0".join(
@@ -323,12 +405,25 @@ class _Fingerprinter:
             return head + b" " + package_version(module.__name__).encode()
         if kind == "stdlib" or not attr_names:
             return head
-        # A user module used as `helpers.scale(x)`: the attributes the code names count.
-        parts = [head]
-        namespace = vars(module)
-        for attr in sorted(attr_names):
-            if attr in namespace:
-                parts.append(attr.encode() + b"=" + self.reference(namespace[attr]))
+        ident = id(module)
+        if ident in self.active:
+            return head + b" cycle"
+        # A user module used as `helpers.scale(x)` or `pkg.sub.deep.scale(x)`: the attributes
+        # the code names count, in submodules too; each is watched, as a global is (reload).
+        self.active.add(ident)
+        try:
+            parts = [head]
+            namespace = vars(module)
+            for attr in sorted(attr_names):
+                if attr in namespace:
+                    value = namespace[attr]
+                    self.bindings.append((namespace, attr, value))
+                    if isinstance(value, types.ModuleType):
+                        parts.append(attr.encode() + b"=" + self._module(value, attr_names))
+                    else:
+                        parts.append(attr.encode() + b"=" + self.reference(value))
+        finally:
+            self.active.discard(ident)
         return b"\0".join(parts)
 
     def value(self, value: Any) -> bytes:
@@ -351,12 +446,12 @@ class _Fingerprinter:
         # instance of the user's own class counts by its attributes, recursively. Instances of
         # packages' and the standard library's classes count by type only: their attributes
         # hold run-time state (caches, locks, handles) that would change the key every run.
-        attributes = getattr(value, "__dict__", None)
-        if (
-            not isinstance(attributes, dict)
-            or isinstance(value, type | types.ModuleType)
-            or module_kind(getattr(type(value), "__module__", None) or "") != "user"
+        if isinstance(value, type | types.ModuleType) or (
+            module_kind(getattr(type(value), "__module__", None) or "") != "user"
         ):
+            return None
+        attributes = _attributes(value)
+        if attributes is None:
             return None
         ident = id(value)
         if ident in self.active or len(self.active) > _STATE_DEPTH:
@@ -370,6 +465,73 @@ class _Fingerprinter:
         finally:
             self.active.discard(ident)
         return b"{" + b"\0".join(parts) + b"}"
+
+
+class _Attributes:
+    """A function's attributes seen as a namespace (``get``), for ``rebound``."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def get(self, name: str, default: Any) -> Any:
+        return getattr(self.obj, name, default)
+
+
+def _wrapped(value: Any) -> Any:
+    """What a decorator made with ``functools.wraps`` (or ``lru_cache``) wraps, or None."""
+    if isinstance(value, type) or not callable(value):
+        return None
+    try:
+        wrapped = getattr(value, "__wrapped__", None)
+    except Exception:  # (an object whose __getattr__ fails: it wraps nothing we can see)
+        return None
+    return wrapped if callable(wrapped) and wrapped is not value else None
+
+
+def _attributes(value: Any) -> dict[str, Any] | None:
+    """An instance's attributes: its ``__dict__`` and its slots (those set), or None."""
+    own = getattr(value, "__dict__", None)
+    found: dict[str, Any] | None = dict(own) if isinstance(own, dict) else None
+    for cls in type(value).__mro__:
+        slots = vars(cls).get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            if slot in ("__dict__", "__weakref__"):
+                continue
+            attr = f"_{cls.__name__.lstrip('_')}{slot}" if slot.startswith("__") else slot
+            try:
+                item = getattr(value, attr)
+            except AttributeError:
+                continue  # a slot not set
+            found = {} if found is None else found
+            found.setdefault(slot, item)
+    return found
+
+
+def _owner(func: types.FunctionType) -> type | None:
+    """The class a function was defined in (found by its qualified name), or None."""
+    path = func.__qualname__.split(".")[:-1]
+    if not path or "<locals>" in path:
+        return None
+    owner: Any = sys.modules.get(func.__module__)
+    if getattr(owner, "__dict__", None) is not func.__globals__:
+        return None  # (a function sent by value to another process: its class is not there)
+    for name in path:
+        owner = getattr(owner, name, None)
+    return owner if isinstance(owner, type) else None
+
+
+def _kind_unimported(top: str) -> str:
+    """``module_kind`` of a top-level module not imported yet, from where it would load."""
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return "user"
+    origin = getattr(spec, "origin", None)
+    if not origin or origin in ("built-in", "frozen"):
+        return "stdlib" if origin else "user"
+    return path_kind(origin)
 
 
 def _is_code_like(value: Any) -> bool:

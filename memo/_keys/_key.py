@@ -21,7 +21,7 @@ from xxhash import xxh3_128_hexdigest
 from .._exceptions import ConfigError, EncodingError
 from ._bytes import UnencodableError, text
 from ._canonical import encode
-from ._code import code_details, forget_fingerprint, rebound, watched_fingerprint
+from ._code import Bindings, code_details, forget_fingerprint, rebound, watched_fingerprint
 from ._digest import stream_digest, value_digest
 from ._encoder import encoding_error
 from ._summary import SHOWN_HEAD, SHOWN_TAIL, exactly, summarize
@@ -102,7 +102,7 @@ class KeyMaker:
         self.code_fingerprint = ""
         # The globals the code read, with what they were bound to when it was fingerprinted:
         # every call checks them (a few dict lookups), so a rebound global is seen at once.
-        self._watched: tuple[tuple[dict[str, Any], str, Any], ...] = ()
+        self._watched: Bindings = ()
         # Written out for the kinds of the first call's numbers and strings (bind decides).
         self._atoms: Callable[[bytes, Sequence[Any]], bytes | None] | None = None
         self._atoms_shown: Callable[[Sequence[Any]], str | None] | None = None

@@ -9,7 +9,7 @@ import site
 import sys
 import sysconfig
 
-__all__ = ["module_kind", "package_version"]
+__all__ = ["module_kind", "package_version", "path_kind"]
 
 
 @functools.cache
@@ -38,6 +38,11 @@ def module_kind(module_name: str) -> str:
     filename = getattr(module, "__file__", None)
     if not filename:
         return "package" if module is not None else "user"
+    return path_kind(filename)
+
+
+def path_kind(filename: str) -> str:
+    """``module_kind`` of the module in file ``filename`` (one that need not be imported)."""
     path = os.path.realpath(filename)
     stdlib, packages = _library_roots()
     if "site-packages" in path or "dist-packages" in path:

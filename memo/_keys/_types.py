@@ -199,10 +199,12 @@ def _type(obj: Any, out: bytearray, ctx: Context) -> None:
 
 
 def _function(obj: Any, out: bytearray, ctx: Context) -> None:
-    from ._code import function_fingerprint
+    from ._code import watched_fingerprint
 
+    # Watched as the decorated function's own code is: apply(helper, 1) recomputes once a
+    # global helper reads is rebound (or its code replaced), not only in a new process.
     out += b"L"
-    out += text(function_fingerprint(obj))
+    out += text(watched_fingerprint(obj)[0])
 
 
 def _builtin(obj: Any, out: bytearray, ctx: Context) -> None:
