@@ -131,9 +131,7 @@ class Calls(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         state = self._state or self._setup()
-        extra: Any = NO_EXTRA
-        if kwargs and EXTRA in kwargs and not self._declares_extra:
-            extra = kwargs.pop(EXTRA)
+        extra = self._extra(kwargs)
         if state.disabled:
             return self._func(*args, **kwargs)
         key, labels, values = self._maker.bind(args, kwargs, extra)
@@ -153,6 +151,25 @@ class Calls(Generic[P, R]):
                     return cast(R, value)
         computed: R = self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
         return computed
+
+    async def _acall(self, *args: Any, **kwargs: Any) -> Any:
+        """``__call__`` for an ``async def``, step for step: the awaited value is stored."""
+        state = self._state or self._setup()
+        extra = self._extra(kwargs)
+        if state.disabled:
+            return await self._func(*args, **kwargs)  # type: ignore[misc]
+        key, labels, values = self._maker.bind(args, kwargs, extra)
+        if not state.skip:
+            value = self._lookup(state, key)
+            if value is not MISS:
+                return value
+        return await self._acompute(state, key, args, kwargs, labels, values, extra, state.skip)
+
+    def _extra(self, kwargs: dict[str, Any]) -> Any:
+        """Take an undeclared ``_extra_cache_key`` out of a call's keywords."""
+        if kwargs and EXTRA in kwargs and not self._declares_extra:
+            return kwargs.pop(EXTRA)
+        return NO_EXTRA
 
     def _lookup(self, state: _State, key: str) -> Any:
         value = state.store.load(self._name, key, self._by_name, state.secret_keys, self._max_age)
@@ -178,36 +195,83 @@ class Calls(Generic[P, R]):
     ) -> Any:
         """Compute a call under its key's lock and store the result (``labels`` and
         ``values``: the bound arguments, from ``KeyMaker.bind``)."""
-        store = state.store
-        locks = store.locks  # (they make the directory if the store has not written yet)
+        locks = state.store.locks  # (they make the directory if the store has not written yet)
         try:
             claim, held = locks.acquire(key, self._lock_timeout, self._name)
         except (OSError, StoreError):
             claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
-            # Another process may have stored it while we waited for the lock (asked first: the
-            # usual answer, no entry, then costs no open and no exception).
-            if held and not skip and store.exists(self._name, key):
-                value = self._lookup(state, key)
-                if value is not MISS:
-                    return value
-            elif not held:
-                logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
+            value = self._stored_meanwhile(state, key, held, skip)
+            if value is not MISS:
+                return value
             debug = self._note_miss(key, skip)
-            collected: dict[str, Any] = {}
-            token = collecting(collected)
-            started = perf_counter_ns()
+            collected, token, started = self._begin()
             try:
                 value = self._func(*args, **kwargs)
             finally:
-                elapsed_ns = perf_counter_ns() - started
-                stop_collecting(token)
+                elapsed_ns = self._end(token, started)
             return self._store(
                 state, key, value, labels, values, extra, elapsed_ns, collected, debug
             )
         finally:
             if claim is not None:
                 locks.release(key, claim, held)
+
+    async def _acompute(
+        self,
+        state: _State,
+        key: str,
+        args: Any,
+        kwargs: Any,
+        labels: Any,
+        values: Any,
+        extra: Any,
+        skip: bool,
+    ) -> Any:
+        """``_compute`` for an ``async def``: the lock is waited for without blocking the loop."""
+        locks = state.store.locks
+        try:
+            held = await locks.acquire_async(key, self._lock_timeout, self._name)
+        except (OSError, StoreError):
+            held = False
+        try:
+            value = self._stored_meanwhile(state, key, held, skip)
+            if value is not MISS:
+                return value
+            debug = self._note_miss(key, skip)
+            collected, token, started = self._begin()
+            try:
+                value = await self._func(*args, **kwargs)  # type: ignore[misc]
+            finally:
+                elapsed_ns = self._end(token, started)
+            return self._store(
+                state, key, value, labels, values, extra, elapsed_ns, collected, debug
+            )
+        finally:
+            if held:
+                locks.release_async(key)
+
+    def _stored_meanwhile(self, state: _State, key: str, held: bool, skip: bool) -> Any:
+        """The entry another process stored while we waited for the lock, or ``MISS`` (asked
+        first whether it exists: the usual answer, no entry, then costs no open)."""
+        if held and not skip and state.store.exists(self._name, key):
+            return self._lookup(state, key)
+        if not held:
+            logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
+        return MISS
+
+    @staticmethod
+    def _begin() -> tuple[dict[str, Any], Any, int]:
+        """Start a computation: collect its ``add_metadata`` items and its time."""
+        collected: dict[str, Any] = {}
+        return collected, collecting(collected), perf_counter_ns()
+
+    @staticmethod
+    def _end(token: Any, started: int) -> int:
+        """End a computation ``_begin`` started; its time in nanoseconds."""
+        elapsed_ns = perf_counter_ns() - started
+        stop_collecting(token)
+        return elapsed_ns
 
     def _note_miss(self, key: str, skip: bool) -> bool:
         """Count a computation and log it (as a skip when the cache was bypassed); returns

@@ -66,9 +66,21 @@ class Lazy(Generic[T]):
         if self._value is not None:
             return self._value[0]
         function, args, kwargs = self._call
-        # A memoized function called eagerly, even if it was decorated with lazy=True.
-        eager = getattr(function, "_call_eagerly", function)
-        return eager(*args, **kwargs)
+        # The memoized function called eagerly, even if it was decorated with lazy=True.
+        value: T = function._handle_value(args, kwargs)  # type: ignore[attr-defined]
+        return value
+
+    async def aload(self) -> T:
+        """``load()`` for async code: a handle of an ``async def`` recomputes by awaiting."""
+        if self._value is not None:
+            return self._value[0]
+        function, args, kwargs = self._call
+        loader = getattr(function, "_ahandle_value", None)
+        if loader is None:
+            value: T = function._handle_value(args, kwargs)  # type: ignore[attr-defined]
+            return value
+        awaited: T = await loader(args, kwargs)
+        return awaited
 
     def __repr__(self) -> str:
         function = getattr(self._call[0], "__qualname__", self._call[0])

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._exceptions import ConfigError, MemoError
 
-__all__ = ["Args", "MapError", "run_map"]
+__all__ = ["Args", "MapError", "arun_map", "run_map"]
 
 logger = logging.getLogger("memo")
 _LOG_EVERY = 5.0  # seconds between progress lines when tqdm is not there
@@ -25,6 +25,8 @@ _SHOWN_MESSAGE = 300  # characters of the first failure's message in a MapError'
 # batch reuses one function object (its code fingerprint and store are settled once).
 _shipped: dict[bytes, Any] = {}
 _SHIPPED_KEPT = 8
+_CONCURRENT_TASKS = 32  # items of an async function's batch awaited at once, by default
+Call = tuple[tuple[Any, ...], dict[str, Any]]  # an item's (args, kwargs)
 
 
 class Args:
@@ -183,21 +185,8 @@ def run_map(
     label: str = "map",
 ) -> list[Any]:
     """The engine behind ``Memoized.map`` (see its docstring)."""
-    calls = [normalize(item) for item in items]
-    keys = [key_of(args, kwargs) for args, kwargs in calls]
-    values: dict[str, Any] = {}
-    todo: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
-    for key, call in zip(keys, calls, strict=True):
-        if key in values or key in todo:
-            continue  # a duplicate item: computed (or loaded) once
-        value = load(key)
-        if value is missing:
-            todo[key] = call
-        else:
-            values[key] = value
-    logger.info("%s: %d cached, %d to compute", label, len(values), len(todo))
+    calls, keys, values, pending = _plan(items, key_of, load, missing, label)
     errors: dict[str, BaseException] = {}
-    pending = list(todo.items())
     bar = _Progress(len(pending), len(values), label, progress)
     try:
         if executor is None:
@@ -214,6 +203,68 @@ def run_map(
     finally:
         bar.close()
     return _collect(keys, values, errors, calls)
+
+
+async def arun_map(
+    memoized: Any,
+    items: Iterable[Any],
+    key_of: Callable[[tuple[Any, ...], dict[str, Any]], str],
+    load: Callable[[str], Any],
+    missing: Any,
+    *,
+    progress: bool | None = None,
+    max_workers: int | None = None,
+    label: str = "map",
+) -> list[Any]:
+    """``run_map`` for an ``async def``: the missing items are awaited concurrently on the
+    running event loop, at most ``max_workers`` (default 32) at a time."""
+    import asyncio
+
+    calls, keys, values, pending = _plan(items, key_of, load, missing, label)
+    errors: dict[str, BaseException] = {}
+    bar = _Progress(len(pending), len(values), label, progress)
+    limit = asyncio.Semaphore(max_workers or _CONCURRENT_TASKS)
+
+    async def one(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        async with limit:
+            try:
+                values[key] = await memoized(*args, **kwargs)
+            except Exception as exc:
+                errors[key] = exc
+                bar.advance(failed=1)
+            else:
+                bar.advance()
+
+    try:
+        await asyncio.gather(*(one(key, args, kwargs) for key, (args, kwargs) in pending))
+    finally:
+        bar.close()
+    return _collect(keys, values, errors, calls)
+
+
+def _plan(
+    items: Iterable[Any],
+    key_of: Callable[[tuple[Any, ...], dict[str, Any]], str],
+    load: Callable[[str], Any],
+    missing: Any,
+    label: str,
+) -> tuple[list[Call], list[str], dict[str, Any], list[tuple[str, Call]]]:
+    """A batch's calls, their keys, the values of those cached, and the calls to compute
+    (one per key: a duplicate item is computed, or loaded, once)."""
+    calls = [normalize(item) for item in items]
+    keys = [key_of(args, kwargs) for args, kwargs in calls]
+    values: dict[str, Any] = {}
+    todo: dict[str, Call] = {}
+    for key, call in zip(keys, calls, strict=True):
+        if key in values or key in todo:
+            continue
+        value = load(key)
+        if value is missing:
+            todo[key] = call
+        else:
+            values[key] = value
+    logger.info("%s: %d cached, %d to compute", label, len(values), len(todo))
+    return calls, keys, values, list(todo.items())
 
 
 def _run_on(

@@ -120,25 +120,47 @@ class Memoized(Calls[P, R]):
         ``.fingerprint`` identifies it; passing the handle to another memoized function keys
         that call on the fingerprint, without loading.
         """
+        state, key, handle = self._stored_handle(args, kwargs)
+        if handle is not None:
+            return handle
+        return self._new_handle(state, key, args, kwargs, self._call_eagerly(*args, **kwargs))
+
+    def _stored_handle(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, str, Lazy[R] | None]:
+        """The state, the call's key, and a handle to its stored (unexpired) entry or None."""
         state = self._setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
         key = self._maker.key(args, call_kwargs, extra)
-        call = (cast(Callable[..., R], self), args, dict(kwargs))
-        if not state.skip and not state.disabled:
-            header = state.store.header(self._name, key)
-            fresh = header is not None and (
-                self._max_age is None or (time.time_ns() - header.created_ns) / 1e9 <= self._max_age
-            )
-            if header is not None and fresh:
-                return Lazy(stored_fingerprint(header.serializer, header.fingerprint), call)
-        value = self._call_eagerly(*args, **kwargs)
+        if state.skip or state.disabled:
+            return state, key, None
         header = state.store.header(self._name, key)
+        if header is None or (
+            self._max_age is not None and (time.time_ns() - header.created_ns) / 1e9 > self._max_age
+        ):
+            return state, key, None
+        fingerprint = stored_fingerprint(header.serializer, header.fingerprint)
+        return state, key, Lazy(fingerprint, self._handle_call(args, kwargs))
+
+    def _new_handle(
+        self, state: Any, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
+    ) -> Lazy[R]:
+        """A handle to a value just computed (kept by the handle: not read back later)."""
+        call = self._handle_call(args, kwargs)
+        header = None if state.disabled else state.store.header(self._name, key)
         if header is not None:
-            # Just computed: the handle keeps the value rather than read it back later.
-            fingerprint = stored_fingerprint(header.serializer, header.fingerprint)
-            return Lazy(fingerprint, call, (value,))
+            return Lazy(stored_fingerprint(header.serializer, header.fingerprint), call, (value,))
         # Not stored (disabled, or caching failed): the handle carries the value itself.
         return Lazy(_fingerprint_of(value), call, (value,))
+
+    def _handle_call(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Callable[..., R], tuple[Any, ...], dict[str, Any]]:
+        return (cast(Callable[..., R], self), args, dict(kwargs))
+
+    def _handle_value(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """What ``Lazy.load`` gives for a handle of this function: the call, made eagerly."""
+        return self._call_eagerly(*args, **kwargs)
 
     def map(
         self,
@@ -156,22 +178,13 @@ class Memoized(Calls[P, R]):
         are computed once. ``executor``: ``None`` (serial, in this process), ``"threads"``,
         ``"processes"``, any ``concurrent.futures.Executor``, or a ``dask.distributed.Client``.
         Each result is stored by the worker that computed it as soon as it is done, so an
-        interrupted batch resumes where it stopped. Logs "N cached, M to compute" and shows
-        progress (tqdm if installed, else log lines; ``progress=False`` for none). Failed
-        items do not stop the others: they raise one ``memo.MapError`` (an
-        ``ExceptionGroup``) at the end, whose ``results`` hold the successful values.
+        interrupted batch resumes where it stopped. Shows progress with the counts ("N
+        cached, M to compute", and failures) on the bar (tqdm if installed, else log lines;
+        ``progress=False`` for none). Failed items do not stop the others: they raise one
+        ``memo.MapError`` (an ``ExceptionGroup``) at the end, whose ``results`` hold the
+        successful values.
         """
-        state = self._setup()
-
-        def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            call_kwargs, extra = self._maker.split_extra(kwargs)
-            return self._maker.key(args, call_kwargs, extra)
-
-        def load(key: str) -> Any:
-            if state.skip or state.disabled:
-                return MISS
-            return self._lookup(state, key)
-
+        key_of, load = self._batch_steps()
         return run_map(
             self._call_eagerly,
             items,
@@ -184,6 +197,23 @@ class Memoized(Calls[P, R]):
             chunksize=chunksize,
             label=self._maker.qualname,
         )
+
+    def _batch_steps(
+        self,
+    ) -> tuple[Callable[[tuple[Any, ...], dict[str, Any]], str], Callable[[str], Any]]:
+        """For a batch: the key of an item's call, and the load of a key (or ``MISS``)."""
+        state = self._setup()
+
+        def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            call_kwargs, extra = self._maker.split_extra(kwargs)
+            return self._maker.key(args, call_kwargs, extra)
+
+        def load(key: str) -> Any:
+            if state.skip or state.disabled:
+                return MISS
+            return self._lookup(state, key)
+
+        return key_of, load
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
         return Calls.__call__(self, *args, **kwargs)
