@@ -32,10 +32,8 @@ from ._keys._key import EXTRA, NO_EXTRA, KeyMaker, named_function
 from ._lazy import collecting, stop_collecting
 from ._options import Options
 from ._storage._backend import MISS, StoreError, sanitize
-from ._storage._cacheable import CACHEABLE_SERIALIZER, is_cacheable
 from ._storage._entries import EntryExistsError
 from ._storage._open import open_store
-from ._storage._serializers import PickleSerializer, Serializer
 from ._version import __version__
 
 __all__ = ["Calls"]
@@ -45,7 +43,6 @@ R = TypeVar("R")
 logger = logging.getLogger("memo")
 # Metadata attached with memo.add_metadata: anything JSON cannot encode is shown as its str().
 _USER_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
-_PICKLE = PickleSerializer()
 _process_id = os.getpid()
 _PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))  # (platform.python_version())
 
@@ -110,8 +107,6 @@ class Calls(Generic[P, R]):
         self._lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
         self._state: _State | None = None
         self._declares_extra = self._maker.declares_extra
-        self._by_type: dict[type, Serializer] = {}
-        self._by_name = {s.name: s for s in options.serializers.values()} or None
         self._plain = self._max_age is None and self._validate is None
         # The metadata shared by this process's entries, with the pid and the code fingerprint
         # it was made for (a rebound global takes the fingerprint anew).
@@ -139,7 +134,7 @@ class Calls(Generic[P, R]):
             if self._plain:
                 # The hit path with no expiry or validation: nothing but load (and check the
                 # signature). (Annotated, not cast(): typing.cast is a function call on every hit.)
-                hit: R = state.store.load(self._name, key, self._by_name, state.secret_keys)
+                hit: R = state.store.load(self._name, key, self._serializers, state.secret_keys)
                 if hit is not MISS:
                     self.hits += 1
                     if logger.isEnabledFor(logging.DEBUG):
@@ -172,7 +167,9 @@ class Calls(Generic[P, R]):
         return NO_EXTRA
 
     def _lookup(self, state: _State, key: str) -> Any:
-        value = state.store.load(self._name, key, self._by_name, state.secret_keys, self._max_age)
+        value = state.store.load(
+            self._name, key, self._serializers, state.secret_keys, self._max_age
+        )
         if value is MISS:
             return MISS
         if self._validate is not None and not self._passes(value, key, cached=True):
@@ -308,15 +305,13 @@ class Calls(Generic[P, R]):
             )
             if user:
                 members += f',"user":{_user_json(user)}'
-            serializer = self._by_type.get(type(value))
-            if serializer is None:
-                serializer = self._serializer_for(value)
+            chosen = self._serializers.for_value(value)
             fixed = self._fixed
             code = self._maker.code_fingerprint
             # (_process_id, not os.getpid(): a system call)
             if fixed is None or fixed[0] != _process_id or fixed[1] != code:
                 fixed = self._fixed = (_process_id, code, self._fixed_members())
-            state.store.save(self._name, key, value, members, serializer, fixed[2], state.secret)
+            state.store.save(self._name, key, value, members, chosen, fixed[2], state.secret)
         except EntryExistsError:
             stored = self._lookup(state, key)
             if debug:
@@ -334,10 +329,10 @@ class Calls(Generic[P, R]):
         self.stores += 1
         if debug:
             logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
-        if getattr(serializer, "mmap_mode", None) and self._maps(state):
+        if chosen.maps and self._maps(state):
             # A hit maps the stored file: so does the miss (a read-only memmap with "r", not
             # the writable array computed), and a call gives one kind of array either way.
-            mapped = state.store.load(self._name, key, self._by_name, state.secret_keys)
+            mapped = state.store.load(self._name, key, self._serializers, state.secret_keys)
             if mapped is not MISS:
                 return mapped
         return value
@@ -346,22 +341,6 @@ class Calls(Generic[P, R]):
     def _maps(state: _State) -> bool:
         """Whether hits on this store memory-map (signed entries and remote ones are read)."""
         return not state.secret_keys and state.store.capabilities.mmap
-
-    def _serializer_for(self, value: Any) -> Serializer:
-        """The serializer for the value's type: the one given for its class or nearest base
-        (``object``'s, for a serializer given for every type), else Cacheable's or pickle;
-        kept by type in ``_by_type``, which every miss asks first."""
-        chosen: Serializer = _PICKLE
-        for base in type(value).__mro__:
-            given = self._serializers.get(base)
-            if given is not None:
-                chosen = given
-                break
-        else:
-            if is_cacheable(value):
-                chosen = CACHEABLE_SERIALIZER
-        self._by_type[type(value)] = chosen
-        return chosen
 
     def _passes(self, value: Any, key: str, *, cached: bool) -> bool:
         assert self._validate is not None

@@ -335,7 +335,11 @@ class Store:
                 continue
             if detail is not None:
                 # Looked at again first: a writer may have replaced it since it was checked.
-                fixed = fix and _still_damaged(store, entry) and store.delete(entry.name, entry.key)
+                fixed = (
+                    fix
+                    and _still_damaged(store, entry)
+                    and store.delete(entry.name, entry.key, entry.part)
+                )
                 problems.append(Problem("damaged", path, detail, fixed))
         for kind, location, detail, fixed in store.backend.leftovers(fix):
             problems.append(Problem(kind, Path(location), detail, fixed))  # type: ignore[arg-type]
@@ -362,7 +366,8 @@ class Store:
         )
 
     def _remove(self, entry: EntryInfo) -> bool:
-        return self._store.delete(entry.name, entry.key)
+        part = None if entry.payload is None else entry.payload.suffix
+        return self._store.delete(entry.name, entry.key, part)
 
     def _scan(self, function: str | None) -> list[Listed]:
         return self._store.listing(function)

@@ -235,13 +235,16 @@ class Memoized(Calls[P, R]):
         return CacheInfo(self.hits, self.misses, self.stores, self.errors)
 
     def entries(self) -> list[dict[str, Any]]:
-        """Metadata of this function's stored entries, newest first."""
+        """Metadata of this function's stored entries, newest first: each with its ``path``
+        and, where the payload is a file of its own format, its ``value_file``."""
         store = self._setup().store
         found = []
         for entry in store.listing(self._name):
             meta = store.metadata(entry.name, entry.key)
             if meta is not None and meta.get("function") == self._maker.qualname:
                 found.append({**meta, "path": entry.location})
+                if entry.payload is not None:
+                    found[-1]["value_file"] = entry.payload  # what np.load, pyarrow, jq open
         return sorted(found, key=lambda meta: meta.get("created", 0), reverse=True)
 
     def clear(self) -> int:
@@ -251,7 +254,7 @@ class Memoized(Calls[P, R]):
         for entry in store.listing(self._name):
             meta = store.metadata(entry.name, entry.key)
             if meta is None or meta.get("function") == self._maker.qualname:
-                removed += store.delete(entry.name, entry.key)
+                removed += store.delete(entry.name, entry.key, entry.part)
         return removed
 
 

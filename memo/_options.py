@@ -12,7 +12,7 @@ from typing import Any
 
 from ._config import lock_timeout_from_env, parse_duration, parse_size
 from ._exceptions import ConfigError
-from ._storage._serializers import Serializer, get_serializer, register_serializer
+from ._storage._serializers import DEFAULT, Serializer, Serializers, builtin
 
 __all__ = ["Options", "parse_options"]
 
@@ -40,8 +40,8 @@ class Options:
     version: Any = None
     ignore: tuple[str, ...] = ()
     key: Callable[[inspect.BoundArguments], Any] | None = None
-    # By result type; a single serializer for everything is stored under `object`.
-    serializers: dict[type, Serializer] = dataclasses.field(default_factory=dict)
+    # Resolved once: by result type (one serializer for everything is given for `object`).
+    serializers: Serializers = DEFAULT
     validate: Callable[[Any], bool] | None = None
     max_age: float | None = None
     max_size: int | None = None
@@ -59,25 +59,14 @@ class Options:
 
 def _serializer(value: object) -> Serializer:
     if isinstance(value, str):
-        try:
-            return get_serializer(value)
-        except KeyError:
+        known = builtin(value)
+        if known is None:
             raise ConfigError(
                 f"unknown serializer {value!r}; available: 'pickle', 'json', 'npy', 'parquet', "
                 "or an object with name, dumps and loads"
-            ) from None
+            )
+        return known.serializer
     if isinstance(value, Serializer) and isinstance(getattr(value, "name", None), str):
-        if not value.name.isascii() or not value.name:
-            raise ConfigError(f"a serializer's name must be non-empty ASCII, not {value.name!r}")
-        try:
-            known = get_serializer(value.name)
-        except KeyError:
-            register_serializer(value)  # so entries it wrote can be read back by name
-        else:
-            if type(known) is not type(value):
-                raise ConfigError(
-                    f"the serializer name {value.name!r} is already taken by {known!r}"
-                )
         return value
     raise ConfigError(
         "serializer must be a name ('pickle', 'json', 'npy', 'parquet'), an object with name, "
@@ -85,17 +74,21 @@ def _serializer(value: object) -> Serializer:
     )
 
 
-def _serializers(value: object) -> dict[type, Serializer]:
+def _serializers(value: object) -> Serializers:
     if value is None:
-        return {}
+        return DEFAULT
+    chosen = {}
     if isinstance(value, Mapping):
-        chosen = {}
         for tp, each in value.items():
             if not isinstance(tp, type):
                 raise ConfigError(f"serializer mapping keys must be types, not {tp!r}")
             chosen[tp] = _serializer(each)
-        return chosen
-    return {object: _serializer(value)}
+    else:
+        chosen[object] = _serializer(value)
+    try:
+        return Serializers(chosen)
+    except ValueError as exc:  # a name or suffix an entry cannot record
+        raise ConfigError(str(exc)) from None
 
 
 def _secret_keys(value: object) -> tuple[bytes, ...]:

@@ -12,7 +12,7 @@ from memo._storage._backend import MISS, Backend, sanitize
 from memo._storage._disk import DiskBackend
 from memo._storage._entries import EntryStore
 from memo._storage._fsspec import FsspecBackend
-from memo._storage._serializers import PickleSerializer
+from memo._storage._serializers import PICKLE
 
 KEY = "0123456789abcdef" * 2
 OTHER = "fedcba9876543210" * 2
@@ -30,7 +30,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 def _entry(store: EntryStore, key: str, value: object) -> None:
-    store.save("f", key, value, f'"key":"{key}"', PickleSerializer(), '"function":"f"')
+    store.save("f", key, value, f'"key":"{key}"', PICKLE, '"function":"f"')
 
 
 def test_a_missing_entry_reads_as_none(backend: Backend) -> None:

@@ -27,7 +27,7 @@ from memo._storage import _files
 from memo._storage._backend import MISS
 from memo._storage._locks import Claims
 from memo._storage._open import forget_stores
-from memo._storage._serializers import get_serializer
+from memo._storage._serializers import PICKLE
 from tests.stores import LocalStore
 
 CTX = multiprocessing.get_context("fork")
@@ -346,7 +346,7 @@ def test_short_lived_stores_do_not_keep_lock_files_open(tmp_path: Path) -> None:
     before = _open_descriptors()
     for i in range(200):
         store = LocalStore(tmp_path / f"job-{i}")
-        store.save("f", "0" * 32, i, "", get_serializer("pickle"))
+        store.save("f", "0" * 32, i, "", PICKLE)
         with store.lock("0" * 32, 1.0) as held:
             assert held
         del store

@@ -333,3 +333,85 @@ def test_max_age_and_the_size_budget_treat_value_files_as_entries(
     assert calls == [0, 1, 2, 3, 9, 9], "the expired entry is computed again"
     block(9)
     assert calls == [0, 1, 2, 3, 9, 9]
+
+
+class Arrow:
+    """pyarrow Tables as Arrow IPC files: a user's serializer with a payload file."""
+
+    name = "arrow"
+    suffix = ".arrow"
+
+    def dumps(self, table: Any) -> list[Any]:
+        """The table as one Arrow IPC file."""
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return [sink.getvalue()]
+
+    def loads(self, data: memoryview) -> Any:
+        """The table back from the file's bytes."""
+        import pyarrow as pa
+
+        return pa.ipc.open_file(pa.py_buffer(data)).read_all()
+
+
+class Feather(Arrow):
+    """The same format under another name, so its record names the suffix itself."""
+
+    name = "feather-v2"
+
+
+def _arrow_table() -> Any:
+    import pyarrow as pa
+
+    return pa.table({"x": [1, 2, 3], "city": ["Bern", "Zürich", "Genf"]})
+
+
+@pytest.mark.parametrize("serializer", [Arrow(), Feather()], ids=["arrow", "other-name"])
+def test_user_serializer_with_a_suffix_keeps_its_payload_file(
+    cache_dir: Path, serializer: Any, record: list[warnings.WarningMessage]
+) -> None:
+    """A user's serializer declaring suffix='.arrow' gets a .arrow value file that pyarrow opens,
+    read back through its loads; listing, invalidate and verify know the file, and a changed
+    file is a miss, recomputed and replaced (no memo/ change needed)."""
+    import pyarrow as pa
+
+    table = _arrow_table()
+    func, calls = _counting(cache_dir, table, serializer)
+    assert func(1).equals(table)
+    assert func(1).equals(table)
+    assert calls == [1]
+    entry = func.entries()[0]
+    value_file = Path(entry["value_file"])
+    assert value_file.suffix == ".arrow"
+    assert value_file.parent == cache_dir
+    assert entry["serializer"] == serializer.name
+    assert pa.ipc.open_file(str(value_file)).read_all().equals(table)
+    [info] = memo.Store(cache_dir).entries()
+    assert info.payload == value_file
+    assert memo.Store(cache_dir).verify() == []
+
+    data = bytearray(value_file.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    value_file.write_bytes(bytes(data))
+    assert [p.kind for p in memo.Store(cache_dir).verify()] == ["damaged"]
+    assert func(1).equals(table)
+    assert calls == [1, 1]
+    assert any("damaged" in message for message in _memo_warnings(record))
+    assert func(1).equals(table)
+    assert calls == [1, 1]
+
+    assert func.invalidate(1)
+    assert not value_file.exists()
+    assert sorted(cache_dir.glob("produce-*")) == []
+
+
+@pytest.mark.parametrize("suffix", [".memo", ".d", "arrow", ".a/b", ".", 3], ids=str)
+def test_a_suffix_an_entry_cannot_record_is_refused_at_decoration(suffix: Any) -> None:
+    """A serializer's suffix must be a dot and a few letters (not the record's own or a
+    directory's): anything else is a ConfigError when decorating."""
+    bad = type("Bad", (Arrow,), {"suffix": suffix})()
+    with pytest.raises(memo.ConfigError, match="suffix"):
+        memo.cache(serializer=bad)(lambda: None)

@@ -25,7 +25,7 @@ from memo._storage._backend import MISS
 from memo._storage._entries import EntryExistsError, EntryStore
 from memo._storage._fsspec import FsspecBackend
 from memo._storage._open import forget_stores, open_store
-from memo._storage._serializers import PickleSerializer
+from memo._storage._serializers import PICKLE
 from memo._storage._urls import MissingPackageError
 from memo.cli import main
 from tests.s3 import FAST, s3_client, start_server
@@ -357,7 +357,7 @@ def test_create_only_after_a_miss(url: str) -> None:
     """After a miss, an entry another process stored meanwhile stands; a refresh overwrites."""
     mine, theirs = EntryStore(FsspecBackend(url)), EntryStore(FsspecBackend(url))
     key = "ab" * 16
-    pickle = PickleSerializer()
+    pickle = PICKLE
     assert mine.load("f", key) is MISS
     theirs.save("f", key, "theirs", "", pickle)
     with pytest.raises(EntryExistsError):

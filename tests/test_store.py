@@ -34,7 +34,7 @@ from memo._storage import _disk, _files
 from memo._storage._backend import MISS, sanitize
 from memo._storage._format import CHECK, HEADER
 from memo._storage._open import forget_stores
-from memo._storage._serializers import PickleSerializer, get_serializer
+from memo._storage._serializers import PICKLE
 from tests.stores import LocalStore, disk
 
 # The autouse fixture in conftest only sets environment variables and clears warnings, which is
@@ -737,7 +737,7 @@ def test_named_temp_files_where_unnamed_ones_are_unavailable(cache_dir: Path) ->
     """Without O_TMPFILE, entries go through named temp files and nothing is left behind."""
     store = LocalStore(cache_dir)
     disk(store)._tmpfile = False  # as on a filesystem that refuses O_TMPFILE
-    serializer = PickleSerializer()
+    serializer = PICKLE
     key = "0123456789abcdef" * 2
     store.save("f", key, {"a": 1}, f'"key":"{key}"', serializer)
     assert store.load("f", key) == {"a": 1}
@@ -764,7 +764,7 @@ def test_a_process_that_cannot_open_the_link_anchor_uses_named_temp_files(
     store = LocalStore(cache_dir)
     assert disk(store)._tmpfile is False
     key = "0123456789abcdef" * 2
-    store.save("f", key, [1, 2], f'"key":"{key}"', PickleSerializer(), '"fixed":1')
+    store.save("f", key, [1, 2], f'"key":"{key}"', PICKLE, '"fixed":1')
     assert store.load("f", key) == [1, 2]
     assert os.listdir(cache_dir / ".tmp") == []
 
@@ -1008,7 +1008,7 @@ def test_after_a_run_of_misses_entries_written_by_others_are_still_found(tmp_pat
     opening it) still loads an entry another process stored, and a symbolic link placed as an
     entry is still refused with a warning."""
     reader, writer = LocalStore(tmp_path), LocalStore(tmp_path)
-    pickler = get_serializer("pickle")
+    pickler = PICKLE
     keys = [f"{n:032x}" for n in range(20)]
     assert all(reader.load("f", key) is MISS for key in keys)
     writer.save("f", keys[3], "three", '"k":1', pickler)

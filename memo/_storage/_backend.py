@@ -10,7 +10,9 @@ declared in its ``Capabilities``, which the layer above asks instead of asking w
 it has. A new backend (a shared filesystem, GCS with its own preconditions) is one module.
 
 An entry is one object (its ``.memo`` file), or two: a record and its payload as a plain file
-of its format beside it, a ``part`` (``PARTS``) that reads, publishes and locations name.
+of its format beside it, a ``part`` (a suffix such as ``.npy``, ``is_part``) that reads,
+publishes and locations name. Which suffix an entry's payload has is the layer above's to
+know (its record says); a backend treats any part alike.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any, NamedTuple, Protocol
 
 __all__ = [
     "MISS",
-    "PARTS",
     "SUFFIX",
     "Backend",
     "Capabilities",
@@ -31,13 +32,14 @@ __all__ = [
     "Reader",
     "StoreError",
     "Writer",
+    "is_part",
     "sanitize",
 ]
 
 SUFFIX = ".memo"
-# The other parts an entry may have: its payload as the plain file of its format (what
-# ``npy``, ``parquet`` and ``json`` entries keep beside their record, the ``.memo`` file).
-PARTS = (".npy", ".parquet", ".json")
+# The other part an entry may have: its payload as a plain file of its format, beside its
+# record (the ``.memo`` file). ``.d`` is a Cacheable entry's directory, not a part.
+_PART = re.compile(r"\.[A-Za-z0-9_]{1,16}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 # A new entry's bytes as the layer above hands them over: ``write(fd, data)`` fills an empty
@@ -58,6 +60,12 @@ MISS: Any = _Miss()
 
 class StoreError(Exception):
     """Internal: a store operation failed; the message is one line for the user."""
+
+
+def is_part(suffix: str) -> bool:
+    """Whether ``suffix`` (``.npy``, ``.arrow``: a dot and 1-16 letters, digits or _) names
+    an entry's payload file, which is neither its record's ``.memo`` nor its directory's ``.d``."""
+    return suffix != SUFFIX and suffix != ".d" and _PART.fullmatch(suffix) is not None
 
 
 def sanitize(name: str) -> str:
@@ -101,7 +109,12 @@ class Listed(NamedTuple):
     key: str
     location: str
     directory: str | None
-    payload: str | None = None  # the entry's payload file, if it has one (``PARTS``)
+    payload: str | None = None  # the entry's payload file, if it has one (``is_part``)
+
+    @property
+    def part(self) -> str | None:
+        """The suffix of the entry's payload file (``.npy``), if it has one."""
+        return None if self.payload is None else "." + self.payload.rpartition(".")[2]
 
 
 class Reader(Protocol):
@@ -202,9 +215,11 @@ class Backend(Protocol):
         are placed; if it raises, nothing is placed."""
         ...
 
-    def delete(self, name: str, key: str, part: str | None = None) -> bool:
-        """Remove an entry (its record, parts and directory), or only its ``part``; True if it
-        (its record, or that part) existed."""
+    def delete(
+        self, name: str, key: str, part: str | None = None, payload: str | None = None
+    ) -> bool:
+        """Remove an entry (its record, directory and its ``payload`` part, if it has one), or
+        only its ``part``; True if it (its record, or that part) existed."""
         ...
 
     def listing(self, name: str | None = None) -> list[Listed]:

@@ -59,7 +59,8 @@ class Budget:
             if total <= target:
                 break
             try:
-                self.backend.delete(entry.name, entry.key)  # gone already: evicted elsewhere
+                # (False if gone already: evicted elsewhere)
+                self.backend.delete(entry.name, entry.key, None, entry.part)
             except OSError:
                 continue
             total -= entry.bytes

@@ -19,8 +19,6 @@ import xxhash
 from ._format import DamagedEntryError
 
 __all__ = [
-    "CACHEABLE",
-    "CACHEABLE_SERIALIZER",
     "Cacheable",
     "check_directory",
     "is_cacheable",
@@ -28,8 +26,6 @@ __all__ = [
     "resolve_qualified",
     "write_directory",
 ]
-
-CACHEABLE = "cacheable"
 
 
 @runtime_checkable
@@ -65,21 +61,6 @@ def is_cacheable(value: Any) -> bool:
     if known is None:
         known = _cacheable_types[tp] = not isinstance(value, type) and isinstance(value, Cacheable)
     return known
-
-
-class _DirectorySerializer:
-    """Marks entries whose value lives in their own directory; the store does the work."""
-
-    name = CACHEABLE
-
-    def dumps(self, value: Any) -> list[Any]:
-        raise TypeError("Cacheable results are written by the store into a directory")
-
-    def loads(self, data: memoryview) -> Any:
-        raise TypeError("Cacheable results are read by the store from a directory")
-
-
-CACHEABLE_SERIALIZER = _DirectorySerializer()
 
 
 def _digest(path: Path) -> str:

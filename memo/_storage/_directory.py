@@ -11,7 +11,7 @@ import stat
 import time
 
 from . import _files
-from ._backend import PARTS, SUFFIX, Listed
+from ._backend import SUFFIX, Listed, is_part
 
 __all__ = ["exposure", "leftovers", "list_entries"]
 
@@ -113,7 +113,7 @@ def _scan(root: str) -> _Scan:
             file_name = item.name
             stem, dot, suffix = file_name.rpartition(".")
             suffix = dot + suffix
-            if suffix != SUFFIX and suffix != ".d" and suffix not in PARTS:
+            if suffix != SUFFIX and suffix != ".d" and not is_part(suffix):
                 continue
             if len(stem) < 34 or stem[-33] != "-" or not _is_key(stem[-32:]):
                 continue

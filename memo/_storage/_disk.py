@@ -21,7 +21,7 @@ from typing import Any
 
 from .._exceptions import warn_once
 from . import _files
-from ._backend import PARTS, SUFFIX, Capabilities, Listed, StoreError, Writer
+from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer
 from ._directory import exposure, leftovers, list_entries
 from ._entry_file import read_rest, write_entry, write_hooked
 from ._format import DamagedEntryError
@@ -321,8 +321,10 @@ class DiskBackend:
 
     # --- managing ------------------------------------------------------------------------
 
-    def delete(self, name: str, key: str, part: str | None = None) -> bool:
-        """Remove one entry (its payload file and directory too, if any), or only its
+    def delete(
+        self, name: str, key: str, part: str | None = None, payload: str | None = None
+    ) -> bool:
+        """Remove one entry (its ``payload`` file and directory too, if any), or only its
         ``part``; True if it existed."""
         if part is not None:
             try:
@@ -336,8 +338,8 @@ class DiskBackend:
         except FileNotFoundError:
             return False
         finally:
-            for other in PARTS:
-                _files.discard(self.location(name, key, other))
+            if payload is not None:
+                _files.discard(self.location(name, key, payload))
             if directory.is_dir() and not directory.is_symlink():
                 shutil.rmtree(directory, ignore_errors=True)
         return True

@@ -12,43 +12,35 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import pickle
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from .._exceptions import warn_once
 from ._backend import MISS, SUFFIX, Backend, Capabilities, KeyLocks, Listed, StoreError
 from ._budget import Budget
-from ._cacheable import CACHEABLE, read_directory, write_directory
+from ._cacheable import read_directory, write_directory
 from ._entry_file import (
-    PAYLOAD_FILES,
-    deserialize,
     detached,
     entry_age,
     fromhex,
     outgoing,
-    payload_part,
     warn_damaged,
     warn_unloadable,
 )
 from ._format import (
     DamagedEntryError,
-    Header,
     unpack,
 )
 from ._inspect import EntryChecks
 from ._locks import hold
-from ._serializers import PickleSerializer, Serializer, UnfaithfulError
+from ._serializers import DEFAULT, PICKLE, Serializers, Traits, UnfaithfulError, writes_directory
 
 __all__ = ["EntryExistsError", "EntryStore"]
 
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
 _REMEMBERED = 1 << 16  # keys whose last use (or absence) a store remembers, then it starts over
-
-
-_PICKLE = PickleSerializer()  # for values a serializer would not give back unchanged
 
 
 class EntryExistsError(Exception):
@@ -116,19 +108,19 @@ class EntryStore(EntryChecks):
         self,
         name: str,
         key: str,
-        own: Mapping[str, Serializer] | None = None,
+        serializers: Serializers = DEFAULT,
         secret_keys: Sequence[bytes] = (),
         max_age: float | None = None,
         mapped: bool = True,
     ) -> Any:
         """The stored value, or ``MISS``; a damaged or unreadable entry is a miss, warned once.
 
-        ``own`` are the caller's serializers by name (used when the entry names one, e.g. to
-        memory-map, unless not ``mapped``); with ``secret_keys`` only entries signed by one of
-        them are accepted; entries older than ``max_age`` seconds are misses.
+        ``serializers`` are the caller's (they load the entry by the name it records, and may
+        memory-map it, unless not ``mapped``); with ``secret_keys`` only entries signed by one
+        of them are accepted; entries older than ``max_age`` seconds are misses.
         """
-        if mapped and own is not None and not secret_keys and self.capabilities.mmap and _maps(own):
-            return self._load_mapped(name, key, own, max_age)
+        if mapped and serializers.maps and not secret_keys and self.capabilities.mmap:
+            return self._load_mapped(name, key, serializers, max_age)
         try:
             got = self._read(name, key)
         except OSError as exc:
@@ -152,11 +144,14 @@ class EntryStore(EntryChecks):
             last = self._used.get(key)
             if last is None or time.monotonic_ns() - last > _TOUCH_AFTER_NS:
                 self._note_use(name, key)
-            if header.serializer == "pickle" and payload[0] == 0x80:
-                return pickle.loads(payload)  # a plain pickle, the common case: no lookups
             if header.detached:
-                return self._load_payload(name, key, header, got[0], own, secret_keys)
-            return self._deserialize(header, payload, name, key, own)
+                payload = self._payload(name, key, header, got[0], secret_keys)
+                if payload is None:
+                    return MISS  # (being written, or gone)
+                payload = memoryview(payload)
+            elif writes_directory(header.serializer):
+                return read_directory(payload, self.backend.directory(name, key))
+            return serializers.loads(header.serializer, payload)
         except DamagedEntryError as exc:
             warn_damaged(self.backend.location(name, key), exc)
             return MISS
@@ -173,60 +168,35 @@ class EntryStore(EntryChecks):
         if self.capabilities.last_use:
             self.backend.note_use(name, key)
 
-    def _load_payload(
-        self,
-        name: str,
-        key: str,
-        header: Header,
-        data: Any,
-        own: Mapping[str, Serializer] | None,
-        secret_keys: Sequence[bytes],
-    ) -> Any:
-        """The value of a record ``data`` whose payload is its payload file, once that file
-        matches the record (a missing one is a miss: it may be being written)."""
-        payload = self._payload(name, key, header, data, secret_keys)
-        if payload is None:
-            return MISS
-        return deserialize(header, memoryview(payload), own)
-
-    def _deserialize(
-        self,
-        header: Header,
-        payload: memoryview,
-        name: str,
-        key: str,
-        own: Mapping[str, Serializer] | None,
-    ) -> Any:
-        if header.serializer == CACHEABLE:
-            return read_directory(payload, self.backend.directory(name, key))
-        return deserialize(header, payload, own)
-
     def _load_mapped(
-        self, name: str, key: str, own: Mapping[str, Serializer], max_age: float | None
+        self, name: str, key: str, serializers: Serializers, max_age: float | None
     ) -> Any:
         """A load that memory-maps the payload where the serializer asks to: the header and
         trailer are checked, the payload is not read (hashing 400 MB would defeat mapping)."""
         backend = self.backend
         header = self.header(name, key)
         if header is None:  # missing or damaged: the plain load notes which (and warns)
-            return self.load(name, key, own, (), max_age, mapped=False)
+            return self.load(name, key, serializers, (), max_age, mapped=False)
         if self._untrusted() is not None or (max_age is not None and entry_age(header) > max_age):
             return MISS
-        serializer: Any = own.get(header.serializer)
-        if not getattr(serializer, "mmap_mode", None):
-            return self.load(name, key, own, (), max_age, mapped=False)
+        try:
+            chosen = serializers.named(header.serializer)
+        except KeyError:
+            chosen = None
+        if chosen is None or chosen.load_file is None:
+            return self.load(name, key, serializers, (), max_age, mapped=False)
         part, offset = SUFFIX, header.offset
         if header.detached:
-            part, offset = payload_part(header), 0
+            part, offset = header.part, 0
             reader = backend.open(name, key, part)
             if reader is None:
                 return MISS  # (being written, or gone)
             reader.close()
             if reader.size != header.length:
-                return self.load(name, key, own, (), max_age, mapped=False)  # it says why
+                return self.load(name, key, serializers, (), max_age, mapped=False)  # says why
         self._note_use(name, key)
         try:
-            return serializer.load_file(backend.local_file(name, key, part), offset, header.length)
+            return chosen.load_file(backend.local_file(name, key, part), offset, header.length)
         except Exception as exc:
             warn_unloadable(backend.location(name, key), exc)
             return MISS
@@ -239,11 +209,12 @@ class EntryStore(EntryChecks):
         key: str,
         value: Any,
         metadata: str,
-        serializer: Serializer,
+        chosen: Traits,
         fixed_metadata: str = "",
         secret: bytes | None = None,
     ) -> str:
-        """Serialize and publish an entry atomically; returns its fingerprint (hex).
+        """Serialize ``value`` with the ``chosen`` serializer and publish its entry atomically;
+        returns its fingerprint (hex).
 
         ``metadata`` is JSON object members (``"a":1,"b":2``, no braces) for the entry's
         metadata line; ``fixed_metadata`` is more, which the caller encodes once and reuses,
@@ -252,82 +223,24 @@ class EntryStore(EntryChecks):
         meanwhile (its entry stands). Raises ``StoreError`` (nothing partial left behind) if
         serializing or writing fails.
         """
-        backend = self.backend
-        # (Its name read once: a class attribute read through an instance is looked up anew.)
-        kind = serializer.name
-        try:
-            exposed = self._untrusted()
-            if exposed is not None and secret is None:
-                raise StoreError(exposed)
-            if kind == CACHEABLE:
-                if not self.capabilities.directories:
-                    raise StoreError(
-                        "Cacheable results need a local cache_path (a remote store holds "
-                        "single objects)"
-                    )
-                fill = functools.partial(write_directory, value)  # (into the directory given)
-                payload: Sequence[Any] = [backend.write_directory(name, key, fill)]
-            else:
-                try:
-                    payload = serializer.dumps(value)
-                except UnfaithfulError as exc:
-                    # Stored as it is, with pickle, rather than returned changed on a hit.
-                    warn_once(
-                        ("unfaithful", name, kind),
-                        f"memo: a result of {name} is stored with pickle, not {kind}: {exc}",
-                        stacklevel=6,
-                    )
-                    kind = _PICKLE.name
-                    payload = _PICKLE.dumps(value)
-        except StoreError:
-            raise
-        except OSError as exc:
-            raise StoreError(f"could not write to {self.root}: {exc}") from exc
-        except Exception as exc:
-            raise StoreError(
-                f"the result ({type(value).__qualname__}) could not be serialized with "
-                f"{kind!r}: {type(exc).__name__}: {exc}"
-            ) from exc
+        exposed = self._untrusted()
+        if exposed is not None and secret is None:
+            raise StoreError(exposed)
+        chosen, payload = self._serialize(name, key, value, chosen)
         first: Any = payload[0] if len(payload) == 1 else None
-        if type(first) is bytes:
-            size = len(first)
-        else:
-            size = sum(memoryview(chunk).nbytes for chunk in payload)
+        size = len(first) if type(first) is bytes else sum(memoryview(c).nbytes for c in payload)
         budget = self._budget
         if budget is not None and not budget.fits(size):
             self._refuse(
                 name,
                 key,
-                kind,
+                chosen,
                 f"the result ({size} bytes) is larger than the store's whole size budget "
                 f"({budget.limit} bytes), so it is not stored",
             )
-        part = PAYLOAD_FILES.get(kind)  # (None: the payload stays inside the entry file)
-        files = self.capabilities.files
-        try:
-            if part is None:
-                write, data = outgoing(
-                    files, metadata, fixed_metadata, kind, key, payload, first, size, secret
-                )
-            else:
-                data = detached(files, metadata, fixed_metadata, kind, key, payload, size, secret)
-        except ValueError as exc:  # too long for the entry format
-            self._refuse(name, key, kind, str(exc))
-        absent = self._absent
-        replace = key not in absent
-        if not replace:
-            absent.discard(key)
-        try:
-            if part is None:
-                written, fingerprint = self._publish(name, key, write, data, replace)
-            else:
-                written, fingerprint = self._publish_detached(name, key, part, data, replace)
-        except FileExistsError:
-            raise EntryExistsError(key) from None
-        except StoreError:
-            raise
-        except OSError as exc:
-            raise StoreError(f"could not write to {self.root}: {exc}") from exc
+        written, fingerprint = self._write(
+            name, key, chosen, payload, first, size, (metadata, fixed_metadata), secret
+        )
         if budget is not None:
             try:
                 budget.record(written)
@@ -339,6 +252,82 @@ class EntryStore(EntryChecks):
                     "may exceed its size budget until a later write succeeds",
                 )
         return fingerprint.hex()
+
+    def _serialize(
+        self, name: str, key: str, value: Any, chosen: Traits
+    ) -> tuple[Traits, Sequence[Any]]:
+        """``value``'s payload and the serializer that made it: pickle for a value ``chosen``
+        would not give back unchanged (warned once); a ``Cacheable``'s is the manifest of the
+        directory it wrote. ``StoreError`` if it cannot be serialized."""
+        try:
+            if chosen.directory:
+                if not self.capabilities.directories:
+                    raise StoreError(
+                        "Cacheable results need a local cache_path (a remote store holds "
+                        "single objects)"
+                    )
+                fill = functools.partial(write_directory, value)  # (into the directory given)
+                return chosen, [self.backend.write_directory(name, key, fill)]
+            try:
+                return chosen, chosen.serializer.dumps(value)
+            except UnfaithfulError as exc:
+                # Stored as it is, with pickle, rather than returned changed on a hit.
+                warn_once(
+                    ("unfaithful", name, chosen.name),
+                    f"memo: a result of {name} is stored with pickle, not {chosen.name}: {exc}",
+                    stacklevel=7,
+                )
+                return PICKLE, PICKLE.serializer.dumps(value)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"could not write to {self.root}: {exc}") from exc
+        except Exception as exc:
+            raise StoreError(
+                f"the result ({type(value).__qualname__}) could not be serialized with "
+                f"{chosen.name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _write(
+        self,
+        name: str,
+        key: str,
+        chosen: Traits,
+        payload: Sequence[Any],
+        first: Any,
+        size: int,
+        metadata: tuple[str, str],
+        secret: bytes | None,
+    ) -> tuple[int, bytes]:
+        """Publish an entry holding ``payload`` (its ``first`` chunk, if it is one, and its
+        ``size``), with its (per-call, fixed) metadata: create-only after a miss, in place
+        otherwise. Returns the bytes written and the payload's fingerprint."""
+        files = self.capabilities.files
+        suffix = chosen.suffix  # (None: the payload stays inside the entry file)
+        try:
+            if suffix is None:
+                write, data = outgoing(
+                    files, *metadata, chosen.name, key, payload, first, size, secret
+                )
+            else:
+                kind = (chosen.name, chosen.field)
+                data = detached(files, *metadata, kind, key, payload, size, secret)
+        except ValueError as exc:  # too long for the entry format
+            self._refuse(name, key, chosen, str(exc))
+        absent = self._absent
+        replace = key not in absent
+        if not replace:
+            absent.discard(key)
+        try:
+            if suffix is None:
+                return self._publish(name, key, write, data, replace)
+            return self._publish_detached(name, key, suffix, data, replace)
+        except FileExistsError:
+            raise EntryExistsError(key) from None
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"could not write to {self.root}: {exc}") from exc
 
     def _publish_detached(
         self, name: str, key: str, part: str, data: Any, replace: bool
@@ -365,10 +354,10 @@ class EntryStore(EntryChecks):
             written += placed[0]
         return written, fingerprint
 
-    def _refuse(self, name: str, key: str, kind: str, why: str) -> NoReturn:
+    def _refuse(self, name: str, key: str, chosen: Traits, why: str) -> NoReturn:
         """Store nothing for ``key`` (and remove a Cacheable result's directory, already
         written): raises ``StoreError`` saying ``why``."""
-        if kind == CACHEABLE:
+        if chosen.directory:
             self.backend.delete(name, key)
         raise StoreError(why)
 
@@ -378,14 +367,15 @@ class EntryStore(EntryChecks):
 
     # --- managing ------------------------------------------------------------------------
 
-    def delete(self, name: str, key: str) -> bool:
-        """Remove one entry (and its directory, if any); True if it existed."""
-        return self.backend.delete(name, key)
+    def delete(self, name: str, key: str, payload: str | None = None) -> bool:
+        """Remove one entry (its directory and payload file too, if any); True if it existed.
+        ``payload`` is its payload file's suffix where a listing gave it; else its record is
+        read for it."""
+        if payload is None:
+            header = self.header(name, key)
+            payload = header.part or None if header is not None else None
+        return self.backend.delete(name, key, None, payload)
 
     def listing(self, name: str | None = None) -> list[Listed]:
         """The entries, optionally only those stored under ``name``."""
         return self.backend.listing(name)
-
-
-def _maps(own: Mapping[str, Serializer]) -> bool:
-    return any(getattr(serializer, "mmap_mode", None) for serializer in own.values())

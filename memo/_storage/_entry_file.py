@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .._exceptions import warn_once
 from . import _files
-from ._backend import PARTS, Writer
+from ._backend import Writer
 from ._format import (
     DamagedEntryError,
     Header,
@@ -28,17 +28,13 @@ from ._format import (
     seal,
     small_entry,
 )
-from ._serializers import Serializer, get_serializer
 
 __all__ = [
-    "PAYLOAD_FILES",
     "checked_header",
-    "deserialize",
     "detached",
     "entry_age",
     "fromhex",
     "outgoing",
-    "payload_part",
     "read_entry",
     "read_rest",
     "warn_damaged",
@@ -150,25 +146,11 @@ def outgoing(
     return write_chunks, (chunks, fingerprint)
 
 
-# The serializers whose payload is kept as the plain file of its format (the entry's part of
-# that suffix: ``npy`` -> ``.npy``), by name.
-PAYLOAD_FILES = {part[1:]: part for part in PARTS}
-
-
-def payload_part(header: Header) -> str:
-    """The part holding a record's payload file; ``DamagedEntryError`` if its serializer
-    keeps none (a record no memo wrote)."""
-    part = PAYLOAD_FILES.get(header.serializer)
-    if part is None:
-        raise DamagedEntryError(f"no payload file is kept for {header.serializer!r} entries")
-    return part
-
-
 def detached(
     files: bool,
     metadata: str,
     fixed: str,
-    kind: str,
+    kind: tuple[str, str],
     key: str,
     payload: Sequence[Any],
     size: int,
@@ -176,19 +158,21 @@ def detached(
 ) -> tuple[Callable[[bytes], bytes], Writer | None, Any]:
     """A new entry whose payload is kept as its payload file: a function giving the record's
     bytes for the payload's fingerprint, and the payload file's writer and data for
-    ``Backend.publish``. A local unsigned payload is hashed as it is written (one pass);
-    otherwise the record is made first. Raises ``ValueError`` if the metadata cannot be
-    written."""
-    line = metadata_line(metadata, kind, size, fixed)
+    ``Backend.publish``. ``kind`` is the serializer's name and the field its record names it
+    by (with the payload file's suffix). A local unsigned payload is hashed as it is written
+    (one pass); otherwise the record is made first. Raises ``ValueError`` if the metadata
+    cannot be written."""
+    name, field = kind
+    line = metadata_line(metadata, name, size, fixed)
     keyed = fromhex(key)
     if files and secret is None:
 
         def unsigned(fingerprint: bytes) -> bytes:
-            head, check = seal(line, keyed, kind, size, fingerprint, False, True)
+            head, check = seal(line, keyed, field, size, fingerprint, False, True)
             return head + check
 
         return unsigned, write_payload, payload
-    made, fingerprint = record(line, keyed, kind, payload, secret)
+    made, fingerprint = record(line, keyed, field, payload, secret)
     if not files:
         chunks = list(payload)
         whole = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
@@ -235,13 +219,6 @@ def read_entry(
     if header.length < _files.PARALLEL:
         return _files.read_all(fd, size), None
     return _files.read_hashing(fd, size, header.offset, header.offset + header.length)
-
-
-def deserialize(header: Header, payload: memoryview, own: Mapping[str, Serializer] | None) -> Any:
-    """A checked payload's value, by the caller's serializer of that name or the registered one."""
-    if own is not None and header.serializer in own:
-        return own[header.serializer].loads(payload)
-    return get_serializer(header.serializer).loads(payload)
 
 
 def warn_damaged(where: str, exc: Exception, stacklevel: int = 2) -> None:

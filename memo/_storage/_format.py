@@ -19,10 +19,13 @@ decides by or deserializes. The metadata line is left out (it only describes the
 is most of a small entry's bytes: a signed hit would hash it every time); entries signed before
 this (no ``SIGNED_BODY`` flag) cover it too and still verify. Padding aligns the payload.
 
-An entry of a format serializer (npy, parquet, json) keeps its payload beside it, as the plain
-file other tools open (``<name>-<key>.npy``): its entry file, the record, has the ``DETACHED``
-flag and no payload, while ``length`` and ``fingerprint`` describe that file's bytes, which
-``check_payload`` checks (with the signature, which then covers the file) before loading.
+An entry of a serializer with a payload file (npy, parquet, json, or a user's with a
+``suffix``) keeps its payload beside it, as the plain file other tools open
+(``<name>-<key>.npy``): its entry file, the record, has the ``DETACHED`` flag and no payload,
+while ``length`` and ``fingerprint`` describe that file's bytes, which ``check_payload``
+checks (with the signature, which then covers the file) before loading. A record's
+serializer field is the serializer's name, then a space and the payload file's suffix unless
+that is the name's (``npy`` is ``.npy``), so any reader finds the file from the record alone.
 """
 
 from __future__ import annotations
@@ -86,6 +89,13 @@ class Header(NamedTuple):
     length: int
     signed: bool
     detached: bool = False
+    part: str = ""  # a record's payload file suffix (``.npy``); "" for a whole entry
+
+
+def _split(field: str) -> tuple[str, str]:
+    """A record's serializer field as (serializer name, payload file suffix)."""
+    name, _, suffix = field.partition(" ")
+    return name, suffix or "." + name
 
 
 def pack(
@@ -231,7 +241,10 @@ def parse_header(data: bytes | bytearray, size: int, key: bytes) -> Header:
         name = bytes(data[start + HEADER : name_end]).decode("ascii")
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
-    return Header(name, fingerprint, created, offset, length, signed, detached)
+    if not detached:
+        return Header(name, fingerprint, created, offset, length, signed)
+    name, part = _split(name)
+    return Header(name, fingerprint, created, offset, length, signed, True, part)
 
 
 def check_trailer(head: Any, trailer: bytes) -> None:
@@ -286,7 +299,7 @@ def unpack(
         raise DamagedEntryError("unreadable serializer name") from None
     # tuple.__new__ skips the NamedTuple's Python-level constructor: this is the hit path.
     header = tuple.__new__(
-        Header, (name, fingerprint, created, offset, length, bool(signed), False)
+        Header, (name, fingerprint, created, offset, length, bool(signed), False, "")
     )
     if secrets:
         if not signed:
@@ -317,10 +330,10 @@ def _record(
     if _digest(data[:offset]) != data[offset : offset + CHECK]:
         raise DamagedEntryError("header digest mismatch")
     try:
-        name = str(data[start + HEADER : name_end], "ascii")
+        name, part = _split(str(data[start + HEADER : name_end], "ascii"))
     except UnicodeDecodeError:
         raise DamagedEntryError("unreadable serializer name") from None
-    return Header(name, b"", 0, offset, 0, signed, True)
+    return Header(name, b"", 0, offset, 0, signed, True, part)
 
 
 def record(

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._exceptions import warn_once
-from ._backend import PARTS, SUFFIX, Capabilities, Listed, StoreError, Writer
+from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer, is_part
 from ._leases import ObjectLeases
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
 from ._urls import timeout_from_env as _timeout_from_env
@@ -285,16 +285,17 @@ class FsspecBackend:
 
     # --- managing ------------------------------------------------------------------------
 
-    def delete(self, name: str, key: str, part: str | None = None) -> bool:
-        """Remove one entry (with its payload object), or only its ``part``; True if it
+    def delete(
+        self, name: str, key: str, part: str | None = None, payload: str | None = None
+    ) -> bool:
+        """Remove one entry (with its ``payload`` object), or only its ``part``; True if it
         existed. Raises ``RemoteStoreError`` if unreachable."""
         path = self._object(name, key, part or SUFFIX)
         try:
             self._call("info", path)
             self._call("rm_file", path)
-            if part is None:
-                for other in PARTS:
-                    self.remove_object(self._object(name, key, other))
+            if part is None and payload is not None:
+                self.remove_object(self._object(name, key, payload))
         except FileNotFoundError:
             return False
         except Exception as exc:
@@ -330,7 +331,7 @@ class FsspecBackend:
                 continue
             if dot + suffix == SUFFIX:
                 records.append((entry_name, key, item))
-            elif dot + suffix in PARTS:
+            elif is_part(dot + suffix):
                 payloads[base] = (dot + suffix, int(item.get("size") or 0))
         found = []
         for entry_name, key, item in records:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._backend import SUFFIX, Backend, StoreError
-from ._cacheable import CACHEABLE, check_directory
-from ._entry_file import checked_header, entry_age, fromhex, payload_part
+from ._cacheable import check_directory
+from ._entry_file import checked_header, entry_age, fromhex
 from ._format import (
     MAX_METADATA,
     DamagedEntryError,
@@ -18,6 +18,7 @@ from ._format import (
     parse_metadata,
     unpack,
 )
+from ._serializers import writes_directory
 
 __all__ = ["EntryChecks"]
 
@@ -34,7 +35,7 @@ class EntryChecks:
         """A record's payload file, checked against it; None if it is missing or unreadable
         (warned). Raises ``DamagedEntryError`` if it does not match."""
         try:
-            got = self._read(name, key, payload_part(header))
+            got = self._read(name, key, header.part)
         except OSError as exc:
             self.backend.warn_unreadable(name, key, exc)
             return None
@@ -57,16 +58,12 @@ class EntryChecks:
             reader.close()
 
     def value_path(self, name: str, key: str) -> str | None:
-        """Where an entry's value is, for other tools: its payload file (npy, parquet, json),
+        """Where an entry's value is, for other tools: its payload file (npy, parquet, json, ...),
         else its entry file; None if there is no sound entry."""
         header = self.header(name, key)
         if header is None:
             return None
-        try:
-            part = payload_part(header) if header.detached else SUFFIX
-        except DamagedEntryError:
-            return None
-        return self.backend.location(name, key, part)
+        return self.backend.location(name, key, header.part or SUFFIX)
 
     def contains(
         self,
@@ -84,7 +81,7 @@ class EntryChecks:
             header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
             if header.detached and self._payload(name, key, header, got[0], secret_keys) is None:
                 return False
-            if header.serializer == CACHEABLE:
+            if writes_directory(header.serializer):
                 check_directory(payload, self.backend.directory(name, key))
         except (OSError, DamagedEntryError, StoreError):
             return False
@@ -110,14 +107,14 @@ class EntryChecks:
         if parse_metadata(bytes(data[: MAX_METADATA + 1])) is None:
             return "its metadata line is not a JSON object"
         if header.detached:
+            part = header.part
             try:
-                part = payload_part(header)
                 check_payload(data, header, self.backend.peek(name, key, None, part))
             except FileNotFoundError:
                 return f"its payload file {self.backend.location(name, key, part)} is missing"
             except DamagedEntryError as exc:
                 return str(exc)
-        if header.serializer != CACHEABLE:
+        if not writes_directory(header.serializer):
             return None
         try:
             check_directory(payload, self.backend.directory(name, key))

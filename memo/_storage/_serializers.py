@@ -1,8 +1,11 @@
-"""Serializers: how a result becomes the payload of an entry and back.
+"""Serializers: how a result becomes the payload of an entry and back, and what each one is.
 
 Each turns a value into a list of buffers written one after another (so large arrays go to
-disk without an extra copy) and back from one contiguous view. A serializer that can also
-``load_file`` may memory-map its payload instead of reading it.
+disk without an extra copy) and back from one contiguous view. What else a serializer is
+(a payload kept as its own file, loaded by memory-mapping it, or a directory it writes) it
+declares itself; ``traits`` reads that once, and ``Serializers``, resolved once from a
+function's options, answers the store: which serializer stores a result, which loads an
+entry. Nothing outside this module compares a serializer's name.
 """
 
 from __future__ import annotations
@@ -11,18 +14,28 @@ import io
 import json
 import os
 import pickle
+import re
 import struct
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from ._cacheable import is_cacheable
 
 __all__ = [
+    "DEFAULT",
+    "DIRECTORY",
+    "PICKLE",
     "JsonSerializer",
     "NpySerializer",
     "ParquetSerializer",
     "PickleSerializer",
     "Serializer",
+    "Serializers",
+    "Traits",
     "UnfaithfulError",
-    "get_serializer",
+    "builtin",
+    "traits",
+    "writes_directory",
 ]
 
 _COUNT = struct.Struct("<Q")
@@ -39,7 +52,17 @@ class Serializer(Protocol):
 
     ``dumps`` returns a list of bytes-like buffers (written in order without being joined);
     ``loads`` gets one read-only or writable ``memoryview`` of their concatenation, already
-    checked for integrity. Names are ASCII; built-in names are pickle, json, npy, parquet.
+    checked for integrity. Names are ASCII letters, digits and ``_.+-``; the built-in names
+    are pickle, json, npy, parquet.
+
+    Optional attributes say what else the serializer is (memo reads them once, at decoration):
+
+    - ``suffix`` (a str such as ``".arrow"``): the payload is kept beside the entry's record
+      as a plain file of that suffix, which the format's own tools open as it is; memo checks
+      its size and digest before ``loads`` sees it. Without one the payload stays inside the
+      entry file.
+    - ``maps`` (True) with ``load_file(path, offset, length)``: a hit on a local unsigned
+      store memory-maps the payload instead of reading it (``NpySerializer(mmap_mode="r")``).
     """
 
     name: str
@@ -121,6 +144,7 @@ class JsonSerializer:
     """JSON text a person can open; refuses values that would not come back equal."""
 
     name = "json"
+    suffix = ".json"
 
     def dumps(self, value: Any) -> list[Any]:
         """UTF-8 JSON; raises ValueError if the value does not round-trip exactly."""
@@ -154,6 +178,7 @@ class NpySerializer:
     reading it (the payload's digest is then not checked at load: header, size, key are)."""
 
     name = "npy"
+    suffix = ".npy"
 
     def __init__(self, mmap_mode: str | None = None) -> None:
         if mmap_mode not in (None, "r", "c"):
@@ -162,6 +187,7 @@ class NpySerializer:
                 f"mmap_mode must be None, 'r' or 'c' (copy-on-write), not {mmap_mode!r}"
             )
         self.mmap_mode = mmap_mode
+        self.maps = mmap_mode is not None
 
     def __repr__(self) -> str:
         return f"NpySerializer(mmap_mode={self.mmap_mode!r})"
@@ -259,6 +285,7 @@ class ParquetSerializer:
     ``UnfaithfulError``."""
 
     name = "parquet"
+    suffix = ".parquet"
 
     def dumps(self, value: Any) -> list[Any]:
         """Parquet bytes of a DataFrame (index, dtypes, attrs and the index's freq kept)."""
@@ -294,19 +321,148 @@ class ParquetSerializer:
         return restore(table.to_pandas(), table.schema.metadata)
 
 
-_BUILTIN: dict[str, Serializer] = {
-    "pickle": PickleSerializer(),
-    "json": JsonSerializer(),
-    "npy": NpySerializer(),
-    "parquet": ParquetSerializer(),
+class _DirectoryMarker:
+    """Stands for ``Cacheable`` results, whose value lives in their entry's own directory:
+    the store writes and reads it (``_cacheable``), never these methods."""
+
+    name = "cacheable"
+    directory = True
+
+    def dumps(self, value: Any) -> list[Any]:
+        raise TypeError("Cacheable results are written by the store into a directory")
+
+    def loads(self, data: memoryview) -> Any:
+        raise TypeError("Cacheable results are read by the store from a directory")
+
+
+class Traits(NamedTuple):
+    """A serializer and what it declares, read once (``traits``)."""
+
+    serializer: Serializer
+    name: str
+    suffix: str | None  # its payload file's suffix, or None: the payload is inside the entry
+    # Memory-maps a local payload, ``load_file(path, offset, length)``, if it says it ``maps``.
+    load_file: Callable[[str, int, int], Any] | None
+    directory: bool  # the value is a directory the store writes (``Cacheable``)
+    field: str  # what an entry's header records: the name, then the suffix unless "." + name
+
+    @property
+    def maps(self) -> bool:
+        """Whether a hit memory-maps the payload (with ``load_file``)."""
+        return self.load_file is not None
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9_]{1,16}")
+_RESERVED = (".memo", ".d")  # the record's own suffix, and a Cacheable's directory
+
+
+def traits(serializer: Serializer) -> Traits:
+    """What ``serializer`` declares; ``ValueError`` (saying what to change) for a name or
+    suffix an entry could not record."""
+    name = serializer.name
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"a serializer's name must be 1-64 ASCII letters, digits or _.+-, not {name!r}"
+        )
+    suffix = getattr(serializer, "suffix", None)
+    if suffix is not None and (
+        not isinstance(suffix, str) or not _SUFFIX.fullmatch(suffix) or suffix in _RESERVED
+    ):
+        raise ValueError(
+            f"the serializer {name!r} declares suffix={suffix!r}: a payload file's suffix is a "
+            "dot and 1-16 letters, digits or _ (not .memo or .d), or None"
+        )
+    maps = bool(getattr(serializer, "maps", False))
+    load_file = getattr(serializer, "load_file", None) if maps else None
+    if maps and not callable(load_file):
+        raise ValueError(f"the serializer {name!r} declares maps=True but has no load_file")
+    directory = bool(getattr(serializer, "directory", False))
+    field = name if suffix is None or suffix == "." + name else f"{name} {suffix}"
+    return Traits(serializer, name, suffix, load_file, directory, field)
+
+
+_BUILTIN: dict[str, Traits] = {
+    each.name: traits(each)
+    for each in (
+        PickleSerializer(),
+        JsonSerializer(),
+        NpySerializer(),
+        ParquetSerializer(),
+        _DirectoryMarker(),
+    )
 }
+PICKLE = _BUILTIN["pickle"]
+DIRECTORY = _BUILTIN["cacheable"]
 
 
-def get_serializer(name: str) -> Serializer:
-    """The serializer registered under ``name``; raises ``KeyError`` for an unknown one."""
-    return _BUILTIN[name]
+def builtin(name: str) -> Traits | None:
+    """The built-in serializer called ``name`` (pickle, json, npy, parquet), if there is one."""
+    found = _BUILTIN.get(name)
+    return None if found is DIRECTORY else found
 
 
-def register_serializer(serializer: Serializer) -> None:
-    """Make a serializer known by its name, so entries written with it can be read back."""
-    _BUILTIN[serializer.name] = serializer
+def writes_directory(name: str) -> bool:
+    """Whether entries recorded with the serializer ``name`` keep their value in a directory."""
+    return name == DIRECTORY.name
+
+
+class Serializers:
+    """One function's serializers, resolved once from its options: which one stores a result
+    (the one given for its type or nearest base, else ``Cacheable``'s or pickle) and which one
+    loads an entry (by the name its header records: the function's own, else a built-in)."""
+
+    def __init__(self, given: Mapping[type, Serializer] | None = None) -> None:
+        self._given = {tp: traits(each) for tp, each in (given or {}).items()}
+        self._named = dict(_BUILTIN)
+        for each in self._given.values():
+            known = self._named.get(each.name)
+            if known is not None and type(known.serializer) is not type(each.serializer):
+                raise ValueError(
+                    f"the serializer name {each.name!r} is already taken by {known.serializer!r}"
+                )
+            self._named[each.name] = each
+        self._by_type: dict[type, Traits] = {}
+        # Whether a hit may memory-map (only with a serializer that says so).
+        self.maps = any(each.maps for each in self._given.values())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Without the types seen so far: a local class among them could not be pickled.
+        return Serializers, ({tp: each.serializer for tp, each in self._given.items()},)
+
+    def __repr__(self) -> str:
+        given = {tp.__qualname__: each.serializer for tp, each in self._given.items()}
+        return f"Serializers({given})"
+
+    def for_value(self, value: Any) -> Traits:
+        """The serializer that stores ``value``, decided once per type."""
+        tp = type(value)
+        chosen = self._by_type.get(tp)
+        if chosen is not None:
+            return chosen
+        chosen = PICKLE
+        for base in tp.__mro__:
+            given = self._given.get(base)
+            if given is not None:
+                chosen = given
+                break
+        else:
+            if is_cacheable(value):
+                chosen = DIRECTORY
+        self._by_type[tp] = chosen
+        return chosen
+
+    def named(self, name: str) -> Traits:
+        """The serializer an entry's header names; ``KeyError`` if this function has none of
+        that name (an entry written by another program's serializer)."""
+        return self._named[name]
+
+    def loads(self, name: str, payload: memoryview) -> Any:
+        """The value of a checked payload written by the serializer ``name``."""
+        if name == "pickle" and payload[0] == 0x80:
+            return pickle.loads(payload)  # a plain pickle, the common case: no lookups
+        return self._named[name].serializer.loads(payload)
+
+
+DEFAULT = Serializers()
+"""The serializers of a function given none: pickle, and the built-ins for reading."""

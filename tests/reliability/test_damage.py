@@ -37,11 +37,13 @@ from hypothesis import strategies as st
 
 import memo
 from memo._exceptions import reset_warnings
-from memo._storage._backend import PARTS, sanitize
+from memo._storage._backend import sanitize
 from memo._storage._format import CHECK, HEADER, SIGNATURE, SIGNED
 from memo._storage._serializers import NpySerializer
 
 from ._support import figure, scale
+
+PARTS = (".npy", ".parquet", ".json")  # the built-in serializers' payload files
 
 SECRET = "a secret key of the damage tests"
 SMALL, LARGE = 4096, (1 << 20) + 4096  # a one-read entry, and one read piecewise after checks
