@@ -1,74 +1,204 @@
-"""Cache-hit latency against a local S3 API (moto's server on 127.0.0.1) beside local disk.
+"""Round trips of a remote store: requests per operation and what they cost at a latency.
 
-The same small function is memoized twice: one store in a temp directory, one in a bucket of
-a moto server this script starts itself. Rounds alternate between the two; medians are
-reported. The S3 figure is what one GET through s3fs costs on this machine (moto is a Python
-server, so a real S3 endpoint's latency will differ: network round trips dominate there).
+On a real bucket a request costs tens of milliseconds whatever it carries, so what a remote
+store costs is mostly how many requests each operation makes. This script starts a moto S3
+server on 127.0.0.1 and, in front of it, a proxy (``tests/s3_proxy.py``) that sleeps
+``--latency`` seconds before forwarding each request and counts them by kind. For each
+operation it prints the requests made (by kind), the wall time, and the floor: the fewest
+requests the operation needs, times the latency. The floors (the issue on S3 round trips):
+a hit is 1 GET; a miss that stores is 4 (the GET that misses, the lease's PUT, the entry's
+PUT, the lease's DELETE); ``map`` of missing items lists once, then 3 per item; ``map`` of
+stored items is 1 GET each; storing a 100 MB array takes at most 1.1x a plain s3fs put of
+the same bytes (loading one is shown beside a plain s3fs get).
 
-Run: python benchmarks/bench_remote.py [--quick]
+Wall times include moto's own time per request (a Python server: a few milliseconds, shown
+as "moto" at the top), which a real endpoint does not add; the floor does not.
+
+Run: python benchmarks/bench_remote.py [--quick] [--latency 0.020]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import os
-import shutil
 import statistics
-import tempfile
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-import memo
+# The proxy and moto's launcher are test helpers, in tests/ beside this directory.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import numpy as np  # noqa: E402
+
+import memo  # noqa: E402
+from tests.s3 import AWS_ENV, s3_client, start_server  # noqa: E402
+from tests.s3_proxy import S3Proxy  # noqa: E402
+
+BUCKET = "bench"
+MAP_ITEMS = 100
+BIG = 100 * 2**20  # bytes: over twice s3fs's 50 MiB part size, so multipart
 
 
-def body(a: int, b: str, c: float = 2.5) -> dict[str, int]:
+def body(x: int) -> int:
     """A trivial function: only the cache's own cost is measured."""
-    return {"x": a}
+    return x * 2
+
+
+def big(n: int, salt: int) -> Any:
+    """``n`` bytes of array (``salt`` only makes a new key)."""
+    return np.full(n, salt % 251, dtype=np.uint8)
+
+
+class Row:
+    """One operation's figures, per operation (medians over its rounds)."""
+
+    def __init__(self, name: str, floor_requests: int | None, note: str = "") -> None:
+        self.name = name
+        self.floor_requests = floor_requests
+        self.note = note
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.times: list[float] = []
+        self.floor_time: float | None = None
+        self.raw: Row | None = None
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.times)
+
+    def requests(self) -> float:
+        return sum(self.counts.values()) / len(self.times)
+
+    def kinds(self) -> str:
+        rounds = len(self.times)
+        order = ("GET", "PUT", "HEAD", "LIST", "POST", "DELETE")
+        names = sorted(self.counts, key=lambda k: order.index(k) if k in order else len(order))
+        return " ".join(f"{kind} {self.counts[kind] / rounds:g}" for kind in names)
+
+
+def measure(proxy: S3Proxy, row: Row, rounds: int, operation: Callable[[int], object]) -> Row:
+    """Run ``operation(round)`` ``rounds`` times, each timed; counts summed over them."""
+    for number in range(rounds):
+        proxy.reset()
+        started = time.perf_counter()
+        operation(number)
+        row.times.append(time.perf_counter() - started)
+        row.counts.update(proxy.counts())
+    return row
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.1f} ms"
+
+
+def report(rows: list[Row], latency: float) -> None:
+    """The table: requests per operation, wall time, floor, and the requests by kind."""
+    print(f"  {'operation':22s} {'requests':>8s} {'wall':>12s} {'floor':>22s}   by kind")
+    for row in rows:
+        if row.floor_requests is not None:
+            floor = f"{row.floor_requests:>4d} req {_ms(row.floor_requests * latency)}"
+        elif row.floor_time is not None:
+            floor = f"1.1x raw {_ms(row.floor_time)}"
+        else:
+            floor = "-"
+        print(f"  {row.name:22s} {row.requests():8g} {_ms(row.wall)} {floor:>22s}   {row.kinds()}")
+        if row.raw is not None:
+            ratio = f"memo/raw {row.wall / row.raw.wall:.2f}x"
+            print(
+                f"  {'  raw s3fs ' + row.raw.name:22s} {row.raw.requests():8g} "
+                f"{_ms(row.raw.wall)} {ratio:>22s}   {row.raw.kinds()}"
+            )
 
 
 def main() -> None:
-    """Start moto, fill both stores, alternate hit rounds, print medians."""
+    """Start moto and the delaying proxy, measure each operation, print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument(
+        "--latency", type=float, default=0.020, help="seconds per request (default 0.020)"
+    )
     options = parser.parse_args()
-    rounds, calls = (5, 20) if options.quick else (15, 100)
-
-    import boto3
-    from moto.server import ThreadedMotoServer
+    latency: float = options.latency
+    hits, misses, maps, bigs = (5, 3, 1, 1) if options.quick else (30, 10, 3, 3)
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=f"http://{host}:{port}",
-    )
-    boto3.client("s3").create_bucket(Bucket="bench")
-    local_dir = tempfile.mkdtemp(prefix="bench_remote_")
+    server, endpoint = start_server()
+    proxy = S3Proxy(endpoint, latency=0.0)
+    # Set before memo or s3fs makes a filesystem, so both talk to the proxy.
+    os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=proxy.url)
+    s3_client(endpoint).create_bucket(Bucket=BUCKET)  # (straight to moto: not counted)
     try:
-        local = memo.decorate(body, cache_path=local_dir)
-        remote = memo.decorate(body, cache_path="s3://bench/cache")
-        assert local(1, "abc") == remote(1, "abc") == {"x": 1}
-        assert remote.is_cached(1, "abc")
-        figures: dict[str, list[float]] = {"local disk": [], "S3 (moto, 127.0.0.1)": []}
-        for _ in range(rounds):
-            for label, function in zip(figures, (local, remote), strict=True):
-                started = time.perf_counter()
-                for _ in range(calls):
-                    function(1, "abc")
-                figures[label].append((time.perf_counter() - started) / calls * 1e6)
-        print(f"bench_remote: hit latency, small arguments, {rounds} rounds x {calls} calls")
-        for label, values in figures.items():
-            print(f"  {label:22s} {statistics.median(values):10.1f} us")
-        ratio = statistics.median(figures["S3 (moto, 127.0.0.1)"]) / statistics.median(
-            figures["local disk"]
+        import s3fs
+
+        url = f"s3://{BUCKET}/cache"
+        function = memo.decorate(body, cache_path=url)
+        array = memo.decorate(big, cache_path=url, serializer="npy")
+        fs = s3fs.S3FileSystem(use_listings_cache=False, skip_instance_cache=True)
+        small = f"{BUCKET}/small"
+        fs.pipe_file(small, b"x")
+        function(-1)  # the filesystem made, connections opened: not in the figures
+        # moto's own time a request, at no latency (max_concurrency=1: one GET, no HEAD).
+        moto = measure(proxy, Row("GET", None), 20, lambda _: fs.cat_file(small, max_concurrency=1))
+        # A first large transfer each way, unmeasured: the first is slower (memory, moto).
+        fs.pipe_file(f"{BUCKET}/warm", bytes(BIG))
+        fs.cat_file(f"{BUCKET}/warm")
+        fs.rm_file(f"{BUCKET}/warm")
+        proxy.latency = latency
+        print(
+            f"bench_remote: S3 round trips at {latency * 1e3:g} ms a request (moto on "
+            f"127.0.0.1 behind a delaying proxy; moto adds {moto.wall * 1e3:.1f} ms a request)"
         )
-        print(f"  S3 / local disk: {ratio:.0f}x")
+        rows = []
+        function(0)
+        rows.append(measure(proxy, Row("hit", 1), hits, lambda _: function(0)))
+        rows.append(measure(proxy, Row("miss+store", 4), misses, lambda n: function(1 + n)))
+
+        def mapped(number: int) -> list[int]:
+            start = 1_000_000 + number * MAP_ITEMS  # (new keys in each round)
+            return function.map(range(start, start + MAP_ITEMS), progress=False)
+
+        misses_row = Row(f"map of {MAP_ITEMS} misses", 1 + 3 * MAP_ITEMS)
+        rows.append(measure(proxy, misses_row, maps, mapped))
+        rows.append(measure(proxy, Row(f"map of {MAP_ITEMS} hits", MAP_ITEMS), maps, mapped))
+
+        store = Row(f"{BIG // 2**20} MiB npy store", None)
+        load = Row(f"{BIG // 2**20} MiB npy load", None)
+        put = Row(f"put {BIG // 2**20} MiB", None)
+        get = Row(f"get {BIG // 2**20} MiB", None)
+        data: list[bytes] = []
+
+        def raw_put(number: int) -> None:
+            fs.pipe_file(f"{BUCKET}/raw-{number}", data[0])
+
+        def raw_get(number: int) -> None:
+            fs.cat_file(f"{BUCKET}/raw-{number}")  # (s3fs's default: a HEAD, ranged GETs)
+
+        def stored(number: int) -> None:
+            array(BIG, number)
+
+        # Round by round, memo and raw s3fs alternate, so drift affects both alike.
+        for number in range(bigs):
+            data[:] = [big(BIG, number).tobytes()]
+            for row, step in ((put, raw_put), (store, stored), (get, raw_get), (load, stored)):
+                row.times.append(0.0)
+                proxy.reset()
+                started = time.perf_counter()
+                step(number)
+                row.times[-1] = time.perf_counter() - started
+                row.counts.update(proxy.counts())
+            data.clear()
+        store.raw, load.raw = put, get
+        store.floor_time = 1.1 * put.wall
+        rows += [store, load]
+        report(rows, latency)
     finally:
-        shutil.rmtree(local_dir, ignore_errors=True)
+        proxy.close()
         server.stop()
 
 
