@@ -21,8 +21,10 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 from ._config import (
     cache_skip_from_env,
+    default_location,
     disabled_from_env,
     max_size_from_env,
+    remote_settings_from_env,
     secret_keys_from_env,
 )
 from ._exceptions import ConfigError, warn_once
@@ -62,7 +64,9 @@ class _State:
     __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
 
     def __init__(self, options: Options) -> None:
-        self.store = open_store(options.cache_path)
+        where = default_location() if options.cache_path is None else options.cache_path
+        remote = remote_settings_from_env() if isinstance(where, str) else None
+        self.store = open_store(where, remote)
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
             self.store.limit_size(max_size)
@@ -329,7 +333,7 @@ class Calls(Generic[P, R]):
         self.stores += 1
         if debug:
             logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
-        if chosen.maps and self._maps(state):
+        if chosen.load_file is not None and self._maps(state):
             # A hit maps the stored file: so does the miss (a read-only memmap with "r", not
             # the writable array computed), and a call gives one kind of array either way.
             mapped = state.store.load(self._name, key, self._serializers, state.secret_keys)

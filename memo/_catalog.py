@@ -18,13 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
-from ._config import max_size_from_env, parse_duration, parse_size
+from ._config import (
+    default_location,
+    max_size_from_env,
+    parse_duration,
+    parse_size,
+    remote_settings_from_env,
+)
 from ._exceptions import ConfigError, MemoError
 from ._explain import ABSENT, changed_arguments
 from ._storage._backend import Listed
 from ._storage._entries import EntryStore
-from ._storage._open import default_location, open_store
-from ._storage._urls import check_url, is_remote
+from ._storage._open import open_store
+from ._storage._urls import is_remote, location
 
 __all__ = ["EntryInfo", "EntryNotFoundError", "FunctionInfo", "Problem", "Store", "StoreStats"]
 
@@ -140,19 +146,12 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        text = os.fspath(path)
-        if is_remote(text):
-            self._store = open_store(check_url(text))
+        where = location(path)
+        if isinstance(where, str):
+            self._store = open_store(where, remote_settings_from_env())
             self._root = _as_path(str(self._store.root))
             return
-        if "://" in text:
-            from urllib.parse import unquote, urlparse  # (file:// URLs only)
-
-            url = urlparse(text)
-            if url.scheme.lower() != "file" or url.netloc not in ("", "localhost"):
-                raise ConfigError(f"{text!r}: a file:// URL must name a local directory")
-            text = unquote(url.path)
-        root = Path(text).expanduser().absolute()
+        root = where.absolute()
         if not root.is_dir():
             if root.exists():
                 raise NotADirectoryError(f"{root} is not a directory")
@@ -341,8 +340,8 @@ class Store:
                     and store.delete(entry.name, entry.key, entry.part)
                 )
                 problems.append(Problem("damaged", path, detail, fixed))
-        for kind, location, detail, fixed in store.backend.leftovers(fix):
-            problems.append(Problem(kind, Path(location), detail, fixed))  # type: ignore[arg-type]
+        for kind, place, detail, fixed in store.backend.leftovers(fix):
+            problems.append(Problem(kind, Path(place), detail, fixed))  # type: ignore[arg-type]
         return problems
 
     def _matching(self, name: str, prefix: str) -> list[EntryInfo]:

@@ -1,22 +1,37 @@
-"""Settings read from the environment, and parsers for human-friendly option values."""
+"""Settings read from the environment, and parsers for human-friendly option values.
+
+Every ``MEMO_*`` variable is read here and nowhere else, when a memoized function is first
+called (or a ``memo.Store`` is made, or a command of the ``memo`` CLI runs); what is read is
+passed down as plain values, so ``_storage`` knows no environment.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigError
+from ._storage._urls import location
+
+if TYPE_CHECKING:
+    from ._storage._fsspec import RemoteSettings
+    from ._storage._leases import LeaseSettings
 
 __all__ = [
     "cache_skip_from_env",
     "default_cache_dir",
+    "default_location",
     "disabled_from_env",
+    "lease_settings_from_env",
     "lock_timeout_from_env",
     "max_size_from_env",
     "parse_duration",
     "parse_size",
+    "remote_settings_from_env",
     "secret_keys_from_env",
 ]
 
@@ -90,6 +105,51 @@ def secret_keys_from_env() -> list[bytes]:
     """``MEMO_SECRET_KEY``: the signing key, then (comma-separated) older keys still accepted."""
     raw = os.environ.get("MEMO_SECRET_KEY", "")
     return [part.strip().encode() for part in raw.split(",") if part.strip()]
+
+
+def default_location() -> str | Path:
+    """Where stores are by default: ``MEMO_CACHE_DIR`` (a directory or a URL, as
+    ``location`` reads it), else the platform's user cache directory joined with ``memo``."""
+    configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
+    return location(configured) if configured else default_cache_dir()
+
+
+def remote_settings_from_env() -> RemoteSettings:
+    """What remote stores are opened with: ``MEMO_STORAGE_OPTIONS`` (a JSON object of fsspec
+    storage options), ``MEMO_REMOTE_TIMEOUT`` (a limit on each operation; unset or 0: none),
+    ``MEMO_LEASE``, ``MEMO_LEASE_HEARTBEAT`` and ``MEMO_LEASE_POLL``."""
+    from ._storage._fsspec import RemoteSettings  # (fsspec itself is not imported)
+
+    raw = os.environ.get("MEMO_STORAGE_OPTIONS", "").strip()
+    try:
+        options = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        raise ConfigError(f"MEMO_STORAGE_OPTIONS is not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise ConfigError("MEMO_STORAGE_OPTIONS must be a JSON object of storage options")
+    timeout = _duration_from_env("MEMO_REMOTE_TIMEOUT") or None  # 0 means no limit
+    return RemoteSettings(options, timeout, lease_settings_from_env())
+
+
+def lease_settings_from_env() -> LeaseSettings:
+    """``MEMO_LEASE``, ``MEMO_LEASE_HEARTBEAT`` and ``MEMO_LEASE_POLL``, with the defaults."""
+    from ._storage._leases import LeaseSettings  # (remote stores only: it imports socket)
+
+    default = LeaseSettings()
+    seconds = _duration_from_env("MEMO_LEASE") or default.seconds
+    heartbeat = _duration_from_env("MEMO_LEASE_HEARTBEAT") or seconds / 4
+    poll = _duration_from_env("MEMO_LEASE_POLL") or min(default.poll, seconds / 4)
+    if heartbeat >= seconds:
+        raise ConfigError(
+            f"MEMO_LEASE_HEARTBEAT ({heartbeat:g}s) must be shorter than MEMO_LEASE "
+            f"({seconds:g}s), or every lease would expire between two renewals"
+        )
+    return LeaseSettings(seconds, heartbeat, poll)
+
+
+def _duration_from_env(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    return parse_duration(raw, what=name) if raw else None
 
 
 def default_cache_dir() -> Path:

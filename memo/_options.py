@@ -10,9 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import lock_timeout_from_env, parse_duration, parse_size
+from ._config import (
+    lock_timeout_from_env,
+    parse_duration,
+    parse_size,
+    remote_settings_from_env,
+)
 from ._exceptions import ConfigError
 from ._storage._serializers import DEFAULT, Serializer, Serializers, builtin
+from ._storage._urls import location
 
 __all__ = ["Options", "parse_options"]
 
@@ -35,7 +41,7 @@ _KNOWN = (
 class Options:
     """The validated options of one memoized function."""
 
-    cache_path: str | os.PathLike[str] | None = None
+    cache_path: str | Path | None = None  # a checked URL, or a directory (``location``)
     cache_skip: bool = False
     version: Any = None
     ignore: tuple[str, ...] = ()
@@ -128,29 +134,27 @@ def _check_simple(options: dict[str, Any]) -> None:
         raise ConfigError(f"lazy must be True or False, not {options['lazy']!r}")
 
 
-def _cache_path(cache_path: object) -> str | os.PathLike[str] | None:
-    if cache_path is not None and not isinstance(cache_path, str | os.PathLike):
+def _cache_path(cache_path: object) -> str | Path | None:
+    if cache_path is None:
+        return None
+    if not isinstance(cache_path, str | os.PathLike):
         raise ConfigError(
             f"cache_path must be a str or os.PathLike, not {type(cache_path).__name__}"
         )
-    if isinstance(cache_path, str) and "://" in cache_path:
-        if not cache_path.startswith("file://"):
-            # Any other scheme is an fsspec URL (s3://bucket/prefix): checked now, so a missing
-            # package or unknown scheme is a ConfigError at decoration, not at the first call.
-            from ._storage._urls import check_url
-
-            return check_url(cache_path)
-        cache_path = cache_path[len("file://") :]
-    if cache_path is not None:
-        _refuse_a_file(cache_path)
-    return cache_path
+    # A URL is checked now, so a missing package, an unknown scheme or bad
+    # MEMO_STORAGE_OPTIONS is a ConfigError at decoration, not at the first call.
+    where = location(cache_path)
+    if isinstance(where, str):
+        remote_settings_from_env()
+    else:
+        _refuse_a_file(where)
+    return where
 
 
-def _refuse_a_file(cache_path: str | os.PathLike[str]) -> None:
+def _refuse_a_file(path: Path) -> None:
     """A local cache_path must be a directory, or not exist yet (it is made at the first
     write): with a file there, every call would compute and store nothing, and nothing would
     say so. (A path inside a file fails at the first write, with a warning.)"""
-    path = Path(os.fspath(cache_path)).expanduser()
     try:
         mode = path.stat().st_mode
     except OSError:  # missing (made when needed) or not ours to look at: the call says

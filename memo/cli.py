@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, NoReturn
 
 import memo
+from memo._config import max_size_from_env
 
 __all__ = ["main"]
 
@@ -283,7 +284,7 @@ def _stats(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
 
 
 def _prune(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
-    if not (args.max_size or args.older_than or os.environ.get("MEMO_MAX_SIZE", "").strip()):
+    if not (args.max_size or args.older_than or max_size_from_env() is not None):
         raise _UsageError(
             "prune needs --max-size SIZE or --older-than AGE (or MEMO_MAX_SIZE set), "
             "e.g. memo prune --max-size 10GB, or memo prune --older-than 30d --dry-run"

@@ -168,3 +168,17 @@ def test_settings_set_after_decoration_apply_at_the_first_call(
         settings = backend.locks.settings
         field = {"MEMO_LEASE": "seconds", "MEMO_LEASE_HEARTBEAT": "heartbeat"}.get(name, "poll")
         assert getattr(settings, field) == parse_duration(value)
+
+
+def test_one_location_parser_for_paths_and_urls(tmp_path: Path) -> None:
+    """A cache location is a Path (``~`` expanded, a local file:// URL's unquoted path) or a
+    checked URL; a file:// URL naming another host is a ConfigError."""
+    from memo._storage._urls import location
+
+    assert location("~/cache") == Path.home() / "cache"
+    assert location(tmp_path) == tmp_path
+    assert location(f"file://{tmp_path}/a%20b") == tmp_path / "a b"
+    assert location(f"file://localhost{tmp_path}") == tmp_path
+    assert location("memory://somewhere/cache") == "memory://somewhere/cache"
+    with pytest.raises(memo.ConfigError, match="local directory"):
+        location("file://elsewhere/cache")

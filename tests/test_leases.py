@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 import memo
+from memo._config import lease_settings_from_env
 from memo._exceptions import reset_warnings
 from memo._storage._fsspec import FsspecBackend
-from memo._storage._leases import LeaseSettings, ObjectLeases, lease_settings_from_env
+from memo._storage._leases import LeaseSettings, ObjectLeases
 from memo._storage._open import forget_stores
 from tests.clusters import two_workers
 from tests.s3 import FAST, start_server

@@ -84,3 +84,18 @@ def test_no_module_over_600_lines() -> None:
         if (count := len(path.read_text().splitlines())) > 600
     }
     assert long == {}
+
+
+def test_environment_is_read_in_config_only() -> None:
+    """Every MEMO_* variable is read in memo/_config.py: no other module reads os.environ,
+    and nothing under memo/_storage imports _config (it is given plain values)."""
+    readers = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "memo").rglob("*.py")
+        if path.name != "_config.py"
+        and ("os.environ" in path.read_text() or "getenv" in path.read_text())
+    ]
+    assert readers == []
+    imports = _imports()
+    storage = [name for name in imports if name.startswith("memo._storage")]
+    assert [name for name in storage if "memo._config" in imports[name]] == []

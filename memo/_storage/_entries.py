@@ -239,7 +239,7 @@ class EntryStore(EntryChecks):
                 f"({budget.limit} bytes), so it is not stored",
             )
         written, fingerprint = self._write(
-            name, key, chosen, payload, first, size, (metadata, fixed_metadata), secret
+            name, key, chosen, payload, first, size, metadata, fixed_metadata, secret
         )
         if budget is not None:
             try:
@@ -296,22 +296,23 @@ class EntryStore(EntryChecks):
         payload: Sequence[Any],
         first: Any,
         size: int,
-        metadata: tuple[str, str],
+        metadata: str,
+        fixed: str,
         secret: bytes | None,
     ) -> tuple[int, bytes]:
         """Publish an entry holding ``payload`` (its ``first`` chunk, if it is one, and its
-        ``size``), with its (per-call, fixed) metadata: create-only after a miss, in place
+        ``size``), with its per-call and ``fixed`` metadata: create-only after a miss, in place
         otherwise. Returns the bytes written and the payload's fingerprint."""
         files = self.capabilities.files
         suffix = chosen.suffix  # (None: the payload stays inside the entry file)
         try:
             if suffix is None:
                 write, data = outgoing(
-                    files, *metadata, chosen.name, key, payload, first, size, secret
+                    files, metadata, fixed, chosen.name, key, payload, first, size, secret
                 )
             else:
                 kind = (chosen.name, chosen.field)
-                data = detached(files, *metadata, kind, key, payload, size, secret)
+                data = detached(files, metadata, fixed, kind, key, payload, size, secret)
         except ValueError as exc:  # too long for the entry format
             self._refuse(name, key, chosen, str(exc))
         absent = self._absent

@@ -30,13 +30,12 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from .._exceptions import warn_once
 from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer, is_part
-from ._leases import ObjectLeases
+from ._leases import LeaseSettings, ObjectLeases
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
-from ._urls import timeout_from_env as _timeout_from_env
 
 __all__ = ["FsspecBackend", "RemoteStoreError"]
 
@@ -73,21 +72,33 @@ class _ObjectReader:
         pass
 
 
+class RemoteSettings(NamedTuple):
+    """What a remote store is opened with (``_config`` resolves them from the environment)."""
+
+    options: Mapping[str, Any] = {}  # storage options, merged over memo's defaults
+    timeout: float | None = None  # a limit on each operation of an asynchronous filesystem
+    lease: LeaseSettings = LeaseSettings()
+
+
+_DEFAULT_SETTINGS = RemoteSettings()
+
+
 class FsspecBackend:
     """Entries under one fsspec URL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, settings: RemoteSettings | None = None) -> None:
+        settings = settings or _DEFAULT_SETTINGS
         self.root: Path | str = normalize(url)
         self._url = str(self.root)
         self.scheme = self._url.partition("://")[0]
-        self._options = storage_options(self.scheme)
-        self._timeout = _timeout_from_env()
+        self._options = storage_options(self.scheme, settings.options)
+        self._timeout = settings.timeout
         self._fs: Any = None
         self._pid = 0
         self._path = ""
         self._create_only = True
         self._filesystem()  # a missing package or bad option shows now, not at a later read
-        self.locks = ObjectLeases(self)
+        self.locks = ObjectLeases(self, settings.lease)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -31,11 +31,10 @@ import threading
 import time
 from typing import Any, NamedTuple, Protocol
 
-from .._config import parse_duration
-from .._exceptions import ConfigError, warn_once
+from .._exceptions import warn_once
 from ._locks import Claims
 
-__all__ = ["LeaseSettings", "ObjectLeases", "Objects", "lease_settings_from_env"]
+__all__ = ["LeaseSettings", "ObjectLeases", "Objects"]
 
 logger = logging.getLogger("memo")
 _FIRST_PAUSE = 0.02
@@ -49,25 +48,6 @@ class LeaseSettings(NamedTuple):
     seconds: float = 60.0
     heartbeat: float = 15.0
     poll: float = 1.0
-
-
-def lease_settings_from_env() -> LeaseSettings:
-    """``MEMO_LEASE``, ``MEMO_LEASE_HEARTBEAT`` and ``MEMO_LEASE_POLL``, with the defaults."""
-
-    def read(name: str) -> float | None:
-        raw = os.environ.get(name, "").strip()
-        return parse_duration(raw, what=name) if raw else None
-
-    default = LeaseSettings()
-    seconds = read("MEMO_LEASE") or default.seconds
-    heartbeat = read("MEMO_LEASE_HEARTBEAT") or seconds / 4
-    poll = read("MEMO_LEASE_POLL") or min(default.poll, seconds / 4)
-    if heartbeat >= seconds:
-        raise ConfigError(
-            f"MEMO_LEASE_HEARTBEAT ({heartbeat:g}s) must be shorter than MEMO_LEASE "
-            f"({seconds:g}s), or every lease would expire between two renewals"
-        )
-    return LeaseSettings(seconds, heartbeat, poll)
 
 
 class Objects(Protocol):
@@ -158,7 +138,7 @@ class ObjectLeases:
 
     def __init__(self, objects: Objects, settings: LeaseSettings | None = None) -> None:
         self._objects = objects
-        self.settings = settings if settings is not None else lease_settings_from_env()
+        self.settings = settings or LeaseSettings()
         self.enabled = True  # False once the backend turned out to have no create-only writes
         self._pid = os.getpid()
         self._claims = Claims()

@@ -4,41 +4,35 @@ locks and leases are shared by every function using it."""
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .._config import default_cache_dir
 from ._disk import DiskBackend
 from ._entries import EntryStore
-from ._urls import is_remote, normalize
+from ._urls import normalize
 
-__all__ = ["default_location", "forget_stores", "open_store"]
+if TYPE_CHECKING:
+    from ._fsspec import RemoteSettings
+
+__all__ = ["forget_stores", "open_store"]
 
 _shared: dict[str, EntryStore] = {}
 _shared_lock = threading.Lock()
 
 
-def default_location() -> str | Path:
-    """Where stores are by default: ``MEMO_CACHE_DIR`` (a directory or a URL), else the
-    platform's user cache directory joined with ``memo``."""
-    configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
-    return configured if is_remote(configured) else default_cache_dir()
-
-
-def open_store(root: str | os.PathLike[str] | None = None) -> EntryStore:
-    """The one store of this process at ``root`` (a directory, or an fsspec URL; by default
-    ``default_location()``)."""
-    text = os.fspath(default_location() if root is None else root)
-    remote = is_remote(text)
-    where = normalize(text) if remote else str(Path(text).expanduser().absolute())
+def open_store(root: str | Path, remote: RemoteSettings | None = None) -> EntryStore:
+    """The one store of this process at ``root`` (a directory, or an fsspec URL, as
+    ``location`` gives them), opened with the ``remote`` settings if it is a URL and the
+    first opener (by default, none: memo's defaults)."""
+    where = normalize(root) if isinstance(root, str) else str(root.absolute())
     with _shared_lock:
         store = _shared.get(where)
         if store is None:
-            if remote:
-                from ._fsspec import FsspecBackend  # fsspec only for a URL
+            if isinstance(root, str):
+                from ._fsspec import FsspecBackend, RemoteSettings  # fsspec only for a URL
 
-                store = EntryStore(FsspecBackend(where))
+                store = EntryStore(FsspecBackend(where, remote or RemoteSettings()))
             else:
                 store = EntryStore(DiskBackend(where))
             _shared[where] = store

@@ -1,19 +1,15 @@
 """Store URLs (``s3://bucket/prefix``, ``memory://name``): telling them from paths, checking
 that fsspec and the backend's package are installed, and the storage options to open them
-with. Cheap to import: fsspec is imported only when a URL is checked or opened.
+with, and ``location``: the one reading of a cache location (a URL or a directory). Cheap to
+import: fsspec is imported only when a URL is checked or opened.
 
-Configuration, read when a URL's store is first used in a process:
-
-- ``MEMO_STORAGE_OPTIONS``: a JSON object passed to the fsspec filesystem (e.g.
-  ``{"endpoint_url": "http://minio:9000", "anon": false}``); nested objects are merged into
-  the defaults. For ``s3://`` the defaults are ``config_kwargs={"connect_timeout": 5,
-  "read_timeout": 30, "retries": {"total_max_attempts": 2, "mode": "standard"}}`` (two
-  attempts per request) and ``use_listings_cache=False`` (another machine's writes must be
-  seen). The endpoint, credentials and region come from the usual AWS settings
-  (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``~/.aws/config``, ...), in child processes too.
-- ``MEMO_REMOTE_TIMEOUT``: a hard limit on each store operation (``"2m"``, seconds) for
-  asynchronous backends (s3, gs, az, http); unset by default, since a large value can take
-  long to transfer.
+Storage options given (``MEMO_STORAGE_OPTIONS``, resolved by ``_config``) are merged into
+the defaults, nested objects too. For ``s3://`` the defaults are
+``config_kwargs={"connect_timeout": 5, "read_timeout": 30, "retries": {"total_max_attempts": 2,
+"mode": "standard"}}`` (two attempts per request) and ``use_listings_cache=False`` (another
+machine's writes must be seen). The endpoint, credentials and region come from the usual AWS
+settings (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``~/.aws/config``, ...), in child
+processes too.
 """
 
 from __future__ import annotations
@@ -21,13 +17,12 @@ from __future__ import annotations
 import copy
 import importlib
 import importlib.util
-import json
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from .._config import parse_duration
 from .._exceptions import ConfigError
 
 __all__ = [
@@ -39,7 +34,6 @@ __all__ = [
     "normalize",
     "scheme_of",
     "storage_options",
-    "timeout_from_env",
 ]
 
 HINT = 'pip install "memo-cache[remote]"'
@@ -94,7 +88,7 @@ def check_url(url: str) -> str:
     """The normalized URL, if fsspec knows its scheme and its backend package is installed.
 
     Raises ``MissingPackageError`` (a ``ConfigError`` and an ``ImportError``) with the install
-    hint, or ``ConfigError`` for an unknown scheme or bad ``MEMO_STORAGE_OPTIONS``.
+    hint, or ``ConfigError`` for an unknown scheme.
     """
     scheme = scheme_of(url)
     if scheme is None:
@@ -111,23 +105,29 @@ def check_url(url: str) -> str:
         if module and importlib.util.find_spec(module) is None:
             why = known.get("err") or f"install {module}"
             raise MissingPackageError(f"cache_path={url!r}: {why} ({HINT} for S3)")
-    storage_options(scheme)  # a bad MEMO_STORAGE_OPTIONS is reported now, not at a call
     return normalize(url)
 
 
-def storage_options(scheme: str) -> dict[str, Any]:
-    """memo's defaults for a protocol, with ``MEMO_STORAGE_OPTIONS`` merged over them."""
-    options = copy.deepcopy(_DEFAULTS.get(scheme, {}))
-    raw = os.environ.get("MEMO_STORAGE_OPTIONS", "").strip()
-    if not raw:
-        return options
-    try:
-        given = json.loads(raw)
-    except ValueError as exc:
-        raise ConfigError(f"MEMO_STORAGE_OPTIONS is not valid JSON: {exc}") from None
-    if not isinstance(given, dict):
-        raise ConfigError("MEMO_STORAGE_OPTIONS must be a JSON object of storage options")
-    return _merge(options, given)
+def location(path: str | os.PathLike[str]) -> str | Path:
+    """A cache location as memo uses it: an fsspec URL, checked and normalized (``check_url``),
+    or a local directory's ``Path`` (``~`` expanded; from a ``file://`` URL, its unquoted
+    path, which must be local). ``ConfigError`` for a URL memo cannot open."""
+    text = os.fspath(path)
+    if is_remote(text):
+        return check_url(text)
+    if "://" in text:
+        from urllib.parse import unquote, urlparse  # (file:// URLs only)
+
+        url = urlparse(text)
+        if url.scheme.lower() != "file" or url.netloc not in ("", "localhost"):
+            raise ConfigError(f"{text!r}: a file:// URL must name a local directory")
+        text = unquote(url.path)
+    return Path(text).expanduser()
+
+
+def storage_options(scheme: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """memo's defaults for a protocol, with the ``given`` options merged over them."""
+    return _merge(copy.deepcopy(_DEFAULTS.get(scheme, {})), given)
 
 
 def _merge(base: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,11 +137,3 @@ def _merge(base: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
         else:
             base[name] = value
     return base
-
-
-def timeout_from_env() -> float | None:
-    """``MEMO_REMOTE_TIMEOUT`` in seconds, or None for no limit."""
-    raw = os.environ.get("MEMO_REMOTE_TIMEOUT", "").strip()
-    if not raw:
-        return None
-    return parse_duration(raw, what="MEMO_REMOTE_TIMEOUT") or None  # 0 means no limit
