@@ -180,11 +180,14 @@ class FsspecBackend:
         return _ObjectReader(self, path, size)
 
     def exists(self, name: str, key: str) -> bool:
-        """Whether the entry object is there (False if unreachable)."""
+        """Whether the entry object is there (False if unreachable): one ranged GET of its
+        first byte. (fsspec's ``exists`` costs s3fs a HEAD and, for a missing object, which is
+        the usual answer, a LIST as well, to see whether it is a directory.)"""
         try:
-            return bool(self._call("exists", self._object(name, key)))
+            self._read(self._object(name, key), 0, 1)
         except Exception:
             return False
+        return True
 
     def warn_unreadable(self, name: str, key: str, exc: OSError) -> None:
         """One warning per store and kind of error; values are recomputed meanwhile."""

@@ -1,0 +1,149 @@
+"""S3 round trips per operation: memo against moto through a counting proxy (``S3Proxy``).
+
+A hit is one GET and ``map`` of stored items one GET each: their floors. A miss that stores
+is held to what it costs today, six requests (the GET that misses, the lease's create-only
+PUT, one GET asking whether another caller stored the entry meanwhile, the entry's PUT, a GET
+of the lease before its DELETE), so a regression fails here; its floor is four (without the
+two GETs), and ``map`` of missing items could list the store once and need three requests per
+item. Every figure is a round trip to the bucket, tens of milliseconds on a real endpoint.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import s3fs
+
+import memo
+from memo._storage._open import forget_stores
+from tests.s3 import FAST
+from tests.s3_proxy import S3Proxy
+
+_ITEMS = 100
+
+
+@pytest.fixture
+def proxy(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Proxy]:
+    """A counting proxy (no latency) in front of the session's moto server, which memo's
+    stores opened from now on talk to."""
+    with S3Proxy(endpoint) as proxy:
+        # endpoint_url among the storage options: fsspec caches filesystems by their
+        # options, so this proxy's port gives memo a new filesystem, never one made for the
+        # moto server itself (AWS_ENDPOINT_URL alone would be ignored by a cached one).
+        options = {**FAST, "endpoint_url": proxy.url}
+        monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(options))
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        forget_stores()
+        yield proxy
+        forget_stores()
+
+
+def _double(x: int) -> int:
+    return x * 2
+
+
+def _ones(n: int) -> Any:
+    return np.ones(n, dtype=np.uint8)
+
+
+def _measured(proxy: S3Proxy, what: str) -> str:
+    """The requests since the last reset, for a failure message."""
+    counts = dict(sorted(proxy.counts().items()))
+    up, down = proxy.transferred()
+    return f"{what}: {sum(counts.values())} requests {counts}, {up} bytes up, {down} down"
+
+
+def test_the_proxy_sees_memos_requests(proxy: S3Proxy, url: str) -> None:
+    """A memoized call on the S3 store goes through the proxy (else every count is moot)."""
+    double = memo.decorate(_double, cache_path=url)
+    assert double(3) == 6
+    assert proxy.total() > 0, "memo's filesystem does not talk to the proxy"
+
+
+def test_the_proxy_forwards_large_and_multipart_bodies(proxy: S3Proxy, bucket: str) -> None:
+    """A 100 MiB multipart upload passes through the proxy whole and reads back equal."""
+    fs = s3fs.S3FileSystem(endpoint_url=proxy.url, skip_instance_cache=True)
+    data = np.random.default_rng(0).integers(0, 256, 100 * 2**20 + 1, np.uint8).tobytes()
+    fs.pipe_file(f"{bucket}/big", data)  # (over twice s3fs's 50 MiB chunk: multipart)
+    assert proxy.counts()["POST"] == 2  # created and completed
+    assert fs.cat_file(f"{bucket}/big") == data
+    assert proxy.transferred()[0] >= len(data)
+
+
+def test_a_hit_is_one_get(proxy: S3Proxy, url: str) -> None:
+    """A hit on a stored entry is one GET, its floor."""
+    double = memo.decorate(_double, cache_path=url)
+    double(1)
+    proxy.reset()
+    assert double(1) == 2
+    assert proxy.counts() == collections.Counter(GET=1), _measured(proxy, "hit")
+
+
+def test_a_miss_that_stores_is_six_requests_none_a_head_or_a_list(proxy: S3Proxy, url: str) -> None:
+    """A miss that stores: GET (miss), PUT (lease), GET (stored meanwhile?), PUT (entry), GET
+    and DELETE (lease); no HEAD or LIST (s3fs's exists would send both)."""
+    double = memo.decorate(_double, cache_path=url)
+    proxy.reset()
+    assert double(1) == 2
+    today = collections.Counter(GET=3, PUT=2, DELETE=1)
+    assert proxy.counts() == today, _measured(proxy, "miss+store")
+
+
+def test_map_of_misses_is_at_most_seven_requests_per_item(proxy: S3Proxy, url: str) -> None:
+    """``map`` of missing items: one GET to plan each, then a miss that stores each (six), and
+    no HEAD or LIST."""
+    double = memo.decorate(_double, cache_path=url)
+    proxy.reset()
+    assert double.map(range(_ITEMS), progress=False) == [x * 2 for x in range(_ITEMS)]
+    counts = proxy.counts()
+    message = _measured(proxy, f"map of {_ITEMS} misses")
+    assert counts["HEAD"] == counts["LIST"] == 0, message
+    assert sum(counts.values()) <= 7 * _ITEMS, message
+
+
+def test_map_of_hits_is_one_get_each(proxy: S3Proxy, url: str) -> None:
+    """``map`` of stored items is one GET each, its floor."""
+    double = memo.decorate(_double, cache_path=url)
+    double.map(range(_ITEMS), progress=False)
+    proxy.reset()
+    assert double.map(range(_ITEMS), progress=False) == [x * 2 for x in range(_ITEMS)]
+    assert proxy.counts() == collections.Counter(GET=_ITEMS), _measured(proxy, "map of hits")
+
+
+def test_is_cached_is_one_request(proxy: S3Proxy, url: str) -> None:
+    """``is_cached`` costs one request, stored or not."""
+    double = memo.decorate(_double, cache_path=url)
+    double(1)
+    proxy.reset()
+    assert double.is_cached(1)
+    assert not double.is_cached(2)
+    assert proxy.total() <= 2, _measured(proxy, "is_cached, stored and not")
+
+
+def test_listing_entries_is_one_list(proxy: S3Proxy, url: str) -> None:
+    """Listing a store's entries is one LIST."""
+    double = memo.decorate(_double, cache_path=url)
+    double.map(range(3), progress=False)
+    proxy.reset()
+    assert len(memo.Store(url).entries()) == 3
+    assert proxy.counts() == collections.Counter(LIST=1), _measured(proxy, "Store.entries()")
+
+
+def test_a_10_mb_array_is_uploaded_once_and_read_in_one_get(proxy: S3Proxy, url: str) -> None:
+    """A 10 MB result is uploaded once (as a miss costs today) and loaded in one GET."""
+    size = 10 * 2**20
+    ones = memo.decorate(_ones, cache_path=url)  # (the default serializer)
+    proxy.reset()
+    assert ones(size).sum() == size
+    counts, (up, _) = proxy.counts(), proxy.transferred()
+    message = _measured(proxy, "10 MB store")
+    assert counts == collections.Counter(GET=3, PUT=2, DELETE=1), message
+    assert size <= up < size * 1.01, message  # the value once, and the small lease
+    proxy.reset()
+    assert ones(size).sum() == size
+    assert proxy.counts() == collections.Counter(GET=1), _measured(proxy, "10 MB load")
