@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from ._backend import is_part
 from ._cacheable import is_cacheable
 
 __all__ = [
@@ -353,8 +354,6 @@ class Traits(NamedTuple):
 
 
 _NAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
-_SUFFIX = re.compile(r"\.[A-Za-z0-9_]{1,16}")
-_RESERVED = (".memo", ".d")  # the record's own suffix, and a Cacheable's directory
 
 
 def traits(serializer: Serializer) -> Traits:
@@ -366,9 +365,7 @@ def traits(serializer: Serializer) -> Traits:
             f"a serializer's name must be 1-64 ASCII letters, digits or _.+-, not {name!r}"
         )
     suffix = getattr(serializer, "suffix", None)
-    if suffix is not None and (
-        not isinstance(suffix, str) or not _SUFFIX.fullmatch(suffix) or suffix in _RESERVED
-    ):
+    if suffix is not None and (not isinstance(suffix, str) or not is_part(suffix)):
         raise ValueError(
             f"the serializer {name!r} declares suffix={suffix!r}: a payload file's suffix is a "
             "dot and 1-16 letters, digits or _ (not .memo or .d), or None"
