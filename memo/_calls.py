@@ -1,5 +1,6 @@
-"""What happens on a call of a memoized function: bind and key it, look it up, or compute it
-under its key's lease and store it.
+"""``CallPath``: what happens on a call of a memoized function: bind and key it, look it up,
+or compute it under its key's lease and store it; ``call`` and ``acall`` (for an ``async def``)
+side by side, sharing named steps.
 
 Data flows one way: a call is bound and encoded into a key (``_keys``), then looked up in, or
 computed and written to, a store (``_storage``). Everything that can be decided once (options,
@@ -9,15 +10,13 @@ cache hit does only: bind, encode, hash, open, verify, load.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
 from time import perf_counter_ns, time_ns
-from typing import Any, Generic, ParamSpec, TypeVar, cast
+from typing import Any
 
 from ._config import (
     cache_skip_from_env,
@@ -27,10 +26,8 @@ from ._config import (
     remote_settings_from_env,
     secret_keys_from_env,
 )
-from ._exceptions import ConfigError, warn_once
-from ._keys._bytes import Context
-from ._keys._canonical import add_rules, encode_into
-from ._keys._key import EXTRA, NO_EXTRA, KeyMaker, named_function
+from ._exceptions import warn_once
+from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
 from ._lazy import collecting, stop_collecting
 from ._options import Options
 from ._storage._backend import MISS, StoreError, sanitize
@@ -38,10 +35,8 @@ from ._storage._entries import EntryExistsError
 from ._storage._open import open_store
 from ._version import __version__
 
-__all__ = ["Calls"]
+__all__ = ["CallPath", "State"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 logger = logging.getLogger("memo")
 # Metadata attached with memo.add_metadata: anything JSON cannot encode is shown as its str().
 _USER_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
@@ -58,7 +53,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-class _State:
+class State:
     """What the first call settles: the store, signing keys and the environment switches."""
 
     __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
@@ -77,92 +72,97 @@ class _State:
         self.secret: bytes | None = keys[0] if keys else None
 
 
-class Calls(Generic[P, R]):
-    """The call path of ``Memoized`` (its base): the state a call needs, and the call."""
+class CallPath:
+    """The call path a memoized function holds: its key maker, the state its first call
+    settles, its counts, and the call itself, ``call`` and ``acall`` side by side."""
 
-    def __init__(self, func: Callable[P, R], options: Options) -> None:
-        named = named_function(func)
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise ConfigError(
-                f"{named.__qualname__} is a generator function; memo cannot store a generator. "
-                "Return a list (or other concrete value) instead and decorate that function."
-            )
-        if not callable(func):
-            raise ConfigError(f"memo can only decorate functions, not {type(func).__name__}")
-        if not hasattr(named, "__qualname__"):
-            # Entries are named after the function, and a callable object's state is not
-            # part of its code fingerprint, so two instances would share results.
-            raise ConfigError(
-                f"memo can only decorate functions, not an instance of {type(named).__qualname__}; "
-                "decorate its class's __call__ method instead"
-            )
-        self.__memo_wrapped__ = func
-        functools.update_wrapper(self, named)
-        self.__wrapped__ = func  # a partial's signature, not its function's
-        self._func = func
-        self._options = options
-        self._maker = KeyMaker(
-            func, ignore=options.ignore, version=options.version, key=options.key
-        )
-        self._name = sanitize(named.__qualname__)
-        self._serializers = options.serializers
+    def __init__(self, func: Callable[..., Any], options: Options, qualname: str) -> None:
+        self.func = func
+        self.options = options
+        self.maker = KeyMaker(func, ignore=options.ignore, version=options.version, key=options.key)
+        self.name = sanitize(qualname)
+        self.serializers = options.serializers
+        self.max_age = options.max_age
         self._validate = options.validate
-        self._max_age = options.max_age
         self._lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
-        self._state: _State | None = None
-        self._declares_extra = self._maker.declares_extra
-        self._plain = self._max_age is None and self._validate is None
+        self.state: State | None = None
+        self._declares_extra = self.maker.declares_extra
+        self._plain = self.max_age is None and self._validate is None
         # The metadata shared by this process's entries, with the pid and the code fingerprint
         # it was made for (a rebound global takes the fingerprint anew).
         self._fixed: tuple[int, str, str] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
 
-    def _setup(self) -> _State:
-        state = self._state
+    def setup(self) -> State:
+        """The state, settled at the first call (every MEMO_* setting is read then)."""
+        state = self.state
         if state is None:
-            # Every MEMO_* setting is read at the first call (set before the state is, so a
-            # thread that sees the state sees the timeout).
-            self._lock_timeout = self._options.effective_lock_timeout()
-            state = self._state = _State(self._options)
+            # (The timeout is set before the state is, so a thread that sees the state sees it.)
+            self._lock_timeout = self.options.effective_lock_timeout()
+            state = self.state = State(self.options)
         return state
 
     # --- calling -------------------------------------------------------------------------
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        state = self._state or self._setup()
+    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A call of a ``def`` (``kwargs`` is the call's own dict: an undeclared
+        ``_extra_cache_key`` is taken out of it)."""
+        state = self.state or self.setup()
         extra = self._extra(kwargs)
         if state.disabled:
-            return self._func(*args, **kwargs)
-        key, labels, values = self._maker.bind(args, kwargs, extra)
+            return self.func(*args, **kwargs)
+        key, labels, values = self.maker.bind(args, kwargs, extra)
         if not state.skip:
             if self._plain:
                 # The hit path with no expiry or validation: nothing but load (and check the
-                # signature). (Annotated, not cast(): typing.cast is a function call on every hit.)
-                hit: R = state.store.load(self._name, key, self._serializers, state.secret_keys)
+                # signature).
+                hit = state.store.load(self.name, key, self.serializers, state.secret_keys)
                 if hit is not MISS:
                     self.hits += 1
                     if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug("hit %s %s", self._maker.qualname, key[:12])
+                        logger.debug("hit %s %s", self.maker.qualname, key[:12])
                     return hit
             else:
-                value = self._lookup(state, key)
+                value = self.lookup(state, key)
                 if value is not MISS:
-                    return cast(R, value)
-        computed: R = self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
-        return computed
+                    return value
+        return self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
 
-    async def _acall(self, *args: Any, **kwargs: Any) -> Any:
-        """``__call__`` for an ``async def``, step for step: the awaited value is stored."""
-        state = self._state or self._setup()
+    async def acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``call`` for an ``async def``, step for step: the awaited value is stored."""
+        state = self.state or self.setup()
         extra = self._extra(kwargs)
         if state.disabled:
-            return await self._func(*args, **kwargs)  # type: ignore[misc]
-        key, labels, values = self._maker.bind(args, kwargs, extra)
+            return await self.func(*args, **kwargs)
+        key, labels, values = self.maker.bind(args, kwargs, extra)
         if not state.skip:
-            value = self._lookup(state, key)
+            value = self.lookup(state, key)
             if value is not MISS:
                 return value
         return await self._acompute(state, key, args, kwargs, labels, values, extra, state.skip)
+
+    def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Compute a call whether stored or not, and store it over the old entry."""
+        state = self.setup()
+        call_kwargs, extra = self.maker.split_extra(kwargs)
+        if state.disabled:
+            return self.func(*args, **call_kwargs)  # MEMO_DISABLE: nothing is stored
+        key, labels, values = self.maker.bind(args, call_kwargs, extra)
+        return self._compute(state, key, args, call_kwargs, labels, values, extra, True)
+
+    async def arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``refresh`` for an ``async def``."""
+        state = self.setup()
+        call_kwargs, extra = self.maker.split_extra(kwargs)
+        if state.disabled:
+            return await self.func(*args, **call_kwargs)
+        key, labels, values = self.maker.bind(args, call_kwargs, extra)
+        return await self._acompute(state, key, args, call_kwargs, labels, values, extra, True)
+
+    def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The cache key of a call (its keywords left as they are)."""
+        call_kwargs, extra = self.maker.split_extra(kwargs)
+        return self.maker.key(args, call_kwargs, extra)
 
     def _extra(self, kwargs: dict[str, Any]) -> Any:
         """Take an undeclared ``_extra_cache_key`` out of a call's keywords."""
@@ -170,22 +170,21 @@ class Calls(Generic[P, R]):
             return kwargs.pop(EXTRA)
         return NO_EXTRA
 
-    def _lookup(self, state: _State, key: str) -> Any:
-        value = state.store.load(
-            self._name, key, self._serializers, state.secret_keys, self._max_age
-        )
+    def lookup(self, state: State, key: str) -> Any:
+        """The stored, unexpired and valid value of a key (counted as a hit), or ``MISS``."""
+        value = state.store.load(self.name, key, self.serializers, state.secret_keys, self.max_age)
         if value is MISS:
             return MISS
         if self._validate is not None and not self._passes(value, key, cached=True):
             return MISS
         self.hits += 1
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("hit %s %s", self._maker.qualname, key[:12])
+            logger.debug("hit %s %s", self.maker.qualname, key[:12])
         return value
 
     def _compute(
         self,
-        state: _State,
+        state: State,
         key: str,
         args: Any,
         kwargs: Any,
@@ -198,7 +197,7 @@ class Calls(Generic[P, R]):
         ``values``: the bound arguments, from ``KeyMaker.bind``)."""
         locks = state.store.locks  # (they make the directory if the store has not written yet)
         try:
-            claim, held = locks.acquire(key, self._lock_timeout, self._name)
+            claim, held = locks.acquire(key, self._lock_timeout, self.name)
         except (OSError, StoreError):
             claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
@@ -208,7 +207,7 @@ class Calls(Generic[P, R]):
             debug = self._note_miss(key, skip)
             collected, token, started = self._begin()
             try:
-                value = self._func(*args, **kwargs)
+                value = self.func(*args, **kwargs)
             finally:
                 elapsed_ns = self._end(token, started)
             return self._store(
@@ -220,7 +219,7 @@ class Calls(Generic[P, R]):
 
     async def _acompute(
         self,
-        state: _State,
+        state: State,
         key: str,
         args: Any,
         kwargs: Any,
@@ -232,7 +231,7 @@ class Calls(Generic[P, R]):
         """``_compute`` for an ``async def``: the lock is waited for without blocking the loop."""
         locks = state.store.locks
         try:
-            held = await locks.acquire_async(key, self._lock_timeout, self._name)
+            held = await locks.acquire_async(key, self._lock_timeout, self.name)
         except (OSError, StoreError):
             held = False
         try:
@@ -242,7 +241,7 @@ class Calls(Generic[P, R]):
             debug = self._note_miss(key, skip)
             collected, token, started = self._begin()
             try:
-                value = await self._func(*args, **kwargs)  # type: ignore[misc]
+                value = await self.func(*args, **kwargs)
             finally:
                 elapsed_ns = self._end(token, started)
             return self._store(
@@ -252,13 +251,13 @@ class Calls(Generic[P, R]):
             if held:
                 locks.release_async(key)
 
-    def _stored_meanwhile(self, state: _State, key: str, held: bool, skip: bool) -> Any:
+    def _stored_meanwhile(self, state: State, key: str, held: bool, skip: bool) -> Any:
         """The entry another process stored while we waited for the lock, or ``MISS`` (asked
         first whether it exists: the usual answer, no entry, then costs no open)."""
-        if held and not skip and state.store.exists(self._name, key):
-            return self._lookup(state, key)
+        if held and not skip and state.store.exists(self.name, key):
+            return self.lookup(state, key)
         if not held:
-            logger.debug("no lock for %s %s; computing anyway", self._maker.qualname, key[:12])
+            logger.debug("no lock for %s %s; computing anyway", self.maker.qualname, key[:12])
         return MISS
 
     @staticmethod
@@ -281,12 +280,12 @@ class Calls(Generic[P, R]):
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
             what = "skip (recomputing)" if skip else "miss"
-            logger.debug("%s %s %s", what, self._maker.qualname, key[:12])
+            logger.debug("%s %s %s", what, self.maker.qualname, key[:12])
         return debug
 
     def _store(
         self,
-        state: _State,
+        state: State,
         key: str,
         value: Any,
         labels: Any,
@@ -303,46 +302,46 @@ class Calls(Generic[P, R]):
             return value
         try:
             members = (
-                f'"key":"{key}",{self._maker.describe(labels, values, extra)},'
+                f'"key":"{key}",{self.maker.describe(labels, values, extra)},'
                 # Seconds as JSON numbers with an exponent: formatting a float costs more.
                 f'"created":{time_ns()}e-9,"compute_seconds":{elapsed_ns}e-9'
             )
             if user:
                 members += f',"user":{_user_json(user)}'
-            chosen = self._serializers.for_value(value)
+            chosen = self.serializers.for_value(value)
             fixed = self._fixed
-            code = self._maker.code_fingerprint
+            code = self.maker.code_fingerprint
             # (_process_id, not os.getpid(): a system call)
             if fixed is None or fixed[0] != _process_id or fixed[1] != code:
                 fixed = self._fixed = (_process_id, code, self._fixed_members())
-            state.store.save(self._name, key, value, members, chosen, fixed[2], state.secret)
+            state.store.save(self.name, key, value, members, chosen, fixed[2], state.secret)
         except EntryExistsError:
-            stored = self._lookup(state, key)
+            stored = self.lookup(state, key)
             if debug:
-                logger.debug("%s %s was stored meanwhile", self._maker.qualname, key[:12])
+                logger.debug("%s %s was stored meanwhile", self.maker.qualname, key[:12])
             return value if stored is MISS else stored
         except StoreError as exc:
             self.errors += 1
             warn_once(
-                ("store", self._maker.qualname, type(exc.__cause__).__name__),
-                f"memo: could not cache the result of {self._maker.qualname}: {exc}. "
+                ("store", self.maker.qualname, type(exc.__cause__).__name__),
+                f"memo: could not cache the result of {self.maker.qualname}: {exc}. "
                 "The result was returned but not stored; later calls recompute it.",
-                stacklevel=5,
+                stacklevel=6,
             )
             return value
         self.stores += 1
         if debug:
-            logger.debug("stored %s %s (%.3fs)", self._maker.qualname, key[:12], elapsed_ns / 1e9)
+            logger.debug("stored %s %s (%.3fs)", self.maker.qualname, key[:12], elapsed_ns / 1e9)
         if chosen.load_file is not None and self._maps(state):
             # A hit maps the stored file: so does the miss (a read-only memmap with "r", not
             # the writable array computed), and a call gives one kind of array either way.
-            mapped = state.store.load(self._name, key, self._serializers, state.secret_keys)
+            mapped = state.store.load(self.name, key, self.serializers, state.secret_keys)
             if mapped is not MISS:
                 return mapped
         return value
 
     @staticmethod
-    def _maps(state: _State) -> bool:
+    def _maps(state: State) -> bool:
         """Whether hits on this store memory-map (signed entries and remote ones are read)."""
         return not state.secret_keys and state.store.capabilities.mmap
 
@@ -359,10 +358,10 @@ class Calls(Generic[P, R]):
             where = "a cached value" if cached else "a freshly computed value"
             what = "recomputed" if cached else "returned but not stored"
             warn_once(
-                ("validate", self._maker.qualname, key, str(cached)),
-                f"memo: {where} of {self._maker.qualname} failed validation ({reason}); "
+                ("validate", self.maker.qualname, key, str(cached)),
+                f"memo: {where} of {self.maker.qualname} failed validation ({reason}); "
                 f"it is {what}",
-                stacklevel=5,
+                stacklevel=6,
             )
         return ok
 
@@ -370,24 +369,14 @@ class Calls(Generic[P, R]):
         """The metadata members shared by all of this process's entries, as JSON text (``_store``
         keeps it with the pid it holds; the rest, the call's own, it builds as text)."""
         members = {
-            "function": self._maker.qualname,
-            "name": self._name,
+            "function": self.maker.qualname,
+            "name": self.name,
             "memo": __version__,
             "python": _PYTHON_VERSION,
             "pid": _process_id,
-            "components": self._maker.components(),
+            "components": self.maker.components(),
         }
         return json.dumps(members, separators=(",", ":"))[1:-1]
-
-
-def _memoized_value(obj: Calls[Any, Any], out: bytearray, ctx: Context) -> None:
-    # A memoized function passed as an argument (or held in a global dict of routes) computes
-    # what the function it wraps computes: it is keyed by that function's code fingerprint.
-    out += b"Y"
-    encode_into(obj.__memo_wrapped__, out, ctx)
-
-
-add_rules({}, [(Calls, _memoized_value)])
 
 
 def _user_json(items: dict[str, Any]) -> str:

@@ -9,9 +9,8 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._exceptions import ConfigError
 from ._keys._key import named_function
-from ._memoized import Memoized
+from ._memoized import AsyncMemoized, LazyMemoized, Memoized
 from ._options import parse_options
-from ._variants import AsyncMemoized, LazyMemoized
 
 __all__ = ["cache", "decorate"]
 

@@ -1,26 +1,34 @@
 """``Memoized``: the wrapper ``memo.cache`` returns, and its methods to inspect and manage its
-cache (keys, lookups without computing, refresh, lazy handles, batches, explanations)."""
+cache (keys, lookups without computing, refresh, lazy handles, batches, explanations); with its
+two variants chosen at decoration, ``AsyncMemoized`` (an ``async def``) and ``LazyMemoized``
+(``lazy=True``). Each holds a ``CallPath``, which makes the calls."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
+from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._bound import BoundMemoized
-from ._calls import Calls
+from ._calls import CallPath, State
+from ._exceptions import ConfigError, MemoError
 from ._explain import explain_text
+from ._keys._bytes import Context
+from ._keys._canonical import add_rules, encode_into
+from ._keys._key import named_function
 from ._lazy import Lazy, stored_fingerprint
-from ._map import run_map
+from ._map import arun_map, run_map
 from ._options import Options
 from ._storage._backend import MISS
 from ._storage._cacheable import resolve_qualified
 from ._storage._entries import EntryStore
 from ._storage._serializers import PickleSerializer
 
-__all__ = ["CacheInfo", "Memoized"]
+__all__ = ["AsyncMemoized", "CacheInfo", "LazyMemoized", "Memoized"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -36,7 +44,7 @@ class CacheInfo(NamedTuple):
     errors: int
 
 
-class Memoized(Calls[P, R]):
+class Memoized(Generic[P, R]):
     """A function whose results are stored and reused across calls, processes and runs.
 
     Call it like the function. It keeps the function's ``__name__``, ``__doc__``,
@@ -46,6 +54,32 @@ class Memoized(Calls[P, R]):
     __name__: str
     __qualname__: str
     __wrapped__: Callable[P, R]
+
+    def __init__(self, func: Callable[P, R], options: Options) -> None:
+        named = named_function(func)
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise ConfigError(
+                f"{named.__qualname__} is a generator function; memo cannot store a generator. "
+                "Return a list (or other concrete value) instead and decorate that function."
+            )
+        if not callable(func):
+            raise ConfigError(f"memo can only decorate functions, not {type(func).__name__}")
+        if not hasattr(named, "__qualname__"):
+            # Entries are named after the function, and a callable object's state is not
+            # part of its code fingerprint, so two instances would share results.
+            raise ConfigError(
+                f"memo can only decorate functions, not an instance of {type(named).__qualname__}; "
+                "decorate its class's __call__ method instead"
+            )
+        self.__memo_wrapped__ = func
+        functools.update_wrapper(self, named)
+        self.__wrapped__ = func  # a partial's signature, not its function's
+        self._calls = CallPath(func, options, named.__qualname__)
+        self._maker = self._calls.maker  # (read by every verb)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        value: R = self._calls.call(args, kwargs)  # (annotated: cast() is a call on every hit)
+        return value
 
     def __repr__(self) -> str:
         return f"<memo.Memoized {self._maker.qualname}>"
@@ -61,7 +95,7 @@ class Memoized(Calls[P, R]):
             return (resolve_qualified, (self.__module__, self.__qualname__))
         # A script's __main__ is not another process's: send the function itself (cloudpickle,
         # as dask uses, sends its code; plain pickle names it, which forked workers can use).
-        return (_rebuild, (type(self), self._func, self._options))
+        return (_rebuild, (type(self), self._calls.func, self._calls.options))
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
@@ -71,24 +105,42 @@ class Memoized(Calls[P, R]):
     @property
     def store(self) -> EntryStore:
         """The store this function's entries live in."""
-        return self._setup().store
+        return self._calls.setup().store
+
+    # --- counts (this process's) ----------------------------------------------------------
+
+    @property
+    def hits(self) -> int:
+        """Calls answered from the store."""
+        return self._calls.hits
+
+    @property
+    def misses(self) -> int:
+        """Calls computed."""
+        return self._calls.misses
+
+    @property
+    def stores(self) -> int:
+        """Results stored."""
+        return self._calls.stores
+
+    @property
+    def errors(self) -> int:
+        """Results that could not be stored (returned all the same)."""
+        return self._calls.errors
 
     # --- inspecting and managing ---------------------------------------------------------
 
-    def _key_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        kwargs, extra = self._maker.split_extra(kwargs)
-        return self._maker.key(args, kwargs, extra)
-
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key (32 hex digits) this call would use."""
-        return self._key_of(args, kwargs)
+        return self._calls.key(args, kwargs)
 
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Whether this call has an undamaged stored result (checked, not loaded: so
         ``validate``, which needs the value, is not run; a call may still reject it)."""
-        key = self._key_of(args, kwargs)
-        state = self._setup()
-        return state.store.contains(self._name, key, self._max_age, state.secret_keys)
+        key = self._calls.key(args, kwargs)
+        state = self._calls.setup()
+        return state.store.contains(self._calls.name, key, self._calls.max_age, state.secret_keys)
 
     def path(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Where this call's stored value is, for other tools, or None if it is not stored.
@@ -98,20 +150,17 @@ class Memoized(Calls[P, R]):
         open as it is (a URL on a remote store); for other entries, the entry file. Opening
         it yourself skips memo's checks: read-only use, please.
         """
-        return self._setup().store.value_path(self._name, self._key_of(args, kwargs))
+        calls = self._calls
+        return calls.setup().store.value_path(calls.name, calls.key(args, kwargs))
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete this call's stored result; True if there was one."""
-        return self._setup().store.delete(self._name, self._key_of(args, kwargs))
+        calls = self._calls
+        return calls.setup().store.delete(calls.name, calls.key(args, kwargs))
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call, overwrite its stored result and return the new value."""
-        state = self._setup()
-        call_kwargs, extra = self._maker.split_extra(kwargs)
-        if state.disabled:
-            return self._func(*args, **call_kwargs)  # MEMO_DISABLE: nothing is stored
-        key, labels, values = self._maker.bind(args, call_kwargs, extra)
-        return cast(R, self._compute(state, key, args, call_kwargs, labels, values, extra, True))
+        return cast(R, self._calls.refresh(args, kwargs))
 
     def lazy(self, *args: P.args, **kwargs: P.kwargs) -> Lazy[R]:
         """A handle to this call's result that reads only the entry's header.
@@ -127,27 +176,28 @@ class Memoized(Calls[P, R]):
 
     def _stored_handle(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[Any, str, Lazy[R] | None]:
+    ) -> tuple[State, str, Lazy[R] | None]:
         """The state, the call's key, and a handle to its stored (unexpired) entry or None."""
-        state = self._setup()
-        call_kwargs, extra = self._maker.split_extra(kwargs)
-        key = self._maker.key(args, call_kwargs, extra)
+        calls = self._calls
+        state = calls.setup()
+        key = calls.key(args, kwargs)
         if state.skip or state.disabled:
             return state, key, None
-        header = state.store.header(self._name, key)
+        header = state.store.header(calls.name, key)
+        max_age = calls.max_age
         if header is None or (
-            self._max_age is not None and (time.time_ns() - header.created_ns) / 1e9 > self._max_age
+            max_age is not None and (time.time_ns() - header.created_ns) / 1e9 > max_age
         ):
             return state, key, None
         fingerprint = stored_fingerprint(header.serializer, header.fingerprint)
         return state, key, Lazy(fingerprint, self._handle_call(args, kwargs))
 
     def _new_handle(
-        self, state: Any, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
+        self, state: State, key: str, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
     ) -> Lazy[R]:
         """A handle to a value just computed (kept by the handle: not read back later)."""
         call = self._handle_call(args, kwargs)
-        header = None if state.disabled else state.store.header(self._name, key)
+        header = None if state.disabled else state.store.header(self._calls.name, key)
         if header is not None:
             return Lazy(stored_fingerprint(header.serializer, header.fingerprint), call, (value,))
         # Not stored (disabled, or caching failed): the handle carries the value itself.
@@ -202,32 +252,30 @@ class Memoized(Calls[P, R]):
         self,
     ) -> tuple[Callable[[tuple[Any, ...], dict[str, Any]], str], Callable[[str], Any]]:
         """For a batch: the key of an item's call, and the load of a key (or ``MISS``)."""
-        state = self._setup()
-
-        def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-            call_kwargs, extra = self._maker.split_extra(kwargs)
-            return self._maker.key(args, call_kwargs, extra)
+        calls = self._calls
+        state = calls.setup()
 
         def load(key: str) -> Any:
             if state.skip or state.disabled:
                 return MISS
-            return self._lookup(state, key)
+            return calls.lookup(state, key)
 
-        return key_of, load
+        return calls.key, load
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
-        return Calls.__call__(self, *args, **kwargs)
+        return self._calls.call(args, kwargs)
 
     def explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Say whether this call would hit and, on a miss, which key component differs from
         the nearest stored entry of this function: an argument (by name), the code (and which
         function of yours changed), ``version``, ``_extra_cache_key`` or the Python version."""
-        state = self._setup()
+        calls = self._calls
+        state = calls.setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
         key, labels, values = self._maker.bind(args, call_kwargs, extra)
         call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
         call["components"] = self._maker.components()
-        hit = state.store.contains(self._name, key, self._max_age, state.secret_keys)
+        hit = state.store.contains(calls.name, key, calls.max_age, state.secret_keys)
         return explain_text(self._maker.qualname, key, call, self.entries(), hit)
 
     def cache_info(self) -> CacheInfo:
@@ -237,9 +285,9 @@ class Memoized(Calls[P, R]):
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of this function's stored entries, newest first: each with its ``path``
         and, where the payload is a file of its own format, its ``value_file``."""
-        store = self._setup().store
+        store = self._calls.setup().store
         found = []
-        for entry in store.listing(self._name):
+        for entry in store.listing(self._calls.name):
             meta = store.metadata(entry.name, entry.key)
             if meta is not None and meta.get("function") == self._maker.qualname:
                 found.append({**meta, "path": entry.location})
@@ -249,13 +297,111 @@ class Memoized(Calls[P, R]):
 
     def clear(self) -> int:
         """Delete every stored entry of this function (all arguments, all code versions)."""
-        store = self._setup().store
+        store = self._calls.setup().store
         removed = 0
-        for entry in store.listing(self._name):
+        for entry in store.listing(self._calls.name):
             meta = store.metadata(entry.name, entry.key)
             if meta is None or meta.get("function") == self._maker.qualname:
                 removed += store.delete(entry.name, entry.key, entry.part)
         return removed
+
+
+class AsyncMemoized(Memoized[P, R]):
+    """A memoized ``async def``: the awaited value is what is stored.
+
+    Every verb that runs the function is awaited: ``await f(x)``, ``await f.refresh(x)``,
+    ``await f.lazy(x)``, ``await f.map(items)``; the others (``key``, ``is_cached``,
+    ``explain``, ``entries``, ...) are plain calls, as for a ``def``.
+    """
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return cast(R, self._calls.acall(args, kwargs))
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute this call (awaited), overwrite its stored result and return it."""
+        return cast(R, self._calls.arefresh(args, kwargs))
+
+    def lazy(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """``await f.lazy(x)``: a handle to this call's result (see ``Memoized.lazy``)."""
+        return self._alazy(args, kwargs)
+
+    async def _alazy(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lazy[Any]:
+        state, key, handle = self._stored_handle(args, kwargs)
+        if handle is not None:
+            return handle
+        value = await self._calls.acall(args, dict(kwargs))
+        return self._new_handle(state, key, args, kwargs, value)
+
+    def _handle_value(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # Lazy.load() of a handle: the stored value; recomputing means awaiting, which a
+        # plain load can do only outside a running event loop.
+        import asyncio  # (async callers only: not imported with memo)
+
+        state, key, _ = self._stored_handle(args, kwargs)
+        value = MISS if state.skip or state.disabled else self._calls.lookup(state, key)
+        if value is not MISS:
+            return value
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._calls.acall(args, dict(kwargs)))
+        raise MemoError(
+            f"the stored result of {self._maker.qualname} for this handle is gone, and "
+            "recomputing it means awaiting: use `await handle.aload()` in async code"
+        )
+
+    async def _ahandle_value(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await self._calls.acall(args, dict(kwargs))
+
+    def map(
+        self,
+        items: Iterable[Any],
+        *,
+        executor: Any = None,
+        progress: bool | None = None,
+        max_workers: int | None = None,
+        chunksize: int | None = None,
+    ) -> Any:
+        """``await f.map(items)``: as ``Memoized.map``, with the missing items awaited
+        concurrently on the running event loop (at most ``max_workers``, default 32, at a
+        time). ``executor`` and ``chunksize`` are for ``def`` functions only."""
+        if executor is not None or chunksize is not None:
+            raise ConfigError(
+                f"{self._maker.qualname} is an async function: its map awaits the items on the "
+                "event loop; leave out executor= and chunksize= (use max_workers= to bound "
+                "how many run at once)"
+            )
+        key_of, load = self._batch_steps()
+        return arun_map(
+            self._acall_eagerly,
+            items,
+            key_of,
+            load,
+            MISS,
+            progress=progress,
+            max_workers=max_workers,
+            label=self._maker.qualname,
+        )
+
+    def _acall_eagerly(self, *args: Any, **kwargs: Any) -> Any:
+        return self._calls.acall(args, kwargs)
+
+
+class LazyMemoized(Memoized[P, R]):
+    """``lazy=True``: calling returns a ``memo.Lazy`` handle instead of the value."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return self.lazy(*args, **kwargs)
+
+
+def _memoized_value(obj: Memoized[Any, Any], out: bytearray, ctx: Context) -> None:
+    # A memoized function passed as an argument (or held in a global dict of routes) computes
+    # what the function it wraps computes: it is keyed by that function's code fingerprint.
+    out += b"Y"
+    encode_into(obj.__memo_wrapped__, out, ctx)
+
+
+add_rules({}, [(Memoized, _memoized_value)])
 
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:

@@ -28,10 +28,10 @@ def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path.touch()
     monkeypatch.setenv("MEMO_TEST_MAP_LOG", str(path))
     for function in (square, fragile):
-        function._state = None  # resolve MEMO_CACHE_DIR of this test
+        function._calls.state = None  # resolve MEMO_CACHE_DIR of this test
     yield path
     for function in (square, fragile):
-        function._state = None
+        function._calls.state = None
 
 
 def computed(log: Path) -> list[int]:
@@ -208,7 +208,7 @@ def map_helper(x: int) -> int:
 
 def test_broken_pool_is_reported_once_per_chunk(log: Path) -> None:
     """When a worker dies, its task's items fail with one exception, not one per item."""
-    crashing._state = None
+    crashing._calls.state = None
     with pytest.raises(memo.MapError) as info:
         crashing.map(
             [1, 2, 3, -1], executor="processes", max_workers=1, chunksize=4, progress=False

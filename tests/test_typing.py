@@ -22,7 +22,7 @@ def scaled(x: int, unit: str = "m") -> float:
 
 
 def _make(cache_dir: Path) -> Any:
-    scaled._state = None  # this test's MEMO_CACHE_DIR
+    scaled._calls.state = None  # this test's MEMO_CACHE_DIR
     return scaled
 
 
