@@ -75,6 +75,27 @@ def test_no_import_cycles_inside_memo() -> None:
     assert cycles == []
 
 
+def _longest_chain(imports: dict[str, set[str]]) -> list[str]:
+    """The longest chain of imports between modules of memo/ (the front door left out)."""
+    chains: dict[str, list[str]] = {}
+
+    def chain(module: str) -> list[str]:
+        if module not in chains:
+            below = [chain(name) for name in imports[module] if name != "memo"]
+            chains[module] = [module, *max(below, key=len, default=[])]
+        return chains[module]
+
+    return max((chain(name) for name in imports if name != "memo"), key=len)
+
+
+def test_import_graph_has_at_most_nine_floors() -> None:
+    """No chain of imports inside memo/ is longer than nine modules (decorator, memoized
+    function, call path, then keys or storage): a deeper one means a concept is split across
+    floors, or a module reaches for a helper that belongs lower."""
+    longest = _longest_chain(_imports())
+    assert len(longest) <= 9, " -> ".join(longest)
+
+
 def test_no_module_over_600_lines() -> None:
     """Every module of memo/ can be read in one sitting (a smell detector: past ~400 lines a
     module is looked at, and one that holds a single concept whole may grow to 600)."""

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._exceptions import EncodingError
 from ._bytes import (
     NAN,
     Context,
@@ -30,6 +31,7 @@ __all__ = [
     "add_plugin",
     "add_rules",
     "encode",
+    "encoding_error",
     "handler_for",
     "ignored",
     "registry",
@@ -424,3 +426,32 @@ def encode(obj: Any) -> bytes:
     out = bytearray()
     encode_into(obj, out, Context())
     return bytes(out)
+
+
+def encoding_error(
+    exc: UnencodableError, where: str, parameter: str | None = None
+) -> EncodingError:
+    """Turn an internal failure into the user-facing error that names the fixes."""
+    tp = exc.value_type
+    name = f"{tp.__module__}.{tp.__qualname__}"
+    subject = f"argument {parameter!r}" if parameter else "a value"
+    inside = f" at {parameter or ''}{exc.where()}" if exc.where() else ""
+    if exc.reason:
+        return EncodingError(
+            f"{where}: cannot encode {subject}{inside} for the cache key: {exc.reason}. "
+            "Pass another value, or leave the argument out of the key with "
+            f"ignore=[{parameter or '<name>'!r}]."
+        )
+    hint = ""
+    if parameter == "self":
+        hint = (
+            " For a method, make the instance encodable (a dataclass, or Encoder.register for "
+            "its class) or, if results do not depend on the instance's state, "
+            "pass ignore=['self']."
+        )
+    return EncodingError(
+        f"{where}: cannot encode {subject}{inside} of type {name} for the cache key. "
+        f"Fix it with @memo.Encoder.register on a function taking a {tp.__qualname__} and "
+        "returning encodable data (e.g. a tuple of its defining fields), or leave the "
+        f"argument out of the key with ignore=[{parameter or '<name>'!r}].{hint}"
+    )

@@ -16,15 +16,15 @@ from typing import Any, ClassVar, TypeVar, overload
 
 import xxhash
 
-from .._exceptions import ConfigError, EncodingError
-from . import _frames as _frames  # registers the polars and xarray rules (after _pydata's)
+from .._exceptions import ConfigError
+from . import _frames as _frames  # registers the polars and xarray rules
 from . import _pydata as _pydata  # registers the pandas, pyarrow, numpy and scipy rules
 from . import _types  # noqa: F401  (registers the standard-library rules)
 from ._bytes import UnencodableError
-from ._canonical import ignored, registry, reset_rules, resolve_lock
+from ._canonical import encoding_error, ignored, registry, reset_rules, resolve_lock
 from ._digest import stream_digest, value_digest
 
-__all__ = ["Encoder", "encoding_error", "hash_args"]
+__all__ = ["Encoder", "hash_args"]
 
 _T = TypeVar("_T")
 
@@ -39,35 +39,6 @@ def hash_args(*args: Any, **kwargs: Any) -> str:
         return stream_digest(b"memo-args-1", (b"", b""), (args, kwargs))
     except UnencodableError as exc:
         raise encoding_error(exc, "hash_args") from None
-
-
-def encoding_error(
-    exc: UnencodableError, where: str, parameter: str | None = None
-) -> EncodingError:
-    """Turn an internal failure into the user-facing error that names the fixes."""
-    tp = exc.value_type
-    name = f"{tp.__module__}.{tp.__qualname__}"
-    subject = f"argument {parameter!r}" if parameter else "a value"
-    inside = f" at {parameter or ''}{exc.where()}" if exc.where() else ""
-    if exc.reason:
-        return EncodingError(
-            f"{where}: cannot encode {subject}{inside} for the cache key: {exc.reason}. "
-            "Pass another value, or leave the argument out of the key with "
-            f"ignore=[{parameter or '<name>'!r}]."
-        )
-    hint = ""
-    if parameter == "self":
-        hint = (
-            " For a method, make the instance encodable (a dataclass, or Encoder.register for "
-            "its class) or, if results do not depend on the instance's state, "
-            "pass ignore=['self']."
-        )
-    return EncodingError(
-        f"{where}: cannot encode {subject}{inside} of type {name} for the cache key. "
-        f"Fix it with @memo.Encoder.register on a function taking a {tp.__qualname__} and "
-        "returning encodable data (e.g. a tuple of its defining fields), or leave the "
-        f"argument out of the key with ignore=[{parameter or '<name>'!r}].{hint}"
-    )
 
 
 class Encoder(json.JSONEncoder):

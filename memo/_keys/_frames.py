@@ -1,8 +1,8 @@
 """Encoding rules for polars and xarray values, hashed from their buffers.
 
 Like the pandas rules in ``_pydata``, these apply only once the user has imported the package;
-memo never imports polars or xarray itself, and nothing is pickled. :func:`plugin` is
-registered after ``_pydata``'s rules, whose pyarrow rule it reuses.
+memo never imports polars or xarray itself, and nothing is pickled.  Columns backed by Arrow
+are keyed by the encoding of ``_arrow``, as pyarrow's own arrays are.
 
 What each key covers:
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ._arrow import arrow_content
 from ._bytes import Context, UnencodableError, pack_q, qualified, text
 from ._canonical import (
     Handler,
@@ -48,7 +49,6 @@ from ._canonical import (
     enter,
     leave,
 )
-from ._pydata import _arrow_content
 
 __all__ = ["plugin"]
 
@@ -103,7 +103,7 @@ def _pl_values(series: Any, out: bytearray, ctx: Context) -> None:
         _list(series.to_list(), out, ctx)
     else:
         out += b"a"
-        _arrow_content(array, out, ctx)
+        arrow_content(array, out, ctx)
 
 
 def _pl_series(obj: Any, out: bytearray, ctx: Context) -> None:

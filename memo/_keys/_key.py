@@ -19,11 +19,13 @@ import xxhash
 from xxhash import xxh3_128_hexdigest
 
 from .._exceptions import ConfigError, EncodingError
+from . import _frames as _frames  # the polars and xarray rules,
+from . import _pydata as _pydata  # the pandas, pyarrow, numpy and scipy rules
+from . import _types as _types  # and the standard library's: a key encodes by them all
 from ._bytes import UnencodableError, text
-from ._canonical import encode
+from ._canonical import encode, encoding_error
 from ._code import Bindings, code_details, forget_fingerprint, rebound, watched_fingerprint
 from ._digest import stream_digest, value_digest
-from ._encoder import encoding_error
 from ._summary import SHOWN_HEAD, SHOWN_TAIL, exactly, summarize
 from ._written import atoms_describer, atoms_encoder
 
