@@ -94,9 +94,10 @@ def main() -> None:
             elapsed = (time.perf_counter() - started) * 1000
             print(f"{attempt:>12}: {elapsed:8.2f} ms  bias={model.bias:.3f}")
 
-        key = train.key(5_000, 50)
-        directory = train.store.directory("train", key)
-        print(f"entry file:      {train.store.path('train', key)}")
+        entry = train.store.find(train.key(5_000, 50))
+        directory = entry.directory
+        assert directory is not None  # (a Cacheable result is a directory)
+        print(f"entry file:      {entry.path}")
         print(f"model directory: {directory}")
         for path in sorted(directory.iterdir()):
             print(f"  {path.name:<12} {path.stat().st_size:6d} bytes")

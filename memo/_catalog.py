@@ -32,7 +32,15 @@ from ._storage._entries import EntryStore
 from ._storage._open import open_store
 from ._storage._urls import is_remote, location
 
-__all__ = ["EntryInfo", "EntryNotFoundError", "FunctionInfo", "Problem", "Store", "StoreStats"]
+__all__ = [
+    "EntryInfo",
+    "EntryNotFoundError",
+    "FunctionInfo",
+    "Problem",
+    "Store",
+    "StoreStats",
+    "store_of",
+]
 
 _HEX = re.compile(r"[0-9a-f]{1,32}")
 _COMPONENTS = ("function", "code", "version", "python", "key_format")
@@ -127,7 +135,8 @@ class FunctionInfo:
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
-    """Totals of a store, its functions (largest first) and its budget (``MEMO_MAX_SIZE``)."""
+    """Totals of a store, its functions (largest first) and its budget (a function's
+    ``max_size`` for its ``f.store``, else ``MEMO_MAX_SIZE``)."""
 
     root: Path
     entries: int
@@ -228,14 +237,16 @@ class Store:
         )
 
     def stats(self) -> StoreStats:
-        """Totals, each function's share (largest first) and the ``MEMO_MAX_SIZE`` budget."""
+        """Totals, each function's share (largest first) and the budget (``max_size``)."""
         functions = sorted(self.functions(), key=lambda info: (-info.bytes, info.name))
         return StoreStats(
             root=self._root,
             entries=sum(info.entries for info in functions),
             bytes=sum(info.bytes for info in functions),
             functions=functions,
-            max_size=max_size_from_env(),
+            max_size=self._store.max_size
+            if self._store.max_size is not None
+            else max_size_from_env(),
         )
 
     def diff(self, key1: str, key2: str) -> list[tuple[str, Any, Any]]:
@@ -370,6 +381,20 @@ class Store:
 
     def _scan(self, function: str | None) -> list[Listed]:
         return self._store.listing(function)
+
+
+def store_of(entries: EntryStore) -> Store:
+    """The ``memo.Store`` over a store already open (a memoized function's ``f.store``): the
+    same backend and budget, with no second opening and no check that the directory exists
+    (it is made at the first write)."""
+    store = Store.__new__(Store)
+    store._store = entries
+    store._root = (
+        _as_path(str(entries.root))
+        if is_remote(str(entries.root))
+        else Path(entries.root).absolute()
+    )
+    return store
 
 
 def _still_damaged(store: EntryStore, entry: Listed) -> bool:

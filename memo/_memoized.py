@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._bound import BoundMemoized
 from ._calls import CallPath, State
+from ._catalog import Store, store_of
 from ._exceptions import ConfigError, MemoError
 from ._explain import explain_text
 from ._keys._bytes import Context
@@ -25,7 +26,6 @@ from ._map import arun_map, run_map
 from ._options import Options
 from ._storage._backend import MISS
 from ._storage._cacheable import resolve_qualified
-from ._storage._entries import EntryStore
 from ._storage._serializers import PickleSerializer
 
 __all__ = ["AsyncMemoized", "CacheInfo", "LazyMemoized", "Memoized"]
@@ -103,9 +103,11 @@ class Memoized(Generic[P, R]):
         return BoundMemoized(self, instance)
 
     @property
-    def store(self) -> EntryStore:
-        """The store this function's entries live in."""
-        return self._calls.setup().store
+    def store(self) -> Store:
+        """The store this function's entries live in, as ``memo.Store`` (``root``,
+        ``entries()``, ``stats()``, ``verify()``, ``prune()``, ...: the whole store, not only
+        this function's entries)."""
+        return store_of(self._calls.setup().store)
 
     # --- counts (this process's) ----------------------------------------------------------
 

@@ -12,6 +12,7 @@ import pytest
 import memo
 from memo._storage._budget import Budget
 from memo._storage._disk import DiskBackend
+from tests.stores import entry_store
 
 
 def _entry_files(directory: Path) -> list[Path]:
@@ -46,7 +47,7 @@ def test_least_recently_used_goes_first(cache_dir: Path) -> None:
     for i in range(4):
         blob(i)
     assert len(_entry_files(cache_dir)) == 4
-    paths = {i: Path(blob.store.path("blob", blob.key(i))) for i in range(4)}
+    paths = {i: Path(entry_store(blob).path("blob", blob.key(i))) for i in range(4)}
     now = time.time()
     for age, i in enumerate([1, 2, 3, 0]):
         # Last use is the access time: make 0 the most recent, 1 the least.
@@ -101,7 +102,7 @@ def test_budget_from_environment(cache_dir: Path, monkeypatch: pytest.MonkeyPatc
     for i in range(20):
         blob(i)
     assert _total(cache_dir) <= 8000
-    assert blob.store.max_size == 8000
+    assert entry_store(blob).max_size == 8000
 
 
 def test_eviction_never_breaks_an_open_reader(tmp_path: Path) -> None:

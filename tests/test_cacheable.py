@@ -19,6 +19,7 @@ import pytest
 import memo
 from memo._storage._backend import sanitize
 from memo._storage._open import forget_stores
+from tests.stores import entry_store
 
 
 class _Calls:
@@ -119,11 +120,11 @@ def _build(
 
 
 def _directory(func: memo.Memoized[..., Any], *args: Any) -> Path:
-    return func.store.directory(sanitize(func.__qualname__), func.key(*args))
+    return entry_store(func).directory(sanitize(func.__qualname__), func.key(*args))
 
 
 def _entry(func: memo.Memoized[..., Any], *args: Any) -> Path:
-    return Path(func.store.path(sanitize(func.__qualname__), func.key(*args)))
+    return Path(entry_store(func).path(sanitize(func.__qualname__), func.key(*args)))
 
 
 def _listing(directory: Path) -> list[str]:

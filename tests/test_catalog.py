@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import memo
+from tests.stores import entry_store
 
 DAY = 86400.0
 
@@ -131,9 +132,9 @@ def test_verify_finds_damage_and_orphans_and_fix_removes_them(cache_dir: Path) -
     file are reported, and removed with fix=True; good entries stay."""
     simulate, load = _fill(cache_dir)
     store = memo.Store(cache_dir)
-    truncated = Path(simulate.store.path("simulate", simulate.key(0)))
+    truncated = Path(entry_store(simulate).path("simulate", simulate.key(0)))
     truncated.write_bytes(truncated.read_bytes()[:-10])
-    flipped = Path(simulate.store.path("simulate", simulate.key(1)))
+    flipped = Path(entry_store(simulate).path("simulate", simulate.key(1)))
     data = bytearray(flipped.read_bytes())
     data[len(data) // 2] ^= 0x01
     flipped.write_bytes(bytes(data))
@@ -213,7 +214,9 @@ def test_prune_by_size_least_recently_used_first(cache_dir: Path) -> None:
     now = time.time()
     order = [3, 0, 4, 1, 2]  # least recently used first
     for rank, n in enumerate(order):
-        _set_last_use(Path(simulate.store.path("simulate", simulate.key(n))), now - 100 + rank)
+        _set_last_use(
+            Path(entry_store(simulate).path("simulate", simulate.key(n))), now - 100 + rank
+        )
     entries = store.entries("simulate")
     size = entries[0].bytes  # all simulate entries have the same size
     total = sum(entry.bytes for entry in store.entries())
@@ -230,8 +233,8 @@ def test_prune_by_age_function_and_dry_run(cache_dir: Path) -> None:
     store = memo.Store(cache_dir)
     old = time.time() - 40 * DAY
     for n in (0, 1):
-        _set_last_use(Path(simulate.store.path("simulate", simulate.key(n))), old)
-    _set_last_use(Path(load.store.path("load", load.key("a"))), old)
+        _set_last_use(Path(entry_store(simulate).path("simulate", simulate.key(n))), old)
+    _set_last_use(Path(entry_store(load).path("load", load.key("a"))), old)
 
     preview = store.prune(older_than="30d", function="simulate", dry_run=True)
     assert sorted(entry.key for entry in preview) == sorted([simulate.key(0), simulate.key(1)])
@@ -319,3 +322,25 @@ def test_one_letter_function_names(cache_dir: Path) -> None:
     (info,) = memo.Store(cache_dir).functions()
     assert (info.name, info.entries) == ("f", 1)
     assert memo.Store(cache_dir).find(f.key(1)[:6]).name == "f"
+
+
+def test_a_functions_store_is_the_public_store(tmp_path: Path) -> None:
+    """``f.store`` is a ``memo.Store`` over the function's own store: its root, its entries,
+    its budget (the function's ``max_size``), verify and delete, before and after writes."""
+
+    @memo.cache(cache_path=tmp_path / "not-yet", max_size=10_000)
+    def double(x: int) -> int:
+        return 2 * x
+
+    store = double.store
+    assert isinstance(store, memo.Store)
+    assert store.root == tmp_path / "not-yet"
+    assert store.entries() == []  # no directory yet: nothing stored, not an error
+    assert double(4) == 8
+    (entry,) = double.store.entries()
+    assert (entry.name, entry.key) == ("double", double.key(4))
+    assert double.store.find(double.key(4)[:8]) == entry
+    assert double.store.stats().max_size == 10_000
+    assert double.store.verify() == []
+    assert double.store.delete(entry)
+    assert not double.is_cached(4)

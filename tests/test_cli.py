@@ -15,6 +15,7 @@ import pytest
 
 import memo
 from memo.cli import main
+from tests.stores import entry_store
 
 
 def _fill(cache_dir: Path) -> tuple[Any, Any]:
@@ -50,7 +51,7 @@ def test_ls_functions_table(cache_dir: Path, capsys: pytest.CaptureFixture[str])
     """`memo ls` shows one aligned row per function with sizes and ages."""
     simulate, _ = _fill(cache_dir)
     for n in range(3):
-        path = Path(simulate.store.path("simulate", simulate.key(n)))
+        path = Path(entry_store(simulate).path("simulate", simulate.key(n)))
         os.utime(path, (time.time() - 3 * 3600 - 60, path.stat().st_mtime))
     code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "ls")
     assert code == 0
@@ -142,7 +143,7 @@ def test_verify_exit_codes(cache_dir: Path, capsys: pytest.CaptureFixture[str]) 
     """`memo verify` exits 1 on a damaged entry; --fix removes it, and then it exits 0."""
     simulate, _ = _fill(cache_dir)
     assert _run(capsys, "--cache-path", str(cache_dir), "verify")[0] == 0
-    path = Path(simulate.store.path("simulate", simulate.key(1)))
+    path = Path(entry_store(simulate).path("simulate", simulate.key(1)))
     path.write_bytes(path.read_bytes()[:-1])
     code, out, _ = _run(capsys, "--cache-path", str(cache_dir), "verify")
     assert code == 1

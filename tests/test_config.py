@@ -14,6 +14,7 @@ import pytest
 
 import memo
 from memo._config import default_cache_dir, lock_timeout_from_env, parse_duration, parse_size
+from tests.stores import entry_store
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_settings_set_after_decoration_apply_at_the_first_call(
         return
     assert f(1) == 1
     assert f(1) == 1
-    store = f.store
+    store = entry_store(f)
     backend: Any = store.backend  # (a remote store's settings are kept by its backend)
     if name == "MEMO_CACHE_DIR":
         assert Path(store.root) == tmp_path / "from-env"

@@ -23,6 +23,7 @@ from memo._storage._backend import sanitize
 from memo._storage._entry_file import outgoing
 from memo._storage._serializers import NpySerializer
 from memo.cli import main
+from tests.stores import entry_store
 
 # Files a store directory holds beside its entries.
 _STORE_FILES = (".gitignore", ".lock")
@@ -227,7 +228,7 @@ def test_entries_of_the_earlier_layout_still_load(cache_dir: Path) -> None:
     """An npy entry written before value files (its payload inside the entry file) loads."""
     func, calls = _counting(cache_dir, ARRAY, "npy")
     name, key = sanitize(func.__qualname__), func.key(1)
-    store = func.store
+    store = entry_store(func)
     payload = NpySerializer().dumps(ARRAY)
     size = sum(memoryview(chunk).nbytes for chunk in payload)
     write, data = outgoing(

@@ -29,6 +29,7 @@ from memo._storage._serializers import PICKLE
 from memo._storage._urls import MissingPackageError
 from memo.cli import main
 from tests.s3 import FAST, s3_client, start_server
+from tests.stores import entry_store
 
 _SCRIPT = """
 import sys
@@ -345,7 +346,7 @@ def test_memory_urls(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert cube(2) == cube(2) == 8
     assert calls == [2]
-    assert isinstance(cube.store.backend, FsspecBackend)
+    assert isinstance(entry_store(cube).backend, FsspecBackend)
     assert [entry.key for entry in memo.Store.default().entries()] == [cube.key(2)]
     assert cube.invalidate(2)
     assert not cube.invalidate(2)

@@ -21,6 +21,7 @@ import memo
 from memo._storage import _files
 from memo._storage._backend import sanitize
 from memo._storage._format import CHECK, DETACHED, HEADER
+from tests.stores import entry_store
 
 
 class Rot13Serializer:
@@ -108,7 +109,7 @@ def _memo_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 def _entry(func: memo.Memoized[..., Any], *args: Any) -> Path:
     """The entry file of ``func(*args)``."""
-    return Path(func.store.path(sanitize(func.__qualname__), func.key(*args)))
+    return Path(entry_store(func).path(sanitize(func.__qualname__), func.key(*args)))
 
 
 def _regions(data: bytes) -> dict[str, tuple[int, int]]:
@@ -235,7 +236,7 @@ def test_builtin_serializer_round_trips_and_records_its_name(
     [entry] = func.entries()
     assert entry["serializer"] == name
     assert entry["path"] == str(_entry(func, 1))
-    assert func.store.header(sanitize(func.__qualname__), func.key(1)) is not None
+    assert entry_store(func).header(sanitize(func.__qualname__), func.key(1)) is not None
     assert record == []
 
 
@@ -753,7 +754,7 @@ def test_type_mapping_picks_a_serializer_per_result_type(
     for kind in results:
         produce(kind)
     chosen = {
-        kind: produce.store.metadata("produce", produce.key(kind))["serializer"]  # type: ignore[index]
+        kind: entry_store(produce).metadata("produce", produce.key(kind))["serializer"]  # type: ignore[index]
         for kind in results
     }
     assert chosen == {"array": "npy", "frame": "parquet", "other": "pickle", "int": "pickle"}

@@ -35,7 +35,7 @@ from memo._storage._backend import MISS, sanitize
 from memo._storage._format import CHECK, HEADER
 from memo._storage._open import forget_stores
 from memo._storage._serializers import PICKLE
-from tests.stores import LocalStore, disk
+from tests.stores import LocalStore, disk, entry_store
 
 # The autouse fixture in conftest only sets environment variables and clears warnings, which is
 # harmless to share between examples; every example makes its own directory and resets warnings.
@@ -72,7 +72,7 @@ def _make(cache_path: Path) -> tuple[memo.Memoized[[int], dict[str, Any]], list[
 
 def _entry(func: memo.Memoized[..., Any], *args: Any) -> Path:
     """The path of the entry file for ``func(*args)``."""
-    return Path(func.store.path(sanitize(func.__qualname__), func.key(*args)))
+    return Path(entry_store(func).path(sanitize(func.__qualname__), func.key(*args)))
 
 
 def _memo_files(directory: Path) -> list[Path]:
@@ -156,7 +156,7 @@ def test_entry_file_name_and_metadata_line(cache_dir: Path) -> None:
     assert int(key, 16) >= 0
     files = _memo_files(cache_dir)
     assert [p.name for p in files] == [f"square-{key}.memo"]
-    assert func.store.path("square", key) == str(files[0])
+    assert entry_store(func).path("square", key) == str(files[0])
 
     first_line = files[0].read_bytes().split(b"\n", 1)[0]
     meta = json.loads(first_line)
@@ -805,7 +805,7 @@ def test_close_error_after_linking_is_not_a_failed_store(
     """An unnamed entry already linked into place is stored even if closing it then fails."""
     func, calls = _make(cache_dir)
     func(0)  # creates the directory and its lock file, outside the fault
-    if not disk(func.store)._tmpfile:
+    if not disk(entry_store(func))._tmpfile:
         pytest.skip("the filesystem has no unnamed temp files")
     failing = _FailingClose()
     with warnings.catch_warnings(record=True) as caught:

@@ -40,6 +40,7 @@ from memo._exceptions import reset_warnings
 from memo._storage._backend import sanitize
 from memo._storage._format import CHECK, HEADER, SIGNATURE, SIGNED
 from memo._storage._serializers import NpySerializer
+from tests.stores import entry_store
 
 from ._support import figure, scale
 
@@ -382,7 +383,7 @@ def damage_bytes(original: bytes, damage: Damage) -> bytes:
 
 
 def _entry(func: memo.Memoized[..., Any], *args: Any) -> Path:
-    return Path(func.store.path(sanitize(func.__qualname__), func.key(*args)))
+    return Path(entry_store(func).path(sanitize(func.__qualname__), func.key(*args)))
 
 
 def _directory_files(directory: Path) -> list[Path]:
@@ -435,7 +436,7 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
         assert case.same(func(x, size), expected)
         path = _entry(func, x, size)
         original = _joined(path)
-        directory = func.store.directory(sanitize(func.__qualname__), func.key(x, size))
+        directory = entry_store(func).directory(sanitize(func.__qualname__), func.key(x, size))
         if damage.kind in SWAP_KINDS:
             source = {"swap-key": case.main, "swap-function": case.other}
             donor = _decorate(case, source.get(damage.kind, case.before), root, signed)
@@ -449,7 +450,9 @@ def _damage_is_rejected(case: Case, damage: Damage, size: int, signed: str = "")
                     os.rename(donor_path.with_suffix(part), path.with_suffix(part))
         elif damage.kind in DIRECTORY_KINDS:
             func(x + 1, size)
-            neighbour = func.store.directory(sanitize(func.__qualname__), func.key(x + 1, size))
+            neighbour = entry_store(func).directory(
+                sanitize(func.__qualname__), func.key(x + 1, size)
+            )
             before = {p.relative_to(directory): p.read_bytes() for p in _directory_files(directory)}
             damage_directory(directory, damage, neighbour)
             after = {p.relative_to(directory): p.read_bytes() for p in _directory_files(directory)}

@@ -23,7 +23,7 @@ from memo._exceptions import reset_warnings
 from memo._storage import _format
 from memo._storage._backend import sanitize
 from memo._storage._open import forget_stores
-from tests.stores import disk
+from tests.stores import disk, entry_store
 
 from ._support import FaultyOS, faulty_os, figure
 
@@ -51,7 +51,7 @@ def blob(x: int) -> bytes:
 
 
 def _entry(func: memo.Memoized[..., Any], *args: Any) -> Path:
-    return Path(func.store.path(sanitize(func.__qualname__), func.key(*args)))
+    return Path(entry_store(func).path(sanitize(func.__qualname__), func.key(*args)))
 
 
 def _memo_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -171,7 +171,7 @@ def test_planted_links_in_the_cache_are_never_followed(
     (cache_dir / planted).symlink_to(target)
     before = _tree(outside)
     func = memo.decorate(square, cache_path=cache_dir)
-    disk(func.store)._tmpfile = unnamed and disk(func.store)._tmpfile
+    disk(entry_store(func))._tmpfile = unnamed and disk(entry_store(func))._tmpfile
     time.sleep(0.01)  # so a write through the link would change a modification time
 
     for _ in range(2):
