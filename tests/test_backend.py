@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memo._storage._backend import MISS, Backend, sanitize
+from memo._storage._backend import MISS, Backend, Outgoing, sanitize
 from memo._storage._disk import DiskBackend
 from memo._storage._entries import EntryStore
 from memo._storage._fsspec import FsspecBackend
@@ -45,13 +45,13 @@ def test_a_missing_entry_reads_as_none(backend: Backend) -> None:
 def test_publish_is_create_only_unless_replacing(backend: Backend) -> None:
     """A create-only publish over an entry raises FileExistsError and leaves it; a
     replacing one overwrites it whole."""
-    backend.publish("f", KEY, None, (b"first", b"0" * 16), replace=False)
+    backend.publish("f", KEY, Outgoing(None, (b"first", b"0" * 16)), replace=False)
     with pytest.raises(FileExistsError):
-        backend.publish("f", KEY, None, (b"second", b"1" * 16), replace=False)
+        backend.publish("f", KEY, Outgoing(None, (b"second", b"1" * 16)), replace=False)
     got = backend.read("f", KEY)
     assert got is not None
     assert bytes(got[0]) == b"first"
-    backend.publish("f", KEY, None, (b"third", b"2" * 16), replace=True)
+    backend.publish("f", KEY, Outgoing(None, (b"third", b"2" * 16)), replace=True)
     got = backend.read("f", KEY)
     assert got is not None
     assert bytes(got[0]) == b"third"
@@ -60,8 +60,8 @@ def test_publish_is_create_only_unless_replacing(backend: Backend) -> None:
 def test_ranges_listing_and_delete(backend: Backend) -> None:
     """An opened entry gives byte ranges of itself; listings name each entry by function
     name and key with its size; deleting removes one entry only."""
-    backend.publish("f", KEY, None, (b"0123456789", b"0" * 16), replace=False)
-    backend.publish("g", OTHER, None, (b"abc", b"0" * 16), replace=False)
+    backend.publish("f", KEY, Outgoing(None, (b"0123456789", b"0" * 16)), replace=False)
+    backend.publish("g", OTHER, Outgoing(None, (b"abc", b"0" * 16)), replace=False)
     reader = backend.open("f", KEY)
     assert reader is not None
     try:
@@ -106,7 +106,7 @@ def test_a_damaged_entry_is_a_miss_on_every_backend(backend: Backend) -> None:
     assert got is not None
     damaged = bytearray(bytes(got[0]))
     damaged[-20] ^= 0xFF
-    backend.publish("f", KEY, None, (bytes(damaged), b"0" * 16), replace=True)
+    backend.publish("f", KEY, Outgoing(None, (bytes(damaged), b"0" * 16)), replace=True)
     with pytest.warns(UserWarning, match="damaged"):
         assert store.load("f", KEY) is MISS
     assert store.check("f", KEY) is not None

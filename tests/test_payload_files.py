@@ -231,10 +231,10 @@ def test_entries_of_the_earlier_layout_still_load(cache_dir: Path) -> None:
     store = entry_store(func)
     payload = NpySerializer().dumps(ARRAY)
     size = sum(memoryview(chunk).nbytes for chunk in payload)
-    write, data = outgoing(
+    entry = outgoing(
         True, f'"key":"{key}"', '"function":"f"', "npy", key, payload, None, size, None
     )
-    store.backend.publish(name, key, write, data, False)
+    store.backend.publish(name, key, entry, False)
     assert np.array_equal(func(1), ARRAY)
     assert calls == []
     assert func.path(1) == str(cache_dir / f"{name}-{key}.memo")

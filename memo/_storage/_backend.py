@@ -29,6 +29,8 @@ __all__ = [
     "Capabilities",
     "KeyLocks",
     "Listed",
+    "Outgoing",
+    "Placed",
     "Reader",
     "StoreError",
     "Writer",
@@ -42,11 +44,21 @@ SUFFIX = ".memo"
 _PART = re.compile(r"\.[A-Za-z0-9_]{1,16}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
-# A new entry's bytes as the layer above hands them over: ``write(fd, data)`` fills an empty
-# file and gives (bytes written, payload fingerprint); with no writer, ``data`` is the entry's
-# whole bytes and its fingerprint. Backends without in-place files (``Capabilities.files``
-# False) are always given whole bytes.
+# ``write(fd, data)`` fills an empty file and gives (bytes written, payload fingerprint).
 Writer = Callable[[int, Any], tuple[int, bytes]]
+# ``then(bytes written, fingerprint)``: run by publish once the bytes are written, before they
+# are placed (if it raises, nothing is placed).
+Placed = Callable[[int, bytes], None]
+
+
+class Outgoing(NamedTuple):
+    """A new entry (or part) as the layer above hands it to ``Backend.publish``: a ``write``
+    and the ``data`` it writes, or (``write`` None) the whole bytes and their fingerprint as
+    ``data``. Backends without in-place files (``Capabilities.files`` False) are always given
+    whole bytes."""
+
+    write: Writer | None
+    data: Any
 
 
 class _Miss:
@@ -202,17 +214,15 @@ class Backend(Protocol):
         self,
         name: str,
         key: str,
-        write: Writer | None,
-        data: Any,
+        entry: Outgoing,
         replace: bool,
         part: str = SUFFIX,
-        then: Callable[[int, bytes], None] | None = None,
+        then: Placed | None = None,
     ) -> tuple[int, bytes]:
         """Put a new entry (or its ``part``) in place atomically (a reader sees all of it or
         none); gives what the writer gave. Without ``replace`` the write is create-only where
         the backend can make it so: ``FileExistsError`` if an entry is there (then it
-        stands). ``then(count, fingerprint)`` runs once the bytes are written and before they
-        are placed; if it raises, nothing is placed."""
+        stands). ``then`` runs once the bytes are written and before they are placed."""
         ...
 
     def delete(

@@ -21,7 +21,7 @@ from typing import Any
 
 from .._exceptions import warn_once
 from . import _files
-from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer
+from ._backend import SUFFIX, Capabilities, Listed, Outgoing, Placed, StoreError
 from ._directory import exposure, leftovers, list_entries
 from ._entry_file import read_rest, write_entry, write_hooked
 from ._format import DamagedEntryError
@@ -190,90 +190,88 @@ class DiskBackend:
         self,
         name: str,
         key: str,
-        write: Writer | None,
-        data: Any,
+        entry: Outgoing,
         replace: bool,
         part: str = SUFFIX,
-        then: Callable[[int, bytes], None] | None = None,
+        then: Placed | None = None,
     ) -> tuple[int, bytes]:
         """Write the entry into a file with no name (or a temporary one) and link it into
         place; ``FileExistsError`` if there is one and not ``replace``."""
         if not self._ready:
             self._prepare()
+        stem = f"{name}-{key}"
         try:
-            written = self._publish(name, key, write, data, replace, part, then)
+            written = self._place(stem, part, entry, replace, then)
         except FileNotFoundError:
             # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
             # and its lock file, so other processes share our locks again.
             self.locks.forget_lock_file()
             self._prepare()
-            written = self._publish(name, key, write, data, replace, part, then)
+            written = self._place(stem, part, entry, replace, then)
         if _files.phase_hook is not None:
             _files.phase_hook("published")
         return written
 
-    def _publish(
-        self,
-        name: str,
-        key: str,
-        write: Writer | None,
-        data: Any,
-        replace: bool,
-        part: str,
-        then: Callable[[int, bytes], None] | None,
+    def _place(
+        self, stem: str, part: str, entry: Outgoing, replace: bool, then: Placed | None
     ) -> tuple[int, bytes]:
-        final = f"{self._root}/{name}-{key}{part}"
-        if self._tmpfile:
-            # An O_TMPFILE file has no name until it is linked, so a writer killed at any point
-            # leaves nothing behind, and linking it publishes the whole entry at once.
-            try:
-                fd = os.open(self._root, _files.O_TMPFILE, 0o600)
-            except OSError as exc:
-                if exc.errno not in _files.NO_TMPFILE:
-                    raise
-                self._tmpfile = False  # this filesystem has no O_TMPFILE: use named temp files
-            else:
-                try:
-                    if write is None and _files.phase_hook is None:
-                        # The usual entry: written by one call, no writer called (every store).
-                        entry, fingerprint = data
-                        count = os.write(fd, entry)
-                        if count < len(entry):  # resumed where the write stopped
-                            count = _files.pwrite_all(fd, memoryview(entry)[count:], count)
-                        written = count, fingerprint
-                    else:
-                        written = write_hooked(fd, write or write_entry, data)
-                    if then is not None:
-                        then(*written)
-                    # Names the file behind the /proc link (linkat, AT_SYMLINK_FOLLOW).
-                    source = f"/proc/self/fd/{fd}"
-                    try:
-                        os.link(source, final, dst_dir_fd=self._anchor, follow_symlinks=True)
-                    except FileExistsError:
-                        if not replace:
-                            raise
-                        # Replacing an entry (refresh, a damaged one): link under a temporary
-                        # name, then rename over the old one, which is atomic.
-                        temp = self._temp_name(name, key)
-                        os.link(source, temp, dst_dir_fd=self._anchor, follow_symlinks=True)
-                        _files.rename_into_place(temp, final)
-                except BaseException:
-                    with contextlib.suppress(OSError):  # the original error is the one to report
-                        os.close(fd)
-                    raise
-                # Linked, so published: a close() error now (a delayed write error, on NFS)
-                # does not unstore it, and a damaged entry would fail its checks when read.
-                try:  # noqa: SIM105 (this runs on every store: no contextlib.suppress)
-                    os.close(fd)
-                except OSError:
-                    pass
-                return written
-        temp = self._temp_name(name, key)
+        """Write ``entry`` and put it at ``stem + part``: linked from a file with no name
+        where the filesystem has O_TMPFILE, else renamed from a named temporary file."""
+        fd = self._unnamed_file() if self._tmpfile else None
+        if fd is None:
+            return self._rename_into_place(stem, part, entry, replace, then)
+        try:
+            written = _write(fd, entry, then)
+            self._link(fd, stem, part, replace)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the original error is the one to report
+                os.close(fd)
+            raise
+        # Linked, so published: a close() error now (a delayed write error, on NFS) does not
+        # unstore it, and a damaged entry would fail its checks when read.
+        try:  # noqa: SIM105 (this runs on every store: no contextlib.suppress)
+            os.close(fd)
+        except OSError:
+            pass
+        return written
+
+    def _unnamed_file(self) -> int | None:
+        """An O_TMPFILE file in the store's directory: it has no name until it is linked, so
+        a writer killed at any point leaves nothing behind, and linking it publishes the
+        whole entry at once. None (from now on) where the filesystem has no O_TMPFILE."""
+        try:
+            return os.open(self._root, _files.O_TMPFILE, 0o600)
+        except OSError as exc:
+            if exc.errno not in _files.NO_TMPFILE:
+                raise
+            self._tmpfile = False
+            return None
+
+    def _link(self, fd: int, stem: str, part: str, replace: bool) -> None:
+        """Name the unnamed file ``fd`` (the file behind its /proc link: linkat with
+        AT_SYMLINK_FOLLOW); ``FileExistsError`` if an entry is there and not ``replace``."""
+        source = f"/proc/self/fd/{fd}"
+        final = f"{self._root}/{stem}{part}"
+        try:
+            os.link(source, final, dst_dir_fd=self._anchor, follow_symlinks=True)
+        except FileExistsError:
+            if not replace:
+                raise
+            # Replacing an entry (refresh, a damaged one): link under a temporary name, then
+            # rename over the old one, which is atomic.
+            temp = self._temp_name(stem)
+            os.link(source, temp, dst_dir_fd=self._anchor, follow_symlinks=True)
+            _files.rename_into_place(temp, final)
+
+    def _rename_into_place(
+        self, stem: str, part: str, entry: Outgoing, replace: bool, then: Placed | None
+    ) -> tuple[int, bytes]:
+        """Publish through a named temporary file in ``.tmp`` (no O_TMPFILE here)."""
+        final = f"{self._root}/{stem}{part}"
+        temp = self._temp_name(stem)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
-            total = write_hooked(fd, write or write_entry, data)
-            if then is not None:
-                then(*total)
+            written = _write(fd, entry, then)
         except BaseException:
             _files.discard(temp)
             raise
@@ -289,23 +287,25 @@ class DiskBackend:
             _files.discard(temp)
             raise FileExistsError(errno.EEXIST, "an entry is there already", final)
         _files.rename_into_place(temp, final)
-        return total
+        return written
 
-    def _temp_name(self, name: str, key: str) -> str:
-        return os.path.join(self._tmp, f"{name}-{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    def _temp_name(self, stem: str) -> str:
+        """A fresh name in ``.tmp`` for ``stem`` (``<name>-<key>``), with this pid in it so a
+        sweep knows when its writer has died."""
+        return os.path.join(self._tmp, f"{stem}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
     def write_directory(self, name: str, key: str, fill: Callable[[Path], bytes]) -> bytes:
         """Write a Cacheable's directory aside, then swap it into place; returns the manifest."""
         if not self._ready:
             self._prepare()
-        staging = Path(self._temp_name(name, key) + ".d")
+        staging = Path(self._temp_name(f"{name}-{key}") + ".d")
         staging.mkdir(mode=0o700)
         try:
             manifest = fill(staging)
             _files.reached("staged")
             final = self.directory(name, key)
             if final.exists() or final.is_symlink():
-                old = Path(self._temp_name(name, key) + ".old")
+                old = Path(self._temp_name(f"{name}-{key}") + ".old")
                 os.rename(final, old)
                 _files.reached("moved-aside")
                 # No is_dir() first: if that failed, the old directory would stay in .tmp.
@@ -370,3 +370,20 @@ def _read_part(path: str) -> tuple[Any, bytes | None] | None:
     finally:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _write(fd: int, entry: Outgoing, then: Placed | None) -> tuple[int, bytes]:
+    """Fill the new file ``fd`` with ``entry``, then run ``then``."""
+    write, data = entry
+    if write is None and _files.phase_hook is None:
+        # The usual entry: written by one call, no writer called (every store).
+        whole, fingerprint = data
+        count = os.write(fd, whole)
+        if count < len(whole):  # resumed where the write stopped
+            count = _files.pwrite_all(fd, memoryview(whole)[count:], count)
+        written = count, fingerprint
+    else:
+        written = write_hooked(fd, write or write_entry, data)
+    if then is not None:
+        then(*written)
+    return written

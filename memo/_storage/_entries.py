@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._exceptions import warn_once
-from ._backend import MISS, SUFFIX, Backend, Capabilities, KeyLocks, Listed, StoreError
+from ._backend import MISS, SUFFIX, Backend, Capabilities, KeyLocks, Listed, Outgoing, StoreError
 from ._budget import Budget
 from ._cacheable import check_directory, read_directory, write_directory
 from ._entry_file import (
@@ -407,7 +407,7 @@ class EntryStore:
         suffix = chosen.suffix  # (None: the payload stays inside the entry file)
         try:
             if suffix is None:
-                write, data = outgoing(
+                entry = outgoing(
                     files, metadata, fixed, chosen.name, key, payload, first, size, secret
                 )
             else:
@@ -421,7 +421,7 @@ class EntryStore:
             absent.discard(key)
         try:
             if suffix is None:
-                return self._publish(name, key, write, data, replace)
+                return self._publish(name, key, entry, replace)
             return self._publish_detached(name, key, suffix, data, replace)
         except FileExistsError:
             raise EntryExistsError(key) from None
@@ -439,19 +439,21 @@ class EntryStore:
         for the key never touches the payload file, and a reader in between finds a record
         without a payload file, a clean miss. A replacement removes the old record first,
         then places the payload file, then the record: readers miss until it is whole."""
-        make, write, payload = data
+        make, payload = data
         publish = self._publish
         placed: list[int] = []
 
         def place_record(count: int, fingerprint: bytes) -> None:
-            placed.append(publish(name, key, None, (make(fingerprint), fingerprint), False)[0])
+            record = Outgoing(None, (make(fingerprint), fingerprint))
+            placed.append(publish(name, key, record, False)[0])
 
         if replace:
             self.backend.delete(name, key, SUFFIX)
-            written, fingerprint = publish(name, key, write, payload, True, part)
-            written += publish(name, key, None, (make(fingerprint), fingerprint), True)[0]
+            written, fingerprint = publish(name, key, payload, True, part)
+            record = Outgoing(None, (make(fingerprint), fingerprint))
+            written += publish(name, key, record, True)[0]
         else:
-            written, fingerprint = publish(name, key, write, payload, True, part, place_record)
+            written, fingerprint = publish(name, key, payload, True, part, place_record)
             written += placed[0]
         return written, fingerprint
 

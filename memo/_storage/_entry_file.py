@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from .._exceptions import warn_once
 from . import _files
-from ._backend import Writer
+from ._backend import Outgoing
 from ._format import (
     DamagedEntryError,
     Header,
@@ -120,30 +120,29 @@ def outgoing(
     first: Any,
     size: int,
     secret: bytes | None,
-) -> tuple[Writer | None, Any]:
-    """A new entry as ``Backend.publish`` is given it: a writer and its data, or (no writer)
-    the entry's bytes and fingerprint. ``files``: the backend writes files in place (else it
-    is given whole bytes); ``first``: the payload's only chunk, if it has one. Raises
-    ``ValueError`` if the metadata cannot be written."""
+) -> Outgoing:
+    """A new entry as ``Backend.publish`` is given it. ``files``: the backend writes files
+    in place (else it is given whole bytes); ``first``: the payload's only chunk, if it has
+    one. Raises ``ValueError`` if the metadata cannot be written."""
     keyed = fromhex(key)
     if not files:
         line = metadata_line(metadata, kind, size, fixed)
         chunks, fingerprint = pack(line, keyed, kind, payload, secret)
-        return None, (chunks[0] if len(chunks) == 1 else b"".join(chunks), fingerprint)
+        return Outgoing(None, (chunks[0] if len(chunks) == 1 else b"".join(chunks), fingerprint))
     if type(first) is bytes and size < _files.SMALL and secret is None and fixed and metadata:
         # The usual entry (every miss of a function with a small result), made in one step
         # (memo's calls give both kinds of metadata).
-        return None, small_entry(metadata, fixed, kind, keyed, first)
+        return Outgoing(None, small_entry(metadata, fixed, kind, keyed, first))
     line = metadata_line(metadata, kind, size, fixed)
     if secret is None and size >= _files.SMALL:
         # A large payload is written first, each piece hashed as it is written, and the head
         # (which holds the payload's digest) last: one pass over the data instead of two. The
         # file has no name, or a temporary one, until complete.
-        return write_large, (line, keyed, kind, payload)
+        return Outgoing(write_large, (line, keyed, kind, payload))
     chunks, fingerprint = pack(line, keyed, kind, payload, secret)
     if len(chunks) == 1:
-        return None, (chunks[0], fingerprint)
-    return write_chunks, (chunks, fingerprint)
+        return Outgoing(None, (chunks[0], fingerprint))
+    return Outgoing(write_chunks, (chunks, fingerprint))
 
 
 def detached(
@@ -155,10 +154,10 @@ def detached(
     payload: Sequence[Any],
     size: int,
     secret: bytes | None,
-) -> tuple[Callable[[bytes], bytes], Writer | None, Any]:
+) -> tuple[Callable[[bytes], bytes], Outgoing]:
     """A new entry whose payload is kept as its payload file: a function giving the record's
-    bytes for the payload's fingerprint, and the payload file's writer and data for
-    ``Backend.publish``. ``kind`` is the serializer's name and the field its record names it
+    bytes for the payload's fingerprint, and the payload file as ``Backend.publish`` is given
+    it. ``kind`` is the serializer's name and the field its record names it
     by (with the payload file's suffix). A local unsigned payload is hashed as it is written
     (one pass); otherwise the record is made first. Raises ``ValueError`` if the metadata
     cannot be written."""
@@ -171,13 +170,13 @@ def detached(
             head, check = seal(line, keyed, field, size, fingerprint, False, True)
             return head + check
 
-        return unsigned, write_payload, payload
+        return unsigned, Outgoing(write_payload, payload)
     made, fingerprint = record(line, keyed, field, payload, secret)
     if not files:
         chunks = list(payload)
         whole = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
-        return (lambda _: made), None, (whole, fingerprint)
-    return (lambda _: made), write_chunks, (list(payload), fingerprint)
+        return (lambda _: made), Outgoing(None, (whole, fingerprint))
+    return (lambda _: made), Outgoing(write_chunks, (list(payload), fingerprint))
 
 
 def write_payload(fd: int, payload: Sequence[Any]) -> tuple[int, bytes]:

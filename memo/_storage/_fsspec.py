@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from .._exceptions import warn_once
-from ._backend import SUFFIX, Capabilities, Listed, StoreError, Writer, is_part
+from ._backend import SUFFIX, Capabilities, Listed, Outgoing, Placed, StoreError, is_part
 from ._leases import LeaseSettings, ObjectLeases
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
 
@@ -210,19 +210,18 @@ class FsspecBackend:
         self,
         name: str,
         key: str,
-        write: Writer | None,
-        data: Any,
+        entry: Outgoing,
         replace: bool,
         part: str = SUFFIX,
-        then: Callable[[int, bytes], None] | None = None,
+        then: Placed | None = None,
     ) -> tuple[int, bytes]:
         """One object write of the whole entry (or part), create-only unless ``replace``."""
-        entry, fingerprint = data
+        whole, fingerprint = entry.data  # (given whole bytes: no in-place files here)
         path = self._object(name, key, part)
         if then is not None:
-            then(len(entry), fingerprint)
+            then(len(whole), fingerprint)
         try:
-            self._in_directory(self._put, path, entry, not replace)
+            self._in_directory(self._put, path, whole, not replace)
         except FileExistsError:
             raise
         except FileNotFoundError as exc:
@@ -231,7 +230,7 @@ class FsspecBackend:
             ) from exc
         except Exception as exc:
             raise _unreachable("write to", self._url, exc) from exc
-        return len(entry), fingerprint
+        return len(whole), fingerprint
 
     def _in_directory(self, write: Callable[..., None], *args: Any) -> None:
         """``write(*args)``; on a filesystem with real directories (not a bucket) whose store
