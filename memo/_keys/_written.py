@@ -4,7 +4,11 @@ operations instead of the general loops, as ``dataclasses`` writes ``__init__``.
 
 Measured (callgrind, ``f(i, "abc", 2.5)`` and ``f(i, "abc")``): about 8-11% fewer
 instructions per hit and 13-17% per miss than the general path, which gives the same bytes
-(property tests compare the two).
+(property tests compare the two). In ``benchmarks/bench_core.py`` it buys about 5% on a hit
+(1.05x of the floor against 1.10x) and keeps miss+store within its bar (1.44x against 1.53x,
+over the 1.5x bar, without it): keying a miss takes 1.07 us instead of 1.52, describing its
+arguments 0.38 us instead of 1.44. A plain loop specialised to numbers and strings (tried)
+gives back less than a third of that, so the code written out stays.
 """
 
 from __future__ import annotations
