@@ -54,11 +54,14 @@ Placed = Callable[[int, bytes], None]
 class Outgoing(NamedTuple):
     """A new entry (or part) as the layer above hands it to ``Backend.publish``: a ``write``
     and the ``data`` it writes, or (``write`` None) the whole bytes and their fingerprint as
-    ``data``. Backends without in-place files (``Capabilities.files`` False) are always given
-    whole bytes."""
+    ``data``; which ``part`` of the entry it is (its suffix); and ``then``, run once the bytes
+    are written and before they are placed (if it raises, nothing is placed). Backends
+    without in-place files (``Capabilities.files`` False) are always given whole bytes."""
 
     write: Writer | None
     data: Any
+    part: str = SUFFIX
+    then: Placed | None = None
 
 
 class _Miss:
@@ -210,19 +213,11 @@ class Backend(Protocol):
         """Whether an entry is present (cheap: nothing is read or checked)."""
         ...
 
-    def publish(
-        self,
-        name: str,
-        key: str,
-        entry: Outgoing,
-        replace: bool,
-        part: str = SUFFIX,
-        then: Placed | None = None,
-    ) -> tuple[int, bytes]:
-        """Put a new entry (or its ``part``) in place atomically (a reader sees all of it or
-        none); gives what the writer gave. Without ``replace`` the write is create-only where
-        the backend can make it so: ``FileExistsError`` if an entry is there (then it
-        stands). ``then`` runs once the bytes are written and before they are placed."""
+    def publish(self, name: str, key: str, entry: Outgoing, replace: bool) -> tuple[int, bytes]:
+        """Put a new entry (or one ``part`` of it) in place atomically (a reader sees all of
+        it or none); gives what the writer gave. Without ``replace`` the write is create-only
+        where the backend can make it so: ``FileExistsError`` if an entry is there (then it
+        stands)."""
         ...
 
     def delete(

@@ -21,7 +21,7 @@ from typing import Any
 
 from .._exceptions import warn_once
 from . import _files
-from ._backend import SUFFIX, Capabilities, Listed, Outgoing, Placed, StoreError
+from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError
 from ._directory import exposure, leftovers, list_entries
 from ._entry_file import read_rest, write_entry, write_hooked
 from ._format import DamagedEntryError
@@ -186,43 +186,33 @@ class DiskBackend:
         self._ready = True
         _files.sweep_temp(self._tmp)
 
-    def publish(
-        self,
-        name: str,
-        key: str,
-        entry: Outgoing,
-        replace: bool,
-        part: str = SUFFIX,
-        then: Placed | None = None,
-    ) -> tuple[int, bytes]:
+    def publish(self, name: str, key: str, entry: Outgoing, replace: bool) -> tuple[int, bytes]:
         """Write the entry into a file with no name (or a temporary one) and link it into
         place; ``FileExistsError`` if there is one and not ``replace``."""
         if not self._ready:
             self._prepare()
         stem = f"{name}-{key}"
         try:
-            written = self._place(stem, part, entry, replace, then)
+            written = self._place(stem, entry, replace)
         except FileNotFoundError:
             # The directory was removed under us (e.g. `rm -rf` of the cache): recreate it,
             # and its lock file, so other processes share our locks again.
             self.locks.forget_lock_file()
             self._prepare()
-            written = self._place(stem, part, entry, replace, then)
+            written = self._place(stem, entry, replace)
         if _files.phase_hook is not None:
             _files.phase_hook("published")
         return written
 
-    def _place(
-        self, stem: str, part: str, entry: Outgoing, replace: bool, then: Placed | None
-    ) -> tuple[int, bytes]:
-        """Write ``entry`` and put it at ``stem + part``: linked from a file with no name
-        where the filesystem has O_TMPFILE, else renamed from a named temporary file."""
+    def _place(self, stem: str, entry: Outgoing, replace: bool) -> tuple[int, bytes]:
+        """Write ``entry`` and put it at ``stem`` and its part: linked from a file with no
+        name where the filesystem has O_TMPFILE, else renamed from a named temporary file."""
         fd = self._unnamed_file() if self._tmpfile else None
         if fd is None:
-            return self._rename_into_place(stem, part, entry, replace, then)
+            return self._rename_into_place(stem, entry, replace)
         try:
-            written = _write(fd, entry, then)
-            self._link(fd, stem, part, replace)
+            written = _write(fd, entry)
+            self._link(fd, stem, entry.part, replace)
         except BaseException:
             with contextlib.suppress(OSError):  # the original error is the one to report
                 os.close(fd)
@@ -263,15 +253,13 @@ class DiskBackend:
             os.link(source, temp, dst_dir_fd=self._anchor, follow_symlinks=True)
             _files.rename_into_place(temp, final)
 
-    def _rename_into_place(
-        self, stem: str, part: str, entry: Outgoing, replace: bool, then: Placed | None
-    ) -> tuple[int, bytes]:
+    def _rename_into_place(self, stem: str, entry: Outgoing, replace: bool) -> tuple[int, bytes]:
         """Publish through a named temporary file in ``.tmp`` (no O_TMPFILE here)."""
-        final = f"{self._root}/{stem}{part}"
+        final = f"{self._root}/{stem}{entry.part}"
         temp = self._temp_name(stem)
         fd = os.open(temp, _files.O_CREATE, 0o600)
         try:
-            written = _write(fd, entry, then)
+            written = _write(fd, entry)
         except BaseException:
             _files.discard(temp)
             raise
@@ -372,9 +360,9 @@ def _read_part(path: str) -> tuple[Any, bytes | None] | None:
             os.close(fd)
 
 
-def _write(fd: int, entry: Outgoing, then: Placed | None) -> tuple[int, bytes]:
-    """Fill the new file ``fd`` with ``entry``, then run ``then``."""
-    write, data = entry
+def _write(fd: int, entry: Outgoing) -> tuple[int, bytes]:
+    """Fill the new file ``fd`` with ``entry``, then run its ``then``."""
+    write, data, _, then = entry
     if write is None and _files.phase_hook is None:
         # The usual entry: written by one call, no writer called (every store).
         whole, fingerprint = data

@@ -449,11 +449,12 @@ class EntryStore:
 
         if replace:
             self.backend.delete(name, key, SUFFIX)
-            written, fingerprint = publish(name, key, payload, True, part)
+            written, fingerprint = publish(name, key, payload._replace(part=part), True)
             record = Outgoing(None, (make(fingerprint), fingerprint))
             written += publish(name, key, record, True)[0]
         else:
-            written, fingerprint = publish(name, key, payload, True, part, place_record)
+            placing = payload._replace(part=part, then=place_record)
+            written, fingerprint = publish(name, key, placing, True)
             written += placed[0]
         return written, fingerprint
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from .._exceptions import warn_once
-from ._backend import SUFFIX, Capabilities, Listed, Outgoing, Placed, StoreError, is_part
+from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError, is_part
 from ._leases import LeaseSettings, ObjectLeases
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
 
@@ -206,20 +206,12 @@ class FsspecBackend:
 
     # --- writing -------------------------------------------------------------------------
 
-    def publish(
-        self,
-        name: str,
-        key: str,
-        entry: Outgoing,
-        replace: bool,
-        part: str = SUFFIX,
-        then: Placed | None = None,
-    ) -> tuple[int, bytes]:
+    def publish(self, name: str, key: str, entry: Outgoing, replace: bool) -> tuple[int, bytes]:
         """One object write of the whole entry (or part), create-only unless ``replace``."""
         whole, fingerprint = entry.data  # (given whole bytes: no in-place files here)
-        path = self._object(name, key, part)
-        if then is not None:
-            then(len(whole), fingerprint)
+        path = self._object(name, key, entry.part)
+        if entry.then is not None:
+            entry.then(len(whole), fingerprint)
         try:
             self._in_directory(self._put, path, whole, not replace)
         except FileExistsError:
