@@ -141,6 +141,26 @@ class CallPath:
                 return value
         return await self._acompute(state, key, args, kwargs, labels, values, extra, state.skip)
 
+    def call_missing(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A call a batch found missing: straight to computing under its key's lease, which
+        looks for the entry once held (another caller may have stored it meanwhile), with no
+        lookup before it."""
+        state = self.state or self.setup()
+        extra = self._extra(kwargs)
+        if state.disabled:
+            return self.func(*args, **kwargs)
+        key, labels, values = self.maker.bind(args, kwargs, extra)
+        return self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
+
+    async def acall_missing(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``call_missing`` for an ``async def``."""
+        state = self.state or self.setup()
+        extra = self._extra(kwargs)
+        if state.disabled:
+            return await self.func(*args, **kwargs)
+        key, labels, values = self.maker.bind(args, kwargs, extra)
+        return await self._acompute(state, key, args, kwargs, labels, values, extra, state.skip)
+
     def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Compute a call whether stored or not, and store it over the old entry."""
         state = self.setup()

@@ -12,11 +12,11 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._exceptions import ConfigError, MemoError
 
-__all__ = ["Args", "MapError", "arun_map", "run_map"]
+__all__ = ["Args", "Batch", "MapError", "arun_map", "run_map"]
 
 logger = logging.getLogger("memo")
 _LOG_EVERY = 5.0  # seconds between progress lines when tqdm is not there
@@ -27,6 +27,20 @@ _shipped: dict[bytes, Any] = {}
 _SHIPPED_KEPT = 8
 _CONCURRENT_TASKS = 32  # items of an async function's batch awaited at once, by default
 Call = tuple[tuple[Any, ...], dict[str, Any]]  # an item's (args, kwargs)
+
+
+class Batch(NamedTuple):
+    """What a batch needs of its memoized function: ``key_of`` an item's call, ``load`` a
+    key's stored value (or ``missing``), ``stored()`` the keys the store lists for the
+    function (None where a look per key is as cheap: a local directory), and how many loads
+    may be in flight at once (``loads``: more than one on an object store, where each is a
+    round trip)."""
+
+    key_of: Callable[[tuple[Any, ...], dict[str, Any]], str]
+    load: Callable[[str], Any]
+    missing: Any
+    stored: Callable[[], set[str]] | None
+    loads: int
 
 
 class Args:
@@ -174,9 +188,7 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 def run_map(
     memoized: Any,
     items: Iterable[Any],
-    key_of: Callable[[tuple[Any, ...], dict[str, Any]], str],
-    load: Callable[[str], Any],
-    missing: Any,
+    batch: Batch,
     *,
     executor: Any = None,
     progress: bool | None = None,
@@ -184,8 +196,9 @@ def run_map(
     chunksize: int | None = None,
     label: str = "map",
 ) -> list[Any]:
-    """The engine behind ``Memoized.map`` (see its docstring)."""
-    calls, keys, values, pending = _plan(items, key_of, load, missing, label)
+    """The engine behind ``Memoized.map`` (see its docstring). ``memoized`` computes an item
+    the plan found missing (and stores it)."""
+    calls, keys, values, pending = _plan(items, batch, label)
     errors: dict[str, BaseException] = {}
     bar = _Progress(len(pending), len(values), label, progress)
     try:
@@ -208,9 +221,7 @@ def run_map(
 async def arun_map(
     memoized: Any,
     items: Iterable[Any],
-    key_of: Callable[[tuple[Any, ...], dict[str, Any]], str],
-    load: Callable[[str], Any],
-    missing: Any,
+    batch: Batch,
     *,
     progress: bool | None = None,
     max_workers: int | None = None,
@@ -220,7 +231,7 @@ async def arun_map(
     running event loop, at most ``max_workers`` (default 32) at a time."""
     import asyncio
 
-    calls, keys, values, pending = _plan(items, key_of, load, missing, label)
+    calls, keys, values, pending = await asyncio.to_thread(_plan, items, batch, label)
     errors: dict[str, BaseException] = {}
     bar = _Progress(len(pending), len(values), label, progress)
     limit = asyncio.Semaphore(max_workers or _CONCURRENT_TASKS)
@@ -243,28 +254,43 @@ async def arun_map(
 
 
 def _plan(
-    items: Iterable[Any],
-    key_of: Callable[[tuple[Any, ...], dict[str, Any]], str],
-    load: Callable[[str], Any],
-    missing: Any,
-    label: str,
+    items: Iterable[Any], batch: Batch, label: str
 ) -> tuple[list[Call], list[str], dict[str, Any], list[tuple[str, Call]]]:
     """A batch's calls, their keys, the values of those cached, and the calls to compute
-    (one per key: a duplicate item is computed, or loaded, once)."""
+    (one per key: a duplicate item is computed, or loaded, once).
+
+    Where the store can list (an object store), the first key is loaded: if it is missing,
+    the batch is taken for a new one and the store is listed once, so that only keys it
+    holds are loaded (a key missing from the listing costs no request); if it is stored,
+    every key is loaded (a batch run before, or resumed). Loads run ``batch.loads`` at a
+    time."""
     calls = [normalize(item) for item in items]
-    keys = [key_of(args, kwargs) for args, kwargs in calls]
-    values: dict[str, Any] = {}
-    todo: dict[str, Call] = {}
+    keys = [batch.key_of(args, kwargs) for args, kwargs in calls]
+    first: dict[str, Call] = {}
     for key, call in zip(keys, calls, strict=True):
-        if key in values or key in todo:
-            continue
-        value = load(key)
-        if value is missing:
-            todo[key] = call
-        else:
-            values[key] = value
+        first.setdefault(key, call)
+    unique = list(first)
+    found: dict[str, Any] = {}
+    if batch.stored is not None and len(unique) > 1:
+        found[unique[0]] = batch.load(unique[0])
+        if found[unique[0]] is batch.missing:
+            listed = batch.stored()
+            unique = [key for key in unique if key in listed]
+    found.update(_load_all(batch, [key for key in unique if key not in found]))
+    values = {key: value for key, value in found.items() if value is not batch.missing}
+    todo = [(key, call) for key, call in first.items() if key not in values]
     logger.info("%s: %d cached, %d to compute", label, len(values), len(todo))
-    return calls, keys, values, list(todo.items())
+    return calls, keys, values, todo
+
+
+def _load_all(batch: Batch, keys: list[str]) -> dict[str, Any]:
+    """Each key's stored value (or ``batch.missing``), ``batch.loads`` at a time."""
+    if batch.loads <= 1 or len(keys) <= 1:
+        return {key: batch.load(key) for key in keys}
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(min(batch.loads, len(keys))) as pool:
+        return dict(zip(keys, pool.map(batch.load, keys), strict=True))
 
 
 def _run_on(

@@ -22,7 +22,7 @@ from ._keys._bytes import Context
 from ._keys._canonical import add_rules, encode_into
 from ._keys._key import named_function
 from ._lazy import Lazy, stored_fingerprint
-from ._map import arun_map, run_map
+from ._map import Batch, arun_map, run_map
 from ._options import Options
 from ._storage._backend import MISS
 from ._storage._cacheable import resolve_qualified
@@ -33,6 +33,7 @@ __all__ = ["AsyncMemoized", "CacheInfo", "LazyMemoized", "Memoized"]
 P = ParamSpec("P")
 R = TypeVar("R")
 _PICKLE = PickleSerializer()
+_LOADS = 16  # a batch's loads in flight at once on an object store
 
 
 class CacheInfo(NamedTuple):
@@ -236,13 +237,10 @@ class Memoized(Generic[P, R]):
         ``memo.MapError`` (an ``ExceptionGroup``) at the end, whose ``results`` hold the
         successful values.
         """
-        key_of, load = self._batch_steps()
         return run_map(
-            self._call_eagerly,
+            self._compute_missing,
             items,
-            key_of,
-            load,
-            MISS,
+            self._batch(),
             executor=executor,
             progress=progress,
             max_workers=max_workers,
@@ -250,22 +248,28 @@ class Memoized(Generic[P, R]):
             label=self._maker.qualname,
         )
 
-    def _batch_steps(
-        self,
-    ) -> tuple[Callable[[tuple[Any, ...], dict[str, Any]], str], Callable[[str], Any]]:
-        """For a batch: the key of an item's call, and the load of a key (or ``MISS``)."""
+    def _batch(self) -> Batch:
+        """What ``map`` needs: keys, loads and, on an object store, one listing of the keys
+        stored, and loads that run concurrently (each is a round trip)."""
         calls = self._calls
         state = calls.setup()
+        store = state.store
+        skip = state.skip or state.disabled
+        remote = not store.capabilities.files
 
         def load(key: str) -> Any:
-            if state.skip or state.disabled:
-                return MISS
-            return calls.lookup(state, key)
+            return MISS if skip else calls.lookup(state, key)
 
-        return calls.key, load
+        def stored() -> set[str]:
+            return set() if skip else {entry.key for entry in store.listing(calls.name)}
+
+        return Batch(calls.key, load, MISS, stored if remote else None, _LOADS if remote else 1)
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
         return self._calls.call(args, kwargs)
+
+    def _compute_missing(self, *args: Any, **kwargs: Any) -> Any:
+        return self._calls.call_missing(args, kwargs)
 
     def explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Say whether this call would hit and, on a miss, which key component differs from
@@ -373,20 +377,17 @@ class AsyncMemoized(Memoized[P, R]):
                 "event loop; leave out executor= and chunksize= (use max_workers= to bound "
                 "how many run at once)"
             )
-        key_of, load = self._batch_steps()
         return arun_map(
-            self._acall_eagerly,
+            self._acompute_missing,
             items,
-            key_of,
-            load,
-            MISS,
+            self._batch(),
             progress=progress,
             max_workers=max_workers,
             label=self._maker.qualname,
         )
 
-    def _acall_eagerly(self, *args: Any, **kwargs: Any) -> Any:
-        return self._calls.acall(args, kwargs)
+    def _acompute_missing(self, *args: Any, **kwargs: Any) -> Any:
+        return self._calls.acall_missing(args, kwargs)
 
 
 class LazyMemoized(Memoized[P, R]):

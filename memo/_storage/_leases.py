@@ -85,13 +85,18 @@ class Objects(Protocol):
 class _Held:
     """A lease this process holds, with the heartbeat thread that renews it."""
 
-    def __init__(self, objects: Objects, path: str, token: str, settings: LeaseSettings) -> None:
+    def __init__(
+        self, objects: Objects, path: str, token: str, settings: LeaseSettings, written: float
+    ) -> None:
         self.objects = objects
         self.path = path
         self.token = token
         self.settings = settings
         self.marker: str | None = None  # the takeover marker this holder wrote, if any
         self.lost = False
+        # When this holder last wrote its lease (before the write was sent), by a clock that
+        # counts a suspended machine's sleep too: see ``release``.
+        self.written = written
         self._stop = threading.Event()
         self._beat = 0
         self._thread = threading.Thread(target=self._renew, name="memo-lease", daemon=True)
@@ -110,18 +115,31 @@ class _Held:
                     logger.debug("lost the lease %s", self.path)
                     return
                 self._beat += 1
+                sent = _elapsed_clock()
                 self.objects.put_object(self.path, _body(self.token, self._beat, self.settings))
+                self.written = sent
             except Exception as exc:
                 _warn_lease(self.objects, self.path, "renew", exc)
 
     def release(self) -> None:
+        """Remove the lease if it is still this holder's. A waiter takes a lease over only
+        once it has seen it unchanged for its whole length, so while less than half of that
+        has passed since this holder last wrote it, it is this holder's and goes without
+        being read back first (the usual case: one request); later (a long body whose
+        heartbeat may have failed, a holder frozen or a machine suspended) it is read, and
+        left alone if another holder has it."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.settings.heartbeat)
         try:
-            current = self.objects.get_object(self.path)
-            if current is not None and _holder(current) == self.token:
+            if self.lost:
+                pass
+            elif _elapsed_clock() - self.written < self.settings.seconds / 2:
                 self.objects.remove_object(self.path)
+            else:
+                current = self.objects.get_object(self.path)
+                if current is not None and _holder(current) == self.token:
+                    self.objects.remove_object(self.path)
             if self.marker is not None:
                 self.objects.remove_object(self.marker)
         except Exception as exc:
@@ -224,12 +242,13 @@ class ObjectLeases:
         seen_since = 0.0
         try:
             while True:
+                sent = _elapsed_clock()
                 try:
                     objects.create_object(path, _body(token, 0, settings))
                 except FileExistsError:
                     pass
                 else:
-                    return True, self._start(path, token)
+                    return True, self._start(path, token, sent)
                 if objects.exists(name, key):
                     return True, None  # published meanwhile: the caller loads it
                 current = objects.get_object(path)
@@ -270,15 +289,26 @@ class ObjectLeases:
             self._objects.create_object(marker, token.encode())
         except FileExistsError:
             return None
+        sent = _elapsed_clock()
         self._objects.put_object(path, _body(token, 0, self.settings))
         logger.debug("took over the expired lease %s", path)
-        return self._start(path, token, marker)
+        return self._start(path, token, sent, marker)
 
-    def _start(self, path: str, token: str, marker: str | None = None) -> _Held:
-        held = _Held(self._objects, path, token, self.settings)
+    def _start(self, path: str, token: str, sent: float, marker: str | None = None) -> _Held:
+        held = _Held(self._objects, path, token, self.settings, sent)
         held.marker = marker
         held.start()
         return held
+
+
+def _elapsed_clock() -> float:
+    """Seconds by a clock that never goes back and, where there is one (Linux's
+    CLOCK_BOOTTIME), goes on while the machine is suspended: waiters on other machines see
+    that time pass."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return time.monotonic()
+    return time.clock_gettime(boottime)
 
 
 def _body(token: str, beat: int, settings: LeaseSettings) -> bytes:
