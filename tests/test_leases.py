@@ -215,6 +215,27 @@ def test_a_holder_whose_lease_was_taken_stops_renewing_and_leaves_it(url: str) -
     assert backend.get_object(path) == theirs
 
 
+def test_a_holder_past_half_its_lease_reads_it_back_before_deleting(url: str) -> None:
+    """Released soon after it was written, a lease is deleted at once (no one can have taken
+    it over); released later than half its length, it is read first, and another holder's
+    lease is left in place even when this holder's heartbeat never noticed the takeover."""
+    unrenewed = LeaseSettings(seconds=1.0, heartbeat=60.0, poll=0.05)
+    backend, leases = _leases(url, unrenewed)
+    path = backend.lease_path("f", KEY)
+    _, fresh = leases.take("f", KEY, 1.0)
+    assert fresh is not None
+    fresh.release()
+    assert backend.get_object(path) is None
+    _, late = leases.take("f", KEY, 1.0)
+    assert late is not None
+    time.sleep(0.6)
+    theirs = b'{"holder": "other:3:ee", "beat": 0, "seconds": 1.0}'
+    backend.put_object(path, theirs)  # (as a waiter that took the lease over would)
+    assert not late.lost
+    late.release()
+    assert backend.get_object(path) == theirs
+
+
 def test_a_network_failure_during_the_body_never_fails_the_call(
     bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
