@@ -35,7 +35,7 @@ from ._storage._entries import EntryExistsError
 from ._storage._open import open_store
 from ._version import __version__
 
-__all__ = ["CallPath", "State"]
+__all__ = ["CallPath", "Pending", "State"]
 
 logger = logging.getLogger("memo")
 # Metadata attached with memo.add_metadata: anything JSON cannot encode is shown as its str().
@@ -397,6 +397,78 @@ class CallPath:
             "components": self.maker.components(),
         }
         return json.dumps(members, separators=(",", ":"))[1:-1]
+
+
+class Pending:
+    """A call of a batch on an object store, made in three steps so that the round trips of
+    many calls overlap while their bodies run one after another in the caller's thread:
+    ``claim`` (on a worker thread: take the key's lease and look for an entry stored
+    meanwhile), ``run`` (in the caller's thread: the body, unless such an entry was found)
+    and ``finish`` (on a worker thread: store the result, give the lease back; it gives the
+    call's value). ``release`` gives the lease back without storing (the body failed)."""
+
+    def __init__(
+        self, path: CallPath, args: tuple[Any, ...], kwargs: dict[str, Any], owner: int
+    ) -> None:
+        self._path = path
+        self._args = args
+        self._kwargs = kwargs
+        self._owner = owner  # (the caller's thread: a body calling itself is not kept waiting)
+        self._claim: Any = None
+        self._held = False
+        self._found: Any = MISS  # an entry stored meanwhile
+        self._computed: Any = MISS
+        self._steps: tuple[Any, ...] = ()
+
+    def claim(self) -> None:
+        """Bind the call, take its key's lease, and look for an entry stored meanwhile."""
+        path = self._path
+        state = path.setup()
+        extra = path._extra(self._kwargs)
+        key, labels, values = path.maker.bind(self._args, self._kwargs, extra)
+        self._steps = (state, key, labels, values, extra)
+        locks = state.store.locks
+        try:
+            self._claim, self._held = locks.acquire(key, path._lock_timeout, path.name, self._owner)
+        except (OSError, StoreError):
+            self._claim, self._held = None, False
+        try:
+            self._found = path._stored_meanwhile(state, key, self._held, state.skip)
+        except BaseException:
+            self.release()
+            raise
+
+    def run(self) -> None:
+        """Compute the value, unless ``claim`` found it stored."""
+        if self._found is not MISS:
+            return
+        path = self._path
+        state, key = self._steps[:2]
+        debug = path._note_miss(key, state.skip)
+        collected, token, started = path._begin()
+        try:
+            self._computed = path.func(*self._args, **self._kwargs)
+        finally:
+            elapsed_ns = path._end(token, started)
+        self._steps += (elapsed_ns, collected, debug)
+
+    def finish(self) -> Any:
+        """Store the computed value and give the lease back; the call's value."""
+        try:
+            if self._found is not MISS:
+                return self._found
+            state, key, labels, values, extra, elapsed_ns, collected, debug = self._steps
+            return self._path._store(
+                state, key, self._computed, labels, values, extra, elapsed_ns, collected, debug
+            )
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the lease back (once; nothing if none was taken)."""
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            self._steps[0].store.locks.release(self._steps[1], claim, self._held)
 
 
 def _user_json(items: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ import logging
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from ._exceptions import ConfigError, MemoError
 
@@ -29,18 +29,30 @@ _CONCURRENT_TASKS = 32  # items of an async function's batch awaited at once, by
 Call = tuple[tuple[Any, ...], dict[str, Any]]  # an item's (args, kwargs)
 
 
+class Staged(Protocol):
+    """A missing item's call in three steps (``_calls.Pending``): ``claim`` and ``finish``
+    make the round trips, on worker threads; ``run`` runs the body, in the caller's thread."""
+
+    def claim(self) -> None: ...
+    def run(self) -> None: ...
+    def finish(self) -> Any: ...
+    def release(self) -> None: ...
+
+
 class Batch(NamedTuple):
     """What a batch needs of its memoized function: ``key_of`` an item's call, ``load`` a
     key's stored value (or ``missing``), ``stored()`` the keys the store lists for the
-    function (None where a look per key is as cheap: a local directory), and how many loads
-    may be in flight at once (``loads``: more than one on an object store, where each is a
-    round trip)."""
+    function (None where a look per key is as cheap: a local directory), how many round
+    trips may be in flight at once (``width``: more than one on an object store), and
+    ``stage``, which makes a missing item's call in steps whose round trips overlap (None
+    where they are not round trips)."""
 
     key_of: Callable[[tuple[Any, ...], dict[str, Any]], str]
     load: Callable[[str], Any]
     missing: Any
     stored: Callable[[], set[str]] | None
-    loads: int
+    width: int
+    stage: Callable[[tuple[Any, ...], dict[str, Any]], Staged] | None
 
 
 class Args:
@@ -202,7 +214,9 @@ def run_map(
     errors: dict[str, BaseException] = {}
     bar = _Progress(len(pending), len(values), label, progress)
     try:
-        if executor is None:
+        if executor is None and batch.stage is not None and len(pending) > 1:
+            _run_staged(batch.stage, pending, values, errors, bar, batch.width)
+        elif executor is None:
             for key, (args, kwargs) in pending:
                 try:
                     values[key] = memoized(*args, **kwargs)
@@ -262,7 +276,7 @@ def _plan(
     Where the store can list (an object store), the first key is loaded: if it is missing,
     the batch is taken for a new one and the store is listed once, so that only keys it
     holds are loaded (a key missing from the listing costs no request); if it is stored,
-    every key is loaded (a batch run before, or resumed). Loads run ``batch.loads`` at a
+    every key is loaded (a batch run before, or resumed). Loads run ``batch.width`` at a
     time."""
     calls = [normalize(item) for item in items]
     keys = [batch.key_of(args, kwargs) for args, kwargs in calls]
@@ -284,13 +298,76 @@ def _plan(
 
 
 def _load_all(batch: Batch, keys: list[str]) -> dict[str, Any]:
-    """Each key's stored value (or ``batch.missing``), ``batch.loads`` at a time."""
-    if batch.loads <= 1 or len(keys) <= 1:
+    """Each key's stored value (or ``batch.missing``), ``batch.width`` at a time."""
+    if batch.width <= 1 or len(keys) <= 1:
         return {key: batch.load(key) for key in keys}
     import concurrent.futures
 
-    with concurrent.futures.ThreadPoolExecutor(min(batch.loads, len(keys))) as pool:
+    with concurrent.futures.ThreadPoolExecutor(min(batch.width, len(keys))) as pool:
         return dict(zip(keys, pool.map(batch.load, keys), strict=True))
+
+
+def _run_staged(
+    stage: Callable[[tuple[Any, ...], dict[str, Any]], Staged],
+    pending: list[tuple[str, Call]],
+    values: dict[str, Any],
+    errors: dict[str, BaseException],
+    bar: _Progress,
+    width: int,
+) -> None:
+    """Compute the missing items of a serial batch on an object store: their bodies one after
+    another in this thread, their round trips (lease, stored meanwhile?, store, release) on
+    worker threads, up to ``width`` items claimed ahead. The body of whichever claimed item
+    is ready runs next, so a key another caller holds never holds up the others (and two
+    callers mapping the same items in other orders never wait for each other in a circle).
+    Claims and stores have a pool each: a store (which gives a lease back) never waits
+    behind a claim waiting for a lease."""
+    import concurrent.futures
+
+    todo = iter(pending)
+    claims = concurrent.futures.ThreadPoolExecutor(width, thread_name_prefix="memo-claim")
+    stores = concurrent.futures.ThreadPoolExecutor(width, thread_name_prefix="memo-store")
+    claimed: dict[concurrent.futures.Future[None], tuple[str, Staged]] = {}
+    finished: list[tuple[str, concurrent.futures.Future[Any]]] = []
+
+    def claim_more() -> None:
+        while len(claimed) < width:
+            item = next(todo, None)
+            if item is None:
+                return
+            key, (args, kwargs) = item
+            call = stage(args, kwargs)
+            claimed[claims.submit(call.claim)] = (key, call)
+
+    try:
+        claim_more()
+        while claimed:
+            ready, _ = concurrent.futures.wait(claimed, return_when="FIRST_COMPLETED")
+            for future in ready:
+                key, call = claimed.pop(future)
+                try:
+                    future.result()
+                    call.run()
+                except BaseException as exc:
+                    stores.submit(call.release)
+                    if not isinstance(exc, Exception):
+                        raise
+                    errors[key] = exc
+                    bar.advance(failed=1)
+                else:
+                    finished.append((key, stores.submit(call.finish)))
+                    bar.advance()
+                claim_more()
+        for key, stored in finished:
+            try:
+                values[key] = stored.result()
+            except Exception as exc:
+                errors[key] = exc
+    finally:
+        for future, (_, call) in claimed.items():  # (interrupted: leases taken ahead go back)
+            future.add_done_callback(_releaser(call))
+        claims.shutdown(wait=False, cancel_futures=True)
+        stores.shutdown(wait=True)
 
 
 def _run_on(
@@ -346,6 +423,13 @@ def _run_on(
     finally:
         if owned:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _releaser(call: Staged) -> Callable[[Any], None]:
+    def release(_: Any) -> None:
+        call.release()
+
+    return release
 
 
 def _by_value(function: Any) -> bytes:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
 from ._bound import BoundMemoized
-from ._calls import CallPath, State
+from ._calls import CallPath, Pending, State
 from ._catalog import Store, store_of
 from ._exceptions import ConfigError, MemoError
 from ._explain import explain_text
@@ -33,7 +34,7 @@ __all__ = ["AsyncMemoized", "CacheInfo", "LazyMemoized", "Memoized"]
 P = ParamSpec("P")
 R = TypeVar("R")
 _PICKLE = PickleSerializer()
-_LOADS = 16  # a batch's loads in flight at once on an object store
+_WIDTH = 16  # a batch's round trips in flight at once on an object store
 
 
 class CacheInfo(NamedTuple):
@@ -263,7 +264,12 @@ class Memoized(Generic[P, R]):
         def stored() -> set[str]:
             return set() if skip else {entry.key for entry in store.listing(calls.name)}
 
-        return Batch(calls.key, load, MISS, stored if remote else None, _LOADS if remote else 1)
+        def stage(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Pending:
+            return Pending(calls, args, dict(kwargs), threading.get_ident())
+
+        if not remote:
+            return Batch(calls.key, load, MISS, None, 1, None)
+        return Batch(calls.key, load, MISS, stored, _WIDTH, None if state.disabled else stage)
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
         return self._calls.call(args, kwargs)

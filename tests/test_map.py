@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +19,10 @@ from typing import Any
 import pytest
 
 import memo
+from memo._storage._open import forget_stores
 from tests.clusters import two_workers
 from tests.map_functions import crashing, fragile, square
+from tests.s3 import FAST
 
 
 @pytest.fixture
@@ -273,3 +277,89 @@ def test_counts_are_on_the_bar(log: Path, capsys: pytest.CaptureFixture[str]) ->
     square.map([1, 2], progress=False)
     square.map([1, 2, 3, 4, 5], progress=True)
     assert "2 cached, 3 to compute" in capsys.readouterr().err
+
+
+@pytest.fixture
+def s3_url(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh S3 cache URL (moto), with requests that fail fast."""
+    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(FAST))
+    forget_stores()
+    yield url
+    forget_stores()
+
+
+def _leases_left(url: str) -> list[str]:
+    """The lease objects in a store (none once every call has ended)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    prefix = url.removeprefix("s3://")
+    return [path for path in fs.find(prefix) if path.endswith(".lease")]
+
+
+def test_a_serial_map_on_s3_runs_bodies_in_the_caller_one_at_a_time(s3_url: str) -> None:
+    """On an object store the round trips of a serial map overlap, but every body runs in
+    the calling thread, never two at once; each is stored, and no lease is left behind."""
+    threads: set[int] = set()
+    running: list[int] = []
+    most = 0
+
+    def body(x: int) -> int:
+        nonlocal most
+        threads.add(threading.get_ident())
+        running.append(x)
+        most = max(most, len(running))
+        time.sleep(0.002)
+        running.remove(x)
+        return x * 3
+
+    tripled = memo.decorate(body, cache_path=s3_url)
+    assert tripled.map(range(40), progress=False) == [x * 3 for x in range(40)]
+    assert threads == {threading.get_ident()}
+    assert most == 1
+    assert tripled.cache_info().misses == 40
+    assert all(tripled.is_cached(x) for x in range(40))
+    assert _leases_left(s3_url) == []
+
+
+def test_a_failing_item_of_a_serial_map_on_s3_gives_its_lease_back(s3_url: str) -> None:
+    """A body that raises fails its item only: the others are stored, its lease is given
+    back (no lease is left), and a later map computes it again."""
+    attempts: list[int] = []
+
+    def body(x: int) -> int:
+        attempts.append(x)
+        if x == 3 and attempts.count(3) == 1:
+            raise ValueError("three, the first time")
+        return -x
+
+    negated = memo.decorate(body, cache_path=s3_url)
+    with pytest.raises(memo.MapError) as caught:
+        negated.map(range(8), progress=False)
+    assert caught.value.failed == [3]
+    assert [caught.value.results[i] for i in range(8) if i != 3] == [0, -1, -2, -4, -5, -6, -7]
+    assert _leases_left(s3_url) == []
+    assert negated.map(range(8), progress=False) == [-x for x in range(8)]
+    assert attempts.count(3) == 2
+    assert len(attempts) == 9
+
+
+def test_two_maps_of_the_same_items_in_opposite_orders_compute_each_once(s3_url: str) -> None:
+    """Two callers mapping the same missing items, one in order and one reversed, never wait
+    for each other in a circle: each item is computed once (the other caller loads it)."""
+    computed: list[int] = []
+
+    def body(x: int) -> int:
+        computed.append(x)
+        time.sleep(0.01)
+        return x + 100
+
+    shared = memo.decorate(body, cache_path=s3_url, lock_timeout=30)
+    items = list(range(40))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        forward = pool.submit(shared.map, items, progress=False)
+        backward = pool.submit(shared.map, items[::-1], progress=False)
+        assert forward.result(timeout=60) == [x + 100 for x in items]
+        assert backward.result(timeout=60) == [x + 100 for x in items[::-1]]
+    assert sorted(computed) == items
+    assert _leases_left(s3_url) == []

@@ -150,12 +150,15 @@ class KeyLocks(Protocol):
     """Per-key leases: who computes a missing key while the others wait (never needed for
     correctness: publishing is atomic either way)."""
 
-    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]:
+    def acquire(
+        self, key: str, timeout: float, name: str = "", owner: Any = None
+    ) -> tuple[Any, bool]:
         """Wait up to ``timeout`` seconds for ``key`` (of the entry ``name``): ``(claim,
         held)``. ``held`` says this caller may compute alone, or the entry has appeared
         meanwhile; unless ``claim`` is None pass both to ``release``. At once
-        ``(None, False)`` when this thread holds ``key`` already (a function calling itself).
-        Raises ``OSError`` or ``StoreError`` if leases cannot be used here."""
+        ``(None, False)`` when ``owner`` (by default this thread) holds ``key`` already (a
+        function calling itself). Raises ``OSError`` or ``StoreError`` if leases cannot be
+        used here."""
         ...
 
     def release(self, key: str, claim: Any, held: bool) -> None:

@@ -168,12 +168,15 @@ class ObjectLeases:
             self._pid, self._claims, self._async = os.getpid(), Claims(), {}
         return self._claims
 
-    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]:
+    def acquire(
+        self, key: str, timeout: float, name: str = "", owner: Any = None
+    ) -> tuple[Any, bool]:
         """``(claim, held)`` as ``Backend.locks`` gives them: ``held`` once this process's
-        threads and then the store's lease let this caller compute (or the entry appeared)."""
+        threads and then the store's lease let this caller compute (or the entry appeared).
+        ``owner``: the thread the claim is for (by default this one)."""
         claims = self._current()
         started = time.monotonic()
-        mine = claims.claim(key, threading.get_ident(), timeout)
+        mine = claims.claim(key, threading.get_ident() if owner is None else owner, timeout)
         if mine is None:
             return None, False
         try:

@@ -171,7 +171,9 @@ def _close_released() -> None:
 
 
 class _Locks(Protocol):
-    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]: ...
+    def acquire(
+        self, key: str, timeout: float, name: str = "", owner: Any = None
+    ) -> tuple[Any, bool]: ...
     def release(self, key: str, claim: Any, held: bool) -> None: ...
 
 
@@ -220,9 +222,12 @@ class KeyLocks:
                 self._fd, self._identity = _open_lock_file(path)
         return self._fd
 
-    def acquire(self, key: str, timeout: float, name: str = "") -> tuple[Any, bool]:
+    def acquire(
+        self, key: str, timeout: float, name: str = "", owner: Any = None
+    ) -> tuple[Any, bool]:
         """Take ``key``'s lock, waiting up to ``timeout`` seconds: ``(claim, held)``
-        (``name``, the entry's, is not needed: a key is unique in a store).
+        (``name``, the entry's, is not needed: a key is unique in a store). ``owner``: the
+        thread the claim is for (by default this one).
 
         ``held`` says whether this caller may compute alone. Unless ``claim`` is None, pass
         both to ``release`` when done (the claim keeps this process's other threads waiting
@@ -236,7 +241,7 @@ class KeyLocks:
         # Every miss takes a lock: the uncontended case (no other thread of this process on
         # the key, the record lock free) reads no clock and waits for nothing.
         claims = _claims
-        me = threading.get_ident()
+        me = threading.get_ident() if owner is None else owner
         started = None
         mine = claims.claim(key, me, 0.0)
         if mine is None:  # another thread has it (or this one: then None again, at once)
