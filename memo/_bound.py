@@ -22,6 +22,6 @@ class BoundMemoized:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._memoized, name)
-        if name in {"key", "is_cached", "invalidate", "refresh", "lazy", "path", "explain"}:
+        if name in {"key", "is_cached", "invalidate", "refresh", "lazy", "path", "explain", "put"}:
             return functools.partial(attribute, self._instance)
         return attribute

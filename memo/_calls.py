@@ -84,6 +84,7 @@ class CallPath:
         self.serializers = options.serializers
         self.max_age = options.max_age
         self._validate = options.validate
+        self._store_if = options.store_if
         self._lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
         self.state: State | None = None
         self._declares_extra = self.maker.declares_extra
@@ -320,6 +321,8 @@ class CallPath:
         holds). ``debug``: whether debug logging is on (asked once per miss)."""
         if self._validate is not None and not self._passes(value, key, cached=False):
             return value
+        if self._store_if is not None and not self._wanted(value, key, debug):
+            return value
         try:
             members = (
                 f'"key":"{key}",{self.maker.describe(labels, values, extra)},'
@@ -384,6 +387,36 @@ class CallPath:
                 stacklevel=6,
             )
         return ok
+
+    def _wanted(self, value: Any, key: str, debug: bool) -> bool:
+        """Whether ``store_if`` wants ``value`` stored (if it raises: not, with a warning)."""
+        assert self._store_if is not None
+        try:
+            wanted = bool(self._store_if(value))
+        except Exception as exc:
+            warn_once(
+                ("store_if", self.maker.qualname, type(exc).__name__),
+                f"memo: store_if of {self.maker.qualname} raised {type(exc).__name__}: {exc}; "
+                "the value was returned but not stored",
+                stacklevel=6,
+            )
+            return False
+        if not wanted and debug:
+            logger.debug("not stored (store_if) %s %s", self.maker.qualname, key[:12])
+        return wanted
+
+    def put(self, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> bool:
+        """Store ``value`` as the result of this call (over a stored one), checked as a
+        computed value is (``validate``, ``store_if``); whether it was stored."""
+        state = self.setup()
+        extra = self._extra(kwargs)
+        if state.disabled:
+            return False
+        key, labels, values = self.maker.bind(args, kwargs, extra)
+        stores = self.stores
+        debug = logger.isEnabledFor(logging.DEBUG)
+        self._store(state, key, value, labels, values, extra, 0, {}, debug)
+        return self.stores > stores
 
     def _fixed_members(self) -> str:
         """The metadata members shared by all of this process's entries, as JSON text (``_store``

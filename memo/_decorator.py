@@ -53,8 +53,8 @@ def decorate(
     Works as ``@decorate``, ``@decorate(...)`` and ``functools.partial(decorate, cache_path=...)``.
     ``cache_path`` is a directory (default: ``MEMO_CACHE_DIR``, else the user cache directory);
     ``cache_skip=True`` recomputes and overwrites. Options (keyword-only, checked now):
-    ``version``, ``ignore``, ``key``, ``serializer``, ``validate``, ``max_age``, ``max_size``,
-    ``lazy``, ``secret_key``, ``lock_timeout``. A bad option raises ``ConfigError`` (a
+    ``version``, ``ignore``, ``key``, ``serializer``, ``validate``, ``store_if``, ``max_age``,
+    ``max_size``, ``lazy``, ``secret_key``, ``lock_timeout``. A bad option raises ``ConfigError`` (a
     TypeError and ValueError) here.
     """
     parsed = parse_options(cache_path, cache_skip, options)

@@ -166,6 +166,14 @@ class Memoized(Generic[P, R]):
         """Recompute this call, overwrite its stored result and return the new value."""
         return cast(R, self._calls.refresh(args, kwargs))
 
+    def put(self, *args: Any, value: R, **kwargs: Any) -> bool:
+        """Store ``value`` as the result of this call, computed elsewhere (a batched GPU
+        run, another tool): ``f.put(3, scale=2, value=v)``, then ``f(3, scale=2)`` hits.
+        It replaces a stored result, and goes through the checks a computed value does
+        (``validate``, ``store_if``, the serializer); True if it was stored. A parameter of
+        the function named ``value`` is passed by position here."""
+        return self._calls.put(args, dict(kwargs), value)
+
     def lazy(self, *args: P.args, **kwargs: P.kwargs) -> Lazy[R]:
         """A handle to this call's result that reads only the entry's header.
 
@@ -332,6 +340,11 @@ class AsyncMemoized(Memoized[P, R]):
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call (awaited), overwrite its stored result and return it."""
         return cast(R, self._calls.arefresh(args, kwargs))
+
+    def put(self, *args: Any, value: Any, **kwargs: Any) -> bool:
+        """Store ``value``, the awaited result, as this call's (see ``Memoized.put``; not
+        awaited: nothing runs)."""
+        return self._calls.put(args, dict(kwargs), value)
 
     def lazy(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """``await f.lazy(x)``: a handle to this call's result (see ``Memoized.lazy``)."""

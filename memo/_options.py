@@ -29,6 +29,7 @@ _KNOWN = (
     "key",
     "serializer",
     "validate",
+    "store_if",
     "max_age",
     "max_size",
     "lazy",
@@ -49,6 +50,7 @@ class Options:
     # Resolved once: by result type (one serializer for everything is given for `object`).
     serializers: Serializers = DEFAULT
     validate: Callable[[Any], bool] | None = None
+    store_if: Callable[[Any], bool] | None = None
     max_age: float | None = None
     max_size: int | None = None
     lazy: bool = False
@@ -127,7 +129,7 @@ def _check_simple(options: dict[str, Any]) -> None:
         )
     if not all(isinstance(name, str) for name in ignore):
         raise ConfigError(f"ignore must contain argument names (str), got {list(ignore)!r}")
-    for name in ("key", "validate"):
+    for name in ("key", "validate", "store_if"):
         if options.get(name) is not None and not callable(options[name]):
             raise ConfigError(f"{name} must be a callable, not {type(options[name]).__name__}")
     if not isinstance(options.get("lazy", False), bool):
@@ -185,6 +187,7 @@ def parse_options(cache_path: object, cache_skip: object, options: dict[str, Any
         key=options.get("key"),
         serializers=_serializers(options.get("serializer")),
         validate=options.get("validate"),
+        store_if=options.get("store_if"),
         max_age=None if max_age is None else parse_duration(max_age, what="max_age"),
         max_size=None if max_size is None else parse_size(max_size, what="max_size"),
         lazy=options.get("lazy", False),

@@ -1,4 +1,5 @@
-"""Async functions: every verb works as it does for a ``def`` (awaited where it runs code)."""
+"""Memoized functions' verbs, for a ``def`` and an ``async def`` alike (awaited where they run
+code), and the options that act on every stored result (``store_if``)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,67 @@ def test_disabled_verbs_store_nothing(
     assert _resolve(func.map([1], progress=False)) == [1]
     assert calls == [1, 1, 1, 1]
     assert not cache_dir.exists()
+
+
+def test_put_stores_a_value_computed_elsewhere(square: tuple[Any, list[int]]) -> None:
+    """``put`` stores a given value under a call's key, over a stored one: the call then
+    hits it without running the body."""
+    func, calls = square
+    assert func.put(4, value=-16) is True
+    assert _resolve(func(4)) == -16
+    assert _resolve(func(5)) == 25
+    assert func.put(5, value=5.0) is True  # replaces the computed entry
+    assert _resolve(func(5)) == 5.0
+    assert calls == [5]
+    assert func.key(4) in {entry["key"] for entry in func.entries()}
+
+
+def test_store_if_returns_but_does_not_store_what_it_refuses(cache_dir: Path) -> None:
+    """A result ``store_if`` refuses (None here) is returned and computed again next time;
+    others are stored; ``put`` is refused the same way."""
+    calls: list[int] = []
+
+    def lookup(x: int) -> int | None:
+        calls.append(x)
+        return None if x % 2 else x
+
+    found = memo.decorate(lookup, cache_path=cache_dir, store_if=lambda v: v is not None)
+    assert [found(1), found(1), found(2), found(2)] == [None, None, 2, 2]
+    assert calls == [1, 1, 2]
+    assert found.cache_info().stores == 1
+    assert found.put(3, value=None) is False
+    assert not found.is_cached(3)
+    assert found.put(3, value=33) is True
+    assert found(3) == 33
+
+
+def test_store_if_that_raises_stores_nothing_and_warns_once(cache_dir: Path) -> None:
+    """A ``store_if`` that raises is taken as a refusal, with one warning; the value is
+    returned."""
+
+    def fussy(value: int) -> bool:
+        raise RuntimeError("cannot tell")
+
+    double = memo.decorate(lambda x: 2 * x, cache_path=cache_dir, store_if=fussy)
+    with pytest.warns(memo.MemoWarning, match="store_if .* raised RuntimeError"):
+        assert double(1) == 2
+    assert double(2) == 4
+    assert not double.is_cached(1)
+
+
+def test_put_runs_validate_and_a_bad_store_if_is_refused_at_decoration(cache_dir: Path) -> None:
+    """A put value failing ``validate`` is not stored (with a warning); ``store_if`` must
+    be callable, checked when decorating."""
+
+    def magnitude(x: int) -> int:
+        return abs(x)
+
+    positive = memo.decorate(magnitude, cache_path=cache_dir, validate=lambda v: v >= 0)
+    with pytest.warns(memo.MemoWarning, match="failed validation"):
+        assert positive.put(-3, value=-3) is False
+    assert positive(-3) == 3
+    with pytest.raises(memo.ConfigError, match="store_if must be a callable"):
+        memo.decorate(magnitude, cache_path=cache_dir, store_if=True)
 
 
 def test_async_map_awaits_items_concurrently_within_max_workers(cache_dir: Path) -> None:
