@@ -7,7 +7,7 @@ an input file or a declared version change.
 
 from ._catalog import EntryInfo, EntryNotFoundError, FunctionInfo, Problem, Store, StoreStats
 from ._decorator import cache, decorate
-from ._exceptions import ConfigError, EncodingError, MemoError, MemoWarning
+from ._exceptions import ConfigError, EncodingError, MemoError, MemoWarning, ReadOnlyError
 from ._keys._code import hash_code
 from ._keys._contents import File, hash_contents
 from ._keys._encoder import Encoder, hash_args
@@ -36,6 +36,7 @@ __all__ = [
     "Memoized",
     "NpySerializer",
     "Problem",
+    "ReadOnlyError",
     "Serializer",
     "Store",
     "StoreStats",

@@ -61,7 +61,7 @@ class State:
     def __init__(self, options: Options) -> None:
         where = default_location() if options.cache_path is None else options.cache_path
         remote = remote_settings_from_env() if isinstance(where, str) else None
-        self.store = open_store(where, remote)
+        self.store = open_store(where, remote, options.read_only)
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
             self.store.limit_size(max_size)
@@ -165,6 +165,7 @@ class CallPath:
     def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Compute a call whether stored or not, and store it over the old entry."""
         state = self.setup()
+        state.store.refuse_if_read_only("refresh a call")
         call_kwargs, extra = self.maker.split_extra(kwargs)
         if state.disabled:
             return self.func(*args, **call_kwargs)  # MEMO_DISABLE: nothing is stored
@@ -174,6 +175,7 @@ class CallPath:
     async def arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``refresh`` for an ``async def``."""
         state = self.setup()
+        state.store.refuse_if_read_only("refresh a call")
         call_kwargs, extra = self.maker.split_extra(kwargs)
         if state.disabled:
             return await self.func(*args, **call_kwargs)
@@ -319,6 +321,8 @@ class CallPath:
         """Store a fresh value; returns the value the call gives: ``value``, or the one stored
         meanwhile by another caller, whose entry stands (so every caller gets what the entry
         holds). ``debug``: whether debug logging is on (asked once per miss)."""
+        if state.store.read_only:
+            return value  # (what a read-only store is for: its misses are not stored)
         if self._validate is not None and not self._passes(value, key, cached=False):
             return value
         if self._store_if is not None and not self._wanted(value, key, debug):
@@ -409,6 +413,7 @@ class CallPath:
         """Store ``value`` as the result of this call (over a stored one), checked as a
         computed value is (``validate``, ``store_if``); whether it was stored."""
         state = self.setup()
+        state.store.refuse_if_read_only("put a value")
         extra = self._extra(kwargs)
         if state.disabled:
             return False

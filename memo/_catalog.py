@@ -143,6 +143,7 @@ class StoreStats:
     bytes: int
     functions: list[FunctionInfo]
     max_size: int | None
+    read_only: bool = False
 
 
 class Store:
@@ -152,12 +153,20 @@ class Store:
     ``file://`` URL works too); it must exist. Function names are those in the file names
     (``simulate``, ``Model.predict``); keys may be given as any unique prefix. A remote URL
     (``s3://bucket/prefix``) gives a store listing and reading that location through fsspec.
+
+    ``read_only=True``: nothing is ever written there, by this object (``delete``, ``clear``,
+    ``prune`` and ``verify(fix=True)`` raise ``memo.ReadOnlyError``) or by a memoized function
+    given it as ``cache_path``: its hits load from it, its misses are computed and returned,
+    not stored, and it takes no lease there.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
+        if not isinstance(read_only, bool):
+            raise ConfigError(f"read_only must be True or False, not {read_only!r}")
         where = location(path)
+        self._where = where
         if isinstance(where, str):
-            self._store = open_store(where, remote_settings_from_env())
+            self._store = open_store(where, remote_settings_from_env(), read_only)
             self._root = _as_path(str(self._store.root))
             return
         root = where.absolute()
@@ -166,7 +175,7 @@ class Store:
                 raise NotADirectoryError(f"{root} is not a directory")
             raise FileNotFoundError(f"no cache directory at {root}")
         self._root = root
-        self._store = open_store(root)
+        self._store = open_store(root, None, read_only)
 
     @classmethod
     def default(cls) -> Store:
@@ -179,8 +188,19 @@ class Store:
         """The store's directory."""
         return self._root
 
+    @property
+    def location(self) -> str | Path:
+        """Where the store is, as ``cache_path`` takes it: a URL, or a directory."""
+        return self._where
+
+    @property
+    def read_only(self) -> bool:
+        """Whether nothing is written to this store through this object."""
+        return self._store.read_only
+
     def __repr__(self) -> str:
-        return f"memo.Store({str(self._root)!r})"
+        shown = ", read_only=True" if self.read_only else ""
+        return f"memo.Store({str(self._root)!r}{shown})"
 
     @property
     def exactly_once(self) -> bool:
@@ -247,6 +267,7 @@ class Store:
             max_size=self._store.max_size
             if self._store.max_size is not None
             else max_size_from_env(),
+            read_only=self.read_only,
         )
 
     def diff(self, key1: str, key2: str) -> list[tuple[str, Any, Any]]:
@@ -281,10 +302,12 @@ class Store:
 
         Returns False if it was already gone; raises ``EntryNotFoundError`` for an unknown key.
         """
+        self._store.refuse_if_read_only("delete an entry")
         return self._remove(self.find(entry) if isinstance(entry, str) else entry)
 
     def clear(self, function: str | None = None) -> list[EntryInfo]:
         """Remove every entry, or every entry of one function name; returns those removed."""
+        self._store.refuse_if_read_only("clear entries")
         return [entry for entry in map(self._entry, self._scan(function)) if self._remove(entry)]
 
     def prune(
@@ -302,6 +325,8 @@ class Store:
         or ``function``'s) fit in it. With neither, ``MEMO_MAX_SIZE`` is the size. With
         ``dry_run`` nothing is removed: the result is what would be.
         """
+        if not dry_run:
+            self._store.refuse_if_read_only("prune entries")
         limit = None if max_size is None else parse_size(max_size, what="max_size")
         age = None if older_than is None else parse_duration(older_than, what="older_than")
         if limit is None and age is None:
@@ -332,6 +357,8 @@ class Store:
         (orphaned directories, temp files) are removed (``Problem.fixed``). Entries' last-use
         times are left as they were.
         """
+        if fix:
+            self._store.refuse_if_read_only("fix entries")
         store = self._store
         problems: list[Problem] = []
         for entry in self._scan(None):
@@ -389,11 +416,9 @@ def store_of(entries: EntryStore) -> Store:
     (it is made at the first write)."""
     store = Store.__new__(Store)
     store._store = entries
-    store._root = (
-        _as_path(str(entries.root))
-        if is_remote(str(entries.root))
-        else Path(entries.root).absolute()
-    )
+    root = str(entries.root)
+    store._where = root if is_remote(root) else Path(root).absolute()
+    store._root = _as_path(root) if is_remote(root) else Path(root).absolute()
     return store
 
 

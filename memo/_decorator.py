@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from ._catalog import Store
 from ._exceptions import ConfigError
 from ._keys._key import named_function
 from ._memoized import AsyncMemoized, LazyMemoized, Memoized
@@ -23,7 +24,7 @@ def decorate(
     func: Callable[P, R],
     /,
     *,
-    cache_path: str | os.PathLike[str] | None = None,
+    cache_path: str | os.PathLike[str] | Store | None = None,
     cache_skip: bool = False,
     **options: Any,
 ) -> Memoized[P, R]: ...
@@ -34,7 +35,7 @@ def decorate(
     func: None = None,
     /,
     *,
-    cache_path: str | os.PathLike[str] | None = None,
+    cache_path: str | os.PathLike[str] | Store | None = None,
     cache_skip: bool = False,
     **options: Any,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
@@ -44,7 +45,7 @@ def decorate(
     func: Callable[P, R] | None = None,
     /,
     *,
-    cache_path: str | os.PathLike[str] | None = None,
+    cache_path: str | os.PathLike[str] | Store | None = None,
     cache_skip: bool = False,
     **options: Any,
 ) -> Memoized[P, R] | Callable[[Callable[P, R]], Memoized[P, R]]:
@@ -57,7 +58,11 @@ def decorate(
     ``max_size``, ``lazy``, ``secret_key``, ``lock_timeout``. A bad option raises ``ConfigError`` (a
     TypeError and ValueError) here.
     """
-    parsed = parse_options(cache_path, cache_skip, options)
+    where: object = cache_path
+    read_only = False
+    if isinstance(cache_path, Store):
+        where, read_only = cache_path.location, cache_path.read_only
+    parsed = parse_options(where, cache_skip, options, read_only)
 
     def wrap(target: Callable[P, R]) -> Memoized[P, R]:
         if isinstance(named_function(target), Memoized):

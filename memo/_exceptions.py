@@ -6,7 +6,14 @@ import logging
 import threading
 import warnings
 
-__all__ = ["ConfigError", "EncodingError", "MemoError", "MemoWarning", "warn_once"]
+__all__ = [
+    "ConfigError",
+    "EncodingError",
+    "MemoError",
+    "MemoWarning",
+    "ReadOnlyError",
+    "warn_once",
+]
 
 
 class MemoError(Exception):
@@ -26,6 +33,11 @@ class ConfigError(MemoError, TypeError, ValueError):
     Raised at decoration time, never at the first call. Catch it as ``TypeError`` (unknown option,
     wrong kind of value) or ``ValueError`` (a value out of range): both work.
     """
+
+
+class ReadOnlyError(MemoError, PermissionError):
+    """Something would write to a read-only store (``memo.Store(..., read_only=True)``):
+    deleting, pruning or fixing entries, or ``invalidate``, ``clear``, ``refresh``, ``put``."""
 
 
 class MemoWarning(UserWarning):

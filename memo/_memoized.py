@@ -296,7 +296,10 @@ class Memoized(Generic[P, R]):
         call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
         call["components"] = self._maker.components()
         hit = state.store.contains(calls.name, key, calls.max_age, state.secret_keys)
-        return explain_text(self._maker.qualname, key, call, self.entries(), hit)
+        text = explain_text(self._maker.qualname, key, call, self.entries(), hit)
+        if state.store.read_only:
+            text += f"\nstore: {state.store.root} is read-only here: a miss is computed, not stored"
+        return text
 
     def cache_info(self) -> CacheInfo:
         """This process's counts: hits, misses (computations), stores and store errors."""

@@ -56,6 +56,7 @@ class Options:
     lazy: bool = False
     secret_keys: tuple[bytes, ...] = ()
     lock_timeout: float | None = None
+    read_only: bool = False  # the store is read from, never written (memo.Store(read_only=True))
 
     def effective_lock_timeout(self) -> float:
         """This function's lock timeout, else ``MEMO_LOCK_TIMEOUT``, else one hour."""
@@ -141,7 +142,7 @@ def _cache_path(cache_path: object) -> str | Path | None:
         return None
     if not isinstance(cache_path, str | os.PathLike):
         raise ConfigError(
-            f"cache_path must be a str or os.PathLike, not {type(cache_path).__name__}"
+            f"cache_path must be a str, os.PathLike or memo.Store, not {type(cache_path).__name__}"
         )
     # A URL is checked now, so a missing package, an unknown scheme or bad
     # MEMO_STORAGE_OPTIONS is a ConfigError at decoration, not at the first call.
@@ -169,9 +170,16 @@ def _refuse_a_file(path: Path) -> None:
         )
 
 
-def parse_options(cache_path: object, cache_skip: object, options: dict[str, Any]) -> Options:
+def parse_options(
+    cache_path: object, cache_skip: object, options: dict[str, Any], read_only: bool = False
+) -> Options:
     """Check every option; raise ``ConfigError`` (TypeError and ValueError) at the first bad one."""
     _check_simple(options)
+    if read_only and options.get("max_size") is not None:
+        raise ConfigError(
+            "max_size keeps a store under a budget by evicting entries, and a read-only store "
+            "is never written: leave out max_size, or open the store without read_only"
+        )
     if not isinstance(cache_skip, bool):
         raise ConfigError(f"cache_skip must be True or False, not {cache_skip!r}")
     max_age = options.get("max_age")
@@ -193,4 +201,5 @@ def parse_options(cache_path: object, cache_skip: object, options: dict[str, Any
         lazy=options.get("lazy", False),
         secret_keys=_secret_keys(options.get("secret_key")),
         lock_timeout=lock_timeout,
+        read_only=read_only,
     )

@@ -265,7 +265,7 @@ def _stats(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
     stats = store.stats()
     if as_json:
         return _print_json(_record(stats))
-    print(f"store    {stats.root}")
+    print(f"store    {stats.root}{' (read-only)' if stats.read_only else ''}")
     print(f"entries  {_n(stats.entries, 'entry')} of {_n(len(stats.functions), 'function')}")
     print(f"size     {_size(stats.bytes)}")
     if stats.max_size is None:

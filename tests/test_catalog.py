@@ -344,3 +344,73 @@ def test_a_functions_store_is_the_public_store(tmp_path: Path) -> None:
     assert double.store.verify() == []
     assert double.store.delete(entry)
     assert not double.is_cached(4)
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and directory under ``root``, with its size and modification time."""
+    return {
+        str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+    }
+
+
+def test_a_read_only_store_is_read_and_never_written(tmp_path: Path) -> None:
+    """A function given ``memo.Store(path, read_only=True)`` hits what is stored there and
+    computes a miss without storing it: the directory is left exactly as it was (no entry,
+    lock file or temporary file); explain says so."""
+    calls: list[int] = []
+
+    def square(x: int) -> int:
+        calls.append(x)
+        return x * x
+
+    writer = memo.decorate(square, cache_path=tmp_path)
+    assert writer(2) == 4
+    before = _tree(tmp_path)
+    reader = memo.decorate(square, cache_path=memo.Store(tmp_path, read_only=True))
+    assert reader(2) == 4  # a hit: stored by the writer
+    assert reader(3) == 9
+    assert reader(3) == 9  # computed again: nothing was stored
+    assert calls == [2, 3, 3]
+    assert reader.cache_info() == (1, 2, 0, 0)
+    assert not reader.is_cached(3)
+    assert _tree(tmp_path) == before
+    assert "read-only" in reader.explain(3)
+    assert reader.store.read_only
+    assert writer(3) == 9  # the writable function on the same directory still stores
+    assert reader(3) == 9
+    assert calls == [2, 3, 3, 3]
+
+
+def test_a_read_only_store_refuses_every_write(tmp_path: Path) -> None:
+    """Deleting, clearing, pruning and fixing through a read-only store, and ``invalidate``,
+    ``clear``, ``refresh`` and ``put`` of a function on one, raise ``ReadOnlyError`` (a
+    ``PermissionError``) and remove nothing; listing and checking work."""
+    simulate, _ = _fill(tmp_path, count=3)
+    store = memo.Store(tmp_path, read_only=True)
+    entry = store.entries()[0]
+    for write in (
+        lambda: store.delete(entry),
+        lambda: store.clear(),
+        lambda: store.prune(older_than=0),
+        lambda: store.verify(fix=True),
+    ):
+        with pytest.raises(memo.ReadOnlyError, match="read-only"):
+            write()
+    assert store.verify() == []
+    assert store.prune(older_than=0, dry_run=True) != []
+    assert store.stats().read_only
+    reader = memo.decorate(simulate.__wrapped__, cache_path=store)
+    for write in (
+        lambda: reader.invalidate(0),
+        lambda: reader.clear(),
+        lambda: reader.refresh(0),
+        lambda: reader.put(0, value=[]),
+    ):
+        with pytest.raises(PermissionError):
+            write()
+    assert len(memo.Store(tmp_path).entries()) == 5  # (3 of simulate, 2 of load)
+    with pytest.raises(memo.ConfigError, match="read-only store is never written"):
+        memo.decorate(simulate.__wrapped__, cache_path=store, max_size="1GB")
+    with pytest.raises(memo.ConfigError, match="read_only must be True or False"):
+        memo.Store(tmp_path, read_only="yes")  # type: ignore[arg-type]

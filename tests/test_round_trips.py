@@ -164,3 +164,22 @@ def test_a_10_mb_array_is_uploaded_once_and_read_in_one_get(proxy: S3Proxy, url:
     proxy.reset()
     assert ones(size).sum() == size
     assert proxy.counts() == collections.Counter(GET=1), _measured(proxy, "10 MB load")
+
+
+def test_a_read_only_store_on_s3_is_only_read(proxy: S3Proxy, url: str) -> None:
+    """A function on ``memo.Store(url, read_only=True)``: a hit is one GET, and a miss is the
+    GET that misses, with no lease, no entry written and nothing deleted; a map of misses is
+    reads and one listing only."""
+    writer = memo.decorate(_double, cache_path=url)
+    writer(1)
+    reader = memo.decorate(_double, cache_path=memo.Store(url, read_only=True))
+    proxy.reset()
+    assert reader(1) == 2
+    assert proxy.counts() == collections.Counter(GET=1), _measured(proxy, "read-only hit")
+    proxy.reset()
+    assert reader(2) == 4
+    assert proxy.counts() == collections.Counter(GET=1), _measured(proxy, "read-only miss")
+    proxy.reset()
+    assert reader.map(range(10, 20), progress=False) == [x * 2 for x in range(10, 20)]
+    counts = proxy.counts()
+    assert set(counts) <= {"GET", "LIST"}, _measured(proxy, "read-only map of misses")

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .._exceptions import warn_once
+from .._exceptions import ReadOnlyError, warn_once
 from ._backend import MISS, SUFFIX, Backend, Capabilities, KeyLocks, Listed, Outgoing, StoreError
 from ._budget import Budget
 from ._cacheable import check_directory, read_directory, write_directory
@@ -39,7 +39,7 @@ from ._format import (
     parse_metadata,
     unpack,
 )
-from ._locks import hold
+from ._locks import NoLocks, hold
 from ._serializers import DEFAULT, PICKLE, Serializers, Traits, UnfaithfulError, writes_directory
 
 __all__ = ["EntryExistsError", "EntryStore"]
@@ -55,11 +55,13 @@ class EntryExistsError(Exception):
 class EntryStore:
     """The entries of one backend: load, save, look at and check, list and delete them."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, read_only: bool = False) -> None:
         self.backend = backend
         self.capabilities: Capabilities = backend.capabilities
+        # Nothing is written to a read-only store: no entry, lease or last-use time.
+        self.read_only = read_only
         # The key leases, taken on every miss.
-        self.locks: KeyLocks = backend.locks
+        self.locks: KeyLocks = NoLocks() if read_only else backend.locks
         # Bound once: the hit and miss paths call these on every call.
         self._read = backend.read
         self._untrusted = backend.untrusted
@@ -90,7 +92,9 @@ class EntryStore:
     def limit_size(self, max_bytes: int) -> None:
         """Keep the store under ``max_bytes``, evicting least-recently-used entries as it
         writes (the smallest limit wins if several functions set one). Backends without
-        last-use times cannot: that is warned once."""
+        last-use times cannot: that is warned once. A read-only store is never pruned."""
+        if self.read_only:
+            return
         if not self.capabilities.last_use:
             warn_once(
                 ("no-max-size", str(self.root)),
@@ -170,7 +174,7 @@ class EntryStore:
         if len(self._used) >= _REMEMBERED:
             self._used.clear()
         self._used[key] = time.monotonic_ns()
-        if self.capabilities.last_use:
+        if self.capabilities.last_use and not self.read_only:
             self.backend.note_use(name, key)
 
     def _load_mapped(
@@ -321,8 +325,9 @@ class EntryStore:
         written first. With ``secret`` the entry is signed. After a load found the key
         missing the write is create-only: ``EntryExistsError`` if another caller stored it
         meanwhile (its entry stands). Raises ``StoreError`` (nothing partial left behind) if
-        serializing or writing fails.
+        serializing or writing fails, ``ReadOnlyError`` if the store is read-only.
         """
+        self.refuse_if_read_only("store an entry")
         exposed = self._untrusted()
         if exposed is not None and secret is None:
             raise StoreError(exposed)
@@ -475,6 +480,7 @@ class EntryStore:
         """Remove one entry (its directory and payload file too, if any); True if it existed.
         ``payload`` is its payload file's suffix where a listing gave it; else its record is
         read for it."""
+        self.refuse_if_read_only("delete an entry")
         if payload is None:
             header = self.header(name, key)
             payload = header.part or None if header is not None else None
@@ -483,3 +489,11 @@ class EntryStore:
     def listing(self, name: str | None = None) -> list[Listed]:
         """The entries, optionally only those stored under ``name``."""
         return self.backend.listing(name)
+
+    def refuse_if_read_only(self, what: str) -> None:
+        """``ReadOnlyError`` if this store is read-only, saying it cannot ``what``."""
+        if self.read_only:
+            raise ReadOnlyError(
+                f"cannot {what}: the store {self.root} is read-only here (opened with "
+                "read_only=True); open it without read_only to change it"
+            )

@@ -170,6 +170,27 @@ def _close_released() -> None:
                 os.close(fd)
 
 
+class NoLocks:
+    """The key locks of a read-only store: none are taken (nothing is written there, so a
+    caller computes a missing key without waiting for anyone)."""
+
+    def acquire(
+        self, key: str, timeout: float, name: str = "", owner: Any = None
+    ) -> tuple[Any, bool]:
+        """``(None, False)``: no lock, compute anyway."""
+        return None, False
+
+    def release(self, key: str, claim: Any, held: bool) -> None:
+        """Nothing to give back."""
+
+    async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
+        """False: no lock."""
+        return False
+
+    def release_async(self, key: str) -> None:
+        """Nothing to give back."""
+
+
 class _Locks(Protocol):
     def acquire(
         self, key: str, timeout: float, name: str = "", owner: Any = None

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._backend import Backend
 from ._disk import DiskBackend
 from ._entries import EntryStore
 from ._urls import normalize
@@ -21,21 +22,25 @@ _shared: dict[str, EntryStore] = {}
 _shared_lock = threading.Lock()
 
 
-def open_store(root: str | Path, remote: RemoteSettings | None = None) -> EntryStore:
+def open_store(
+    root: str | Path, remote: RemoteSettings | None = None, read_only: bool = False
+) -> EntryStore:
     """The one store of this process at ``root`` (a directory, or an fsspec URL, as
     ``location`` gives them), opened with the ``remote`` settings if it is a URL and the
-    first opener (by default, none: memo's defaults)."""
+    first opener (by default, none: memo's defaults); ``read_only``: the one that never
+    writes there (a store of its own, beside the writable one)."""
     where = normalize(root) if isinstance(root, str) else str(root.absolute())
     with _shared_lock:
-        store = _shared.get(where)
+        store = _shared.get(where + ("?read-only" if read_only else ""))
         if store is None:
             if isinstance(root, str):
                 from ._fsspec import FsspecBackend, RemoteSettings  # fsspec only for a URL
 
-                store = EntryStore(FsspecBackend(where, remote or RemoteSettings()))
+                backend: Backend = FsspecBackend(where, remote or RemoteSettings())
             else:
-                store = EntryStore(DiskBackend(where))
-            _shared[where] = store
+                backend = DiskBackend(where)
+            store = EntryStore(backend, read_only)
+            _shared[where + ("?read-only" if read_only else "")] = store
         return store
 
 
