@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from time import perf_counter_ns, time_ns
 from typing import Any
 
@@ -28,18 +29,16 @@ from ._config import (
 )
 from ._exceptions import warn_once
 from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
-from ._lazy import collecting, stop_collecting
+from ._lazy import collecting, metadata_json, stop_collecting
 from ._options import Options
 from ._storage._backend import MISS, StoreError, sanitize
-from ._storage._entries import EntryExistsError
+from ._storage._entries import EntryExistsError, EntryStore
 from ._storage._open import open_store
 from ._version import __version__
 
 __all__ = ["CallPath", "Pending", "State"]
 
 logger = logging.getLogger("memo")
-# Metadata attached with memo.add_metadata: anything JSON cannot encode is shown as its str().
-_USER_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 _process_id = os.getpid()
 _PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))  # (platform.python_version())
 
@@ -54,22 +53,50 @@ if hasattr(os, "register_at_fork"):
 
 
 class State:
-    """What the first call settles: the store, signing keys and the environment switches."""
+    """What the first call settles: the stores, signing keys and the environment switches.
 
-    __slots__ = ("disabled", "secret", "secret_keys", "skip", "store")
+    ``store`` is read first (the hit path); ``lower`` are the tiers after it, read in order on
+    a miss; ``writer`` is the first writable tier, where leases are taken and results stored
+    (the first tier if none is writable: it then stores nothing); ``copies`` are the other
+    writable tiers, written too with ``write="all"``."""
+
+    __slots__ = (
+        "copies",
+        "disabled",
+        "lower",
+        "secret",
+        "secret_keys",
+        "skip",
+        "store",
+        "tiers",
+        "writable",
+        "writer",
+    )
 
     def __init__(self, options: Options) -> None:
         where = default_location() if options.cache_path is None else options.cache_path
-        remote = remote_settings_from_env() if isinstance(where, str) else None
-        self.store = open_store(where, remote, options.read_only)
+        tiers = [_open(where, options.read_only)]
+        tiers += [_open(lower, read_only) for lower, read_only in options.lower]
+        self.tiers = tuple(tiers)  # every tier, in the order they are read
+        self.store = tiers[0]
+        self.lower = tuple(tiers[1:])
+        writable = [tier for tier in tiers if not tier.read_only]
+        self.writable = tuple(writable)
+        self.writer = writable[0] if writable else tiers[0]
+        self.copies = tuple(writable[1:]) if options.write_all else ()
         max_size = options.max_size if options.max_size is not None else max_size_from_env()
         if max_size is not None:
-            self.store.limit_size(max_size)
+            self.writer.limit_size(max_size)
         self.disabled = disabled_from_env()
         self.skip = options.cache_skip or cache_skip_from_env()
         keys = options.secret_keys or secret_keys_from_env()
         self.secret_keys: tuple[bytes, ...] = tuple(keys)
         self.secret: bytes | None = keys[0] if keys else None
+
+
+def _open(where: str | Path, read_only: bool) -> EntryStore:
+    remote = remote_settings_from_env() if isinstance(where, str) else None
+    return open_store(where, remote, read_only)
 
 
 class CallPath:
@@ -123,6 +150,10 @@ class CallPath:
                     if logger.isEnabledFor(logging.DEBUG):
                         logger.debug("hit %s %s", self.maker.qualname, key[:12])
                     return hit
+                if state.lower:
+                    value = self.lookup(state, key, lower_only=True)
+                    if value is not MISS:
+                        return value
             else:
                 value = self.lookup(state, key)
                 if value is not MISS:
@@ -165,7 +196,7 @@ class CallPath:
     def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Compute a call whether stored or not, and store it over the old entry."""
         state = self.setup()
-        state.store.refuse_if_read_only("refresh a call")
+        state.writer.refuse_if_read_only("refresh a call")
         call_kwargs, extra = self.maker.split_extra(kwargs)
         if state.disabled:
             return self.func(*args, **call_kwargs)  # MEMO_DISABLE: nothing is stored
@@ -175,7 +206,7 @@ class CallPath:
     async def arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``refresh`` for an ``async def``."""
         state = self.setup()
-        state.store.refuse_if_read_only("refresh a call")
+        state.writer.refuse_if_read_only("refresh a call")
         call_kwargs, extra = self.maker.split_extra(kwargs)
         if state.disabled:
             return await self.func(*args, **call_kwargs)
@@ -193,9 +224,17 @@ class CallPath:
             return kwargs.pop(EXTRA)
         return NO_EXTRA
 
-    def lookup(self, state: State, key: str) -> Any:
-        """The stored, unexpired and valid value of a key (counted as a hit), or ``MISS``."""
-        value = state.store.load(self.name, key, self.serializers, state.secret_keys, self.max_age)
+    def lookup(self, state: State, key: str, lower_only: bool = False) -> Any:
+        """The stored, unexpired and valid value of a key (counted as a hit), or ``MISS``: from
+        the first tier, else the first lower one holding it (``lower_only``: the first tier
+        was looked in already)."""
+        value = (
+            MISS
+            if lower_only
+            else state.store.load(self.name, key, self.serializers, state.secret_keys, self.max_age)
+        )
+        if value is MISS and state.lower:
+            value = self._from_lower(state, key)
         if value is MISS:
             return MISS
         if self._validate is not None and not self._passes(value, key, cached=True):
@@ -204,6 +243,20 @@ class CallPath:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("hit %s %s", self.maker.qualname, key[:12])
         return value
+
+    def _from_lower(self, state: State, key: str) -> Any:
+        """The value of the first lower tier holding the key (or ``MISS``), its entry copied
+        as it is into each writable tier above that one (digests checked first)."""
+        above = [state.store]
+        for tier in state.lower:
+            value = tier.load(self.name, key, self.serializers, state.secret_keys, self.max_age)
+            if value is not MISS:
+                for upper in above:
+                    if not upper.read_only and upper.copy_from(tier, self.name, key):
+                        logger.debug("copied up %s %s", self.maker.qualname, key[:12])
+                return value
+            above.append(tier)
+        return MISS
 
     def _compute(
         self,
@@ -218,7 +271,7 @@ class CallPath:
     ) -> Any:
         """Compute a call under its key's lock and store the result (``labels`` and
         ``values``: the bound arguments, from ``KeyMaker.bind``)."""
-        locks = state.store.locks  # (they make the directory if the store has not written yet)
+        locks = state.writer.locks  # (they make the directory if the store has not written yet)
         try:
             claim, held = locks.acquire(key, self._lock_timeout, self.name)
         except (OSError, StoreError):
@@ -252,7 +305,7 @@ class CallPath:
         skip: bool,
     ) -> Any:
         """``_compute`` for an ``async def``: the lock is waited for without blocking the loop."""
-        locks = state.store.locks
+        locks = state.writer.locks
         try:
             held = await locks.acquire_async(key, self._lock_timeout, self.name)
         except (OSError, StoreError):
@@ -277,7 +330,7 @@ class CallPath:
     def _stored_meanwhile(self, state: State, key: str, held: bool, skip: bool) -> Any:
         """The entry another process stored while we waited for the lock, or ``MISS`` (asked
         first whether it exists: the usual answer, no entry, then costs no open)."""
-        if held and not skip and state.store.exists(self.name, key):
+        if held and not skip and state.writer.exists(self.name, key):
             return self.lookup(state, key)
         if not held:
             logger.debug("no lock for %s %s; computing anyway", self.maker.qualname, key[:12])
@@ -321,7 +374,7 @@ class CallPath:
         """Store a fresh value; returns the value the call gives: ``value``, or the one stored
         meanwhile by another caller, whose entry stands (so every caller gets what the entry
         holds). ``debug``: whether debug logging is on (asked once per miss)."""
-        if state.store.read_only:
+        if state.writer.read_only:
             return value  # (what a read-only store is for: its misses are not stored)
         if self._validate is not None and not self._passes(value, key, cached=False):
             return value
@@ -334,14 +387,16 @@ class CallPath:
                 f'"created":{time_ns()}e-9,"compute_seconds":{elapsed_ns}e-9'
             )
             if user:
-                members += f',"user":{_user_json(user)}'
+                members += f',"user":{metadata_json(user)}'
             chosen = self.serializers.for_value(value)
             fixed = self._fixed
             code = self.maker.code_fingerprint
             # (_process_id, not os.getpid(): a system call)
             if fixed is None or fixed[0] != _process_id or fixed[1] != code:
                 fixed = self._fixed = (_process_id, code, self._fixed_members())
-            state.store.save(self.name, key, value, members, chosen, fixed[2], state.secret)
+            state.writer.save(self.name, key, value, members, chosen, fixed[2], state.secret)
+            for copy in state.copies:
+                self._save_copy(copy, key, value, members, chosen, fixed[2], state.secret)
         except EntryExistsError:
             stored = self.lookup(state, key)
             if debug:
@@ -362,15 +417,37 @@ class CallPath:
         if chosen.load_file is not None and self._maps(state):
             # A hit maps the stored file: so does the miss (a read-only memmap with "r", not
             # the writable array computed), and a call gives one kind of array either way.
-            mapped = state.store.load(self.name, key, self.serializers, state.secret_keys)
+            mapped = state.writer.load(self.name, key, self.serializers, state.secret_keys)
             if mapped is not MISS:
                 return mapped
         return value
 
+    def _save_copy(
+        self,
+        copy: EntryStore,
+        key: str,
+        value: Any,
+        members: str,
+        chosen: Any,
+        fixed: str,
+        secret: bytes | None,
+    ) -> None:
+        """Store a result in another writable tier too (``write="all"``): a failure there
+        is warned once and does not touch the first tier's entry."""
+        try:
+            copy.save(self.name, key, value, members, chosen, fixed, secret)
+        except (StoreError, EntryExistsError) as exc:
+            warn_once(
+                ("store copy", self.maker.qualname, str(copy.root)),
+                f"memo: could not store the result of {self.maker.qualname} in the tier "
+                f"{copy.root} as well: {exc}",
+                stacklevel=7,
+            )
+
     @staticmethod
     def _maps(state: State) -> bool:
         """Whether hits on this store memory-map (signed entries and remote ones are read)."""
-        return not state.secret_keys and state.store.capabilities.mmap
+        return not state.secret_keys and state.writer.capabilities.mmap
 
     def _passes(self, value: Any, key: str, *, cached: bool) -> bool:
         assert self._validate is not None
@@ -413,7 +490,7 @@ class CallPath:
         """Store ``value`` as the result of this call (over a stored one), checked as a
         computed value is (``validate``, ``store_if``); whether it was stored."""
         state = self.setup()
-        state.store.refuse_if_read_only("put a value")
+        state.writer.refuse_if_read_only("put a value")
         extra = self._extra(kwargs)
         if state.disabled:
             return False
@@ -465,7 +542,7 @@ class Pending:
         extra = path._extra(self._kwargs)
         key, labels, values = path.maker.bind(self._args, self._kwargs, extra)
         self._steps = (state, key, labels, values, extra)
-        locks = state.store.locks
+        locks = state.writer.locks
         try:
             self._claim, self._held = locks.acquire(key, path._lock_timeout, path.name, self._owner)
         except (OSError, StoreError):
@@ -506,16 +583,4 @@ class Pending:
         """Give the lease back (once; nothing if none was taken)."""
         claim, self._claim = self._claim, None
         if claim is not None:
-            self._steps[0].store.locks.release(self._steps[1], claim, self._held)
-
-
-def _user_json(items: dict[str, Any]) -> str:
-    """The values given to ``memo.add_metadata`` as JSON text (what JSON cannot encode is shown
-    by its ``str``); ``StoreError`` (a failure to cache) if they cannot be encoded at all."""
-    try:
-        return _USER_JSON.encode(items)
-    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a dict that holds itself
-        raise StoreError(
-            f"the values given to memo.add_metadata cannot be written as JSON ({exc}); "
-            "pass plain numbers, strings, lists and dicts"
-        ) from exc
+            self._steps[0].writer.locks.release(self._steps[1], claim, self._held)

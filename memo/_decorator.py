@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._catalog import Store
@@ -17,6 +17,7 @@ __all__ = ["cache", "decorate"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Location = str | os.PathLike[str] | Store
 
 
 @overload
@@ -24,7 +25,7 @@ def decorate(
     func: Callable[P, R],
     /,
     *,
-    cache_path: str | os.PathLike[str] | Store | None = None,
+    cache_path: Location | Sequence[Location] | None = None,
     cache_skip: bool = False,
     **options: Any,
 ) -> Memoized[P, R]: ...
@@ -35,7 +36,7 @@ def decorate(
     func: None = None,
     /,
     *,
-    cache_path: str | os.PathLike[str] | Store | None = None,
+    cache_path: Location | Sequence[Location] | None = None,
     cache_skip: bool = False,
     **options: Any,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
@@ -45,24 +46,23 @@ def decorate(
     func: Callable[P, R] | None = None,
     /,
     *,
-    cache_path: str | os.PathLike[str] | Store | None = None,
+    cache_path: Location | Sequence[Location] | None = None,
     cache_skip: bool = False,
     **options: Any,
 ) -> Memoized[P, R] | Callable[[Callable[P, R]], Memoized[P, R]]:
     """Memoize ``func`` persistently; the core decorator behind ``memo.cache``.
 
     Works as ``@decorate``, ``@decorate(...)`` and ``functools.partial(decorate, cache_path=...)``.
-    ``cache_path`` is a directory (default: ``MEMO_CACHE_DIR``, else the user cache directory);
+    ``cache_path`` is a directory (default: ``MEMO_CACHE_DIR``, else the user cache directory),
+    an fsspec URL, a ``memo.Store`` (``read_only=True``: read, never written), or a list of
+    those: tiers, read in order (a hit in a lower tier is copied up), written to the first
+    writable one (all writable ones with ``write="all"``);
     ``cache_skip=True`` recomputes and overwrites. Options (keyword-only, checked now):
     ``version``, ``ignore``, ``key``, ``serializer``, ``validate``, ``store_if``, ``max_age``,
-    ``max_size``, ``lazy``, ``secret_key``, ``lock_timeout``. A bad option raises ``ConfigError`` (a
-    TypeError and ValueError) here.
+    ``max_size``, ``lazy``, ``secret_key``, ``lock_timeout``, ``write``. A bad option raises
+    ``ConfigError`` (a TypeError and ValueError) here.
     """
-    where: object = cache_path
-    read_only = False
-    if isinstance(cache_path, Store):
-        where, read_only = cache_path.location, cache_path.read_only
-    parsed = parse_options(where, cache_skip, options, read_only)
+    parsed = parse_options(_tiers(cache_path), cache_skip, options)
 
     def wrap(target: Callable[P, R]) -> Memoized[P, R]:
         if isinstance(named_function(target), Memoized):
@@ -87,6 +87,23 @@ def decorate(
             "pass options as keywords: @memo.cache(version=2)"
         )
     return wrap(func)
+
+
+def _tiers(cache_path: object) -> list[tuple[object, bool]]:
+    """``cache_path`` as its tiers: each location and whether it is read-only (a
+    ``memo.Store`` says; a path or URL is writable). One tier, None, for the default."""
+    given = cache_path if isinstance(cache_path, list | tuple) else [cache_path]
+    if not given:
+        raise ConfigError("cache_path is an empty list: give one location or more")
+    tiers: list[tuple[object, bool]] = []
+    for where in given:
+        if isinstance(where, Store):
+            tiers.append((where.location, where.read_only))
+        elif where is None and len(given) > 1:
+            raise ConfigError("cache_path's list holds None: give each tier's location")
+        else:
+            tiers.append((where, False))
+    return tiers
 
 
 @overload

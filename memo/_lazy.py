@@ -9,13 +9,22 @@ result) and curifactory's lazy objects are this one mechanism.
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ._keys._bytes import Context, text
 from ._keys._canonical import Handler, add_plugin
+from ._storage._backend import StoreError
 
-__all__ = ["Lazy", "add_metadata", "collecting", "stop_collecting", "stored_fingerprint"]
+__all__ = [
+    "Lazy",
+    "add_metadata",
+    "collecting",
+    "metadata_json",
+    "stop_collecting",
+    "stored_fingerprint",
+]
 
 T = TypeVar("T")
 
@@ -143,3 +152,18 @@ def add_metadata(**items: Any) -> bool:
 # call around them on every miss).
 collecting = _collected.set
 stop_collecting = _collected.reset
+
+# Anything JSON cannot encode is shown as its str().
+_METADATA_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def metadata_json(items: dict[str, Any]) -> str:
+    """The values given to ``memo.add_metadata`` as JSON text (what JSON cannot encode is shown
+    by its ``str``); ``StoreError`` (a failure to cache) if they cannot be encoded at all."""
+    try:
+        return _METADATA_JSON.encode(items)
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a dict that holds itself
+        raise StoreError(
+            f"the values given to memo.add_metadata cannot be written as JSON ({exc}); "
+            "pass plain numbers, strings, lists and dicts"
+        ) from exc

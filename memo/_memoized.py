@@ -144,7 +144,8 @@ class Memoized(Generic[P, R]):
         ``validate``, which needs the value, is not run; a call may still reject it)."""
         key = self._calls.key(args, kwargs)
         state = self._calls.setup()
-        return state.store.contains(self._calls.name, key, self._calls.max_age, state.secret_keys)
+        name, max_age = self._calls.name, self._calls.max_age
+        return any(tier.contains(name, key, max_age, state.secret_keys) for tier in state.tiers)
 
     def path(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Where this call's stored value is, for other tools, or None if it is not stored.
@@ -155,12 +156,24 @@ class Memoized(Generic[P, R]):
         it yourself skips memo's checks: read-only use, please.
         """
         calls = self._calls
-        return calls.setup().store.value_path(calls.name, calls.key(args, kwargs))
+        key = calls.key(args, kwargs)
+        for tier in calls.setup().tiers:
+            where = tier.value_path(calls.name, key)
+            if where is not None:
+                return where
+        return None
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Delete this call's stored result; True if there was one."""
+        """Delete this call's stored result (from every writable tier); True if there was
+        one. ``memo.ReadOnlyError`` if no tier is writable."""
         calls = self._calls
-        return calls.setup().store.delete(calls.name, calls.key(args, kwargs))
+        state = calls.setup()
+        state.writer.refuse_if_read_only("delete an entry")
+        key = calls.key(args, kwargs)
+        deleted = False
+        for tier in state.writable:
+            deleted = tier.delete(calls.name, key) or deleted
+        return deleted
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call, overwrite its stored result and return the new value."""
@@ -195,7 +208,9 @@ class Memoized(Generic[P, R]):
         key = calls.key(args, kwargs)
         if state.skip or state.disabled:
             return state, key, None
-        header = state.store.header(calls.name, key)
+        header = next(
+            (found for tier in state.tiers if (found := tier.header(calls.name, key))), None
+        )
         max_age = calls.max_age
         if header is None or (
             max_age is not None and (time.time_ns() - header.created_ns) / 1e9 > max_age
@@ -209,7 +224,7 @@ class Memoized(Generic[P, R]):
     ) -> Lazy[R]:
         """A handle to a value just computed (kept by the handle: not read back later)."""
         call = self._handle_call(args, kwargs)
-        header = None if state.disabled else state.store.header(self._calls.name, key)
+        header = None if state.disabled else state.writer.header(self._calls.name, key)
         if header is not None:
             return Lazy(stored_fingerprint(header.serializer, header.fingerprint), call, (value,))
         # Not stored (disabled, or caching failed): the handle carries the value itself.
@@ -262,7 +277,7 @@ class Memoized(Generic[P, R]):
         stored, and loads that run concurrently (each is a round trip)."""
         calls = self._calls
         state = calls.setup()
-        store = state.store
+        store = state.writer
         skip = state.skip or state.disabled
         remote = not store.capabilities.files
 
@@ -277,7 +292,9 @@ class Memoized(Generic[P, R]):
 
         if not remote:
             return Batch(calls.key, load, MISS, None, 1, None)
-        return Batch(calls.key, load, MISS, stored, _WIDTH, None if state.disabled else stage)
+        # (A listing plans a batch of one tier; over several, each key is looked up.)
+        listed = None if state.lower or store is not state.store else stored
+        return Batch(calls.key, load, MISS, listed, _WIDTH, None if state.disabled else stage)
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
         return self._calls.call(args, kwargs)
@@ -295,10 +312,15 @@ class Memoized(Generic[P, R]):
         key, labels, values = self._maker.bind(args, call_kwargs, extra)
         call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
         call["components"] = self._maker.components()
-        hit = state.store.contains(calls.name, key, calls.max_age, state.secret_keys)
+        hit = any(
+            tier.contains(calls.name, key, calls.max_age, state.secret_keys) for tier in state.tiers
+        )
         text = explain_text(self._maker.qualname, key, call, self.entries(), hit)
-        if state.store.read_only:
-            text += f"\nstore: {state.store.root} is read-only here: a miss is computed, not stored"
+        for tier in state.tiers:
+            if tier.read_only:
+                text += f"\nstore: {tier.root} is read-only here: nothing is stored there"
+        if len(state.tiers) > 1:
+            text += "\ntiers, read in order: " + ", ".join(str(tier.root) for tier in state.tiers)
         return text
 
     def cache_info(self) -> CacheInfo:
@@ -308,24 +330,27 @@ class Memoized(Generic[P, R]):
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of this function's stored entries, newest first: each with its ``path``
         and, where the payload is a file of its own format, its ``value_file``."""
-        store = self._calls.setup().store
         found = []
-        for entry in store.listing(self._calls.name):
-            meta = store.metadata(entry.name, entry.key)
-            if meta is not None and meta.get("function") == self._maker.qualname:
-                found.append({**meta, "path": entry.location})
-                if entry.payload is not None:
-                    found[-1]["value_file"] = entry.payload  # what np.load, pyarrow, jq open
+        for store in self._calls.setup().tiers:
+            for entry in store.listing(self._calls.name):
+                meta = store.metadata(entry.name, entry.key)
+                if meta is not None and meta.get("function") == self._maker.qualname:
+                    found.append({**meta, "path": entry.location})
+                    if entry.payload is not None:
+                        found[-1]["value_file"] = entry.payload  # what np.load, pyarrow open
         return sorted(found, key=lambda meta: meta.get("created", 0), reverse=True)
 
     def clear(self) -> int:
-        """Delete every stored entry of this function (all arguments, all code versions)."""
-        store = self._calls.setup().store
+        """Delete every stored entry of this function (all arguments, all code versions) from
+        every writable tier. ``memo.ReadOnlyError`` if no tier is writable."""
+        state = self._calls.setup()
+        state.writer.refuse_if_read_only("clear entries")
         removed = 0
-        for entry in store.listing(self._calls.name):
-            meta = store.metadata(entry.name, entry.key)
-            if meta is None or meta.get("function") == self._maker.qualname:
-                removed += store.delete(entry.name, entry.key, entry.part)
+        for store in state.writable:
+            for entry in store.listing(self._calls.name):
+                meta = store.metadata(entry.name, entry.key)
+                if meta is None or meta.get("function") == self._maker.qualname:
+                    removed += store.delete(entry.name, entry.key, entry.part)
         return removed
 
 

@@ -35,6 +35,7 @@ _KNOWN = (
     "lazy",
     "secret_key",
     "lock_timeout",
+    "write",
 )
 
 
@@ -57,6 +58,9 @@ class Options:
     secret_keys: tuple[bytes, ...] = ()
     lock_timeout: float | None = None
     read_only: bool = False  # the store is read from, never written (memo.Store(read_only=True))
+    # Tiers after the first (cache_path, read_only): each location and whether it is read-only.
+    lower: tuple[tuple[str | Path, bool], ...] = ()
+    write_all: bool = False  # write="all": every writable tier is written, not the first only
 
     def effective_lock_timeout(self) -> float:
         """This function's lock timeout, else ``MEMO_LOCK_TIMEOUT``, else one hour."""
@@ -171,15 +175,23 @@ def _refuse_a_file(path: Path) -> None:
 
 
 def parse_options(
-    cache_path: object, cache_skip: object, options: dict[str, Any], read_only: bool = False
+    tiers: list[tuple[object, bool]], cache_skip: object, options: dict[str, Any]
 ) -> Options:
-    """Check every option; raise ``ConfigError`` (TypeError and ValueError) at the first bad one."""
+    """Check every option; raise ``ConfigError`` (TypeError and ValueError) at the first bad one.
+    ``tiers``: each location given as ``cache_path`` (one, or None for the default) and
+    whether it is read-only."""
     _check_simple(options)
-    if read_only and options.get("max_size") is not None:
+    places = [(_cache_path(where), read_only) for where, read_only in tiers]
+    if len({str(where) for where, _ in places}) < len(places):
+        raise ConfigError("cache_path lists one location twice: give each tier once")
+    if all(read_only for _, read_only in places) and options.get("max_size") is not None:
         raise ConfigError(
             "max_size keeps a store under a budget by evicting entries, and a read-only store "
             "is never written: leave out max_size, or open the store without read_only"
         )
+    write = options.get("write", "first")
+    if write not in ("first", "all"):
+        raise ConfigError(f"write must be 'first' or 'all', not {write!r}")
     if not isinstance(cache_skip, bool):
         raise ConfigError(f"cache_skip must be True or False, not {cache_skip!r}")
     max_age = options.get("max_age")
@@ -187,8 +199,9 @@ def parse_options(
     lock_timeout = options.get("lock_timeout")
     if lock_timeout is not None and lock_timeout != float("inf"):
         lock_timeout = parse_duration(lock_timeout, what="lock_timeout")
+    (cache_path, read_only), *lower = places
     return Options(
-        cache_path=_cache_path(cache_path),
+        cache_path=cache_path,
         cache_skip=cache_skip,
         version=options.get("version"),
         ignore=tuple(sorted(options.get("ignore", ()))),
@@ -202,4 +215,6 @@ def parse_options(
         secret_keys=_secret_keys(options.get("secret_key")),
         lock_timeout=lock_timeout,
         read_only=read_only,
+        lower=tuple((where, ro) for where, ro in lower if where is not None),
+        write_all=write == "all",
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,8 @@ from ._locks import NoLocks, hold
 from ._serializers import DEFAULT, PICKLE, Serializers, Traits, UnfaithfulError, writes_directory
 
 __all__ = ["EntryExistsError", "EntryStore"]
+
+logger = logging.getLogger("memo")
 
 _TOUCH_AFTER_NS = 60 * 10**9  # last use is recorded at most once a minute per entry
 _REMEMBERED = 1 << 16  # keys whose last use (or absence) a store remembers, then it starts over
@@ -489,6 +492,31 @@ class EntryStore:
     def listing(self, name: str | None = None) -> list[Listed]:
         """The entries, optionally only those stored under ``name``."""
         return self.backend.listing(name)
+
+    def copy_from(self, source: EntryStore, name: str, key: str) -> bool:
+        """Copy an entry of ``source`` (a lower tier) here as it is stored there, metadata and
+        signature too, once its digests check: its payload file first, then its record,
+        create-only (an entry here stands). A ``Cacheable`` directory is not copied. True if
+        copied; False, and nothing left half-copied to be loaded, otherwise."""
+        if self.read_only:
+            return False
+        try:
+            data = bytes(source.backend.peek(name, key))
+            header, _ = unpack(data, fromhex(key))
+            if writes_directory(header.serializer):
+                return False
+            if header.detached:
+                payload = bytes(source.backend.peek(name, key, None, header.part))
+                check_payload(data, header, payload)
+                part = Outgoing(None, (payload, header.fingerprint), header.part)
+                self._publish(name, key, part, True)
+            self._publish(name, key, Outgoing(None, (data, header.fingerprint)), False)
+        except FileExistsError:
+            return False
+        except (OSError, StoreError, DamagedEntryError) as exc:
+            logger.debug("not copied up: %s-%s (%s)", name, key[:12], exc)
+            return False
+        return True
 
     def refuse_if_read_only(self, what: str) -> None:
         """``ReadOnlyError`` if this store is read-only, saying it cannot ``what``."""
