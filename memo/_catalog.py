@@ -347,6 +347,53 @@ class Store:
         chosen = [self._entry(raw) for raw in entries[:count]]
         return chosen if dry_run else [entry for entry in chosen if self._remove(entry)]
 
+    # --- copying between stores ---------------------------------------------------------
+
+    def pull(
+        self,
+        source: Store | str | os.PathLike[str],
+        *,
+        function: str | None = None,
+        since: float | str | None = None,
+        progress: bool | None = None,
+        workers: int = 16,
+    ) -> list[EntryInfo]:
+        """Copy into this store the entries of ``source`` it lacks (``memo pull``).
+
+        Each is copied as it is stored (metadata, payload file, signature) once its digests
+        check, create-only; ``function``: only that function name's; ``since`` (seconds or
+        ``"7d"``): only those created that recently. ``workers`` copies run at once, with a
+        progress bar (tqdm, if installed; ``progress=False`` for none). Resumable: an entry
+        this store has already is skipped, so running it again copies what an interrupted
+        run did not. Not copied: ``Cacheable`` directories, damaged entries, and entries of
+        a directory others can write. Returns the entries copied, as ``source`` lists them.
+        """
+        self._store.refuse_if_read_only("pull entries into it")
+        origin = source if isinstance(source, Store) else Store(source)
+        cutoff = None if since is None else time.time() - parse_duration(since, what="since")
+        here = {(raw.name, raw.key) for raw in self._scan(function)}
+        todo = [
+            raw
+            for raw in origin._scan(function)
+            if (raw.name, raw.key) not in here and (cutoff is None or raw.created >= cutoff)
+        ]
+        copied = _copy_all(self._store, origin._store, todo, workers, progress)
+        return [origin._entry(raw) for raw, done in zip(todo, copied, strict=True) if done]
+
+    def push(
+        self,
+        target: Store | str | os.PathLike[str],
+        *,
+        function: str | None = None,
+        since: float | str | None = None,
+        progress: bool | None = None,
+        workers: int = 16,
+    ) -> list[EntryInfo]:
+        """Copy this store's entries into ``target`` (``memo push``): ``target.pull(self)``,
+        with the same options."""
+        into = target if isinstance(target, Store) else Store(target)
+        return into.pull(self, function=function, since=since, progress=progress, workers=workers)
+
     # --- checking ------------------------------------------------------------------------
 
     def verify(self, *, fix: bool = False) -> list[Problem]:
@@ -420,6 +467,36 @@ def store_of(entries: EntryStore) -> Store:
     store._where = root if is_remote(root) else Path(root).absolute()
     store._root = _as_path(root) if is_remote(root) else Path(root).absolute()
     return store
+
+
+def _copy_all(
+    into: EntryStore, source: EntryStore, todo: list[Listed], workers: int, progress: bool | None
+) -> list[bool]:
+    """Copy each listed entry of ``source`` into ``into``, ``workers`` at a time; whether each
+    was copied, in order."""
+    import concurrent.futures
+
+    bar: Any = None
+    if progress is not False and todo:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            bar = tqdm(total=len(todo), desc=f"copying from {source.root}", unit="entry")
+
+    def copy(raw: Listed) -> bool:
+        done = into.copy_from(source, raw.name, raw.key)
+        if bar is not None:
+            bar.update()
+        return done
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(todo) or 1))) as pool:
+            return list(pool.map(copy, todo))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _still_damaged(store: EntryStore, entry: Listed) -> bool:

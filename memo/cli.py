@@ -1,6 +1,7 @@
 """The ``memo`` command: look into a cache directory and maintain it.
 
-``memo ls``, ``show``, ``diff``, ``stats``, ``prune``, ``verify`` and ``clear``, on the store at
+``memo ls``, ``show``, ``diff``, ``stats``, ``prune``, ``verify``, ``clear``, ``pull`` and
+``push``, on the store at
 ``--cache-path`` (before or after the command) or the command's first operand (``memo prune
 DIR --max-size 10GB``; default: ``MEMO_CACHE_DIR``, else the user cache directory). ``--json``
 prints machine-readable output. Exit codes: 0 ok, 1 problems found, 2 bad usage or input; an
@@ -21,7 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, NoReturn
 
 import memo
-from memo._config import max_size_from_env
+from memo._config import default_location, max_size_from_env
 
 __all__ = ["main"]
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         path = _cache_path(args)
+        if getattr(args, "creates", False):
+            _make_directory(path)
         try:
             store = memo.Store(path) if path else memo.Store.default()
         except FileNotFoundError as exc:
@@ -122,6 +125,16 @@ def _parser() -> argparse.ArgumentParser:
     clear = command("clear", _clear, "remove all entries, or one function's", True)
     clear.add_argument("function", nargs="?", metavar="FUNCTION", help="a function name")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for name, run, text, other in (
+        ("pull", _pull, "copy the entries of SRC this cache lacks into it", "SRC"),
+        ("push", _push, "copy this cache's entries that DST lacks into DST", "DST"),
+    ):
+        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub.set_defaults(run=run, bare_is_function=False, creates=name == "pull")
+        sub.add_argument("other", metavar=other, help="another store: a directory or a URL")
+        sub.add_argument("--function", metavar="NAME", help="only this function's entries")
+        sub.add_argument("--since", metavar="AGE", help="only entries created since, e.g. 7d")
+        sub.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -280,6 +293,35 @@ def _stats(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
             for f in stats.functions
         ]
         _table(["FUNCTION", "ENTRIES", "SIZE", "SHARE"], rows, right={1, 2, 3})
+    return 0
+
+
+def _make_directory(path: str | None) -> None:
+    """Make the local cache directory a pull copies into, if it is missing."""
+    where = path or default_location()
+    if isinstance(where, str) and "://" in where:
+        return
+    os.makedirs(os.path.expanduser(str(where)), mode=0o700, exist_ok=True)
+
+
+def _pull(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
+    return _copied(store.pull(args.other, **_copy_options(args)), args.other, "from", as_json)
+
+
+def _push(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
+    return _copied(store.push(args.other, **_copy_options(args)), args.other, "to", as_json)
+
+
+def _copy_options(args: argparse.Namespace) -> dict[str, Any]:
+    progress = False if args.no_progress or getattr(args, "json", False) else None
+    return {"function": args.function, "since": args.since, "progress": progress}
+
+
+def _copied(entries: list[memo.EntryInfo], other: str, way: str, as_json: bool) -> int:
+    total = sum(entry.bytes for entry in entries)
+    if as_json:
+        return _print_json({"entries": len(entries), "bytes": total, way: other})
+    print(f"copied {_n(len(entries), 'entry')} ({_size(total)}) {way} {other}")
     return 0
 
 

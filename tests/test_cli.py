@@ -8,13 +8,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import memo
+from memo._storage._open import forget_stores
 from memo.cli import main
+from tests.s3 import FAST
 from tests.stores import entry_store
 
 
@@ -359,3 +362,44 @@ def test_positional_function_names_still_work(
     code, _, err = _run(capsys, "ls", "./cache", "--cache-path", str(tmp_path / "elsewhere"))
     assert code == 2
     _assert_one_line_error(err)
+
+
+@pytest.fixture
+def s3_url(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh S3 cache URL (moto), with requests that fail fast."""
+    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(FAST))
+    forget_stores()
+    yield url
+    forget_stores()
+
+
+def test_push_then_pull_copies_verified_entries_and_resumes(
+    tmp_path: Path, s3_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``memo push DST`` copies a cache's entries to a bucket and ``memo pull SRC`` into a new
+    laptop cache (made if missing): byte for byte, hits without computing; run again, each
+    copies nothing; ``--function`` and ``--since`` choose what is copied."""
+    ci = tmp_path / "ci"
+    simulate, _ = _fill(ci)
+    code, out, _ = _run(capsys, "push", s3_url, "--cache-path", str(ci), "--no-progress")
+    assert code == 0
+    assert out.startswith("copied 4 entries")
+    again = json.loads(_run(capsys, "push", s3_url, "--cache-path", str(ci), "--json")[1])
+    assert again == {"entries": 0, "bytes": 0, "to": s3_url}
+    laptop = tmp_path / "laptop" / "memo"
+    code, out, _ = _run(capsys, "pull", s3_url, "--cache-path", str(laptop), "--function", "load")
+    assert (code, out.split()[:3]) == (0, ["copied", "1", "entry"])
+    code, out, _ = _run(capsys, "--cache-path", str(laptop), "pull", s3_url, "--since", "1h")
+    assert out.startswith("copied 3 entries")
+    assert _run(capsys, "pull", s3_url, "--cache-path", str(laptop))[1].startswith("copied 0")
+    assert memo.Store(laptop).verify() == []
+    copies = {entry.key: entry for entry in memo.Store(laptop).entries()}
+    for entry in memo.Store(ci).entries():
+        assert copies[entry.key].path.read_bytes() == entry.path.read_bytes()
+    offline = memo.decorate(simulate.__wrapped__, cache_path=laptop)
+    assert offline(2) == b"x" * 1_500_000
+    assert offline.cache_info().misses == 0
+    (tmp_path / "none").mkdir()
+    assert memo.Store(tmp_path / "none").pull(s3_url, since="0s", progress=False) == []
+    with pytest.raises(memo.ReadOnlyError):
+        memo.Store(laptop, read_only=True).pull(s3_url)

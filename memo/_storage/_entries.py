@@ -498,8 +498,8 @@ class EntryStore:
         signature too, once its digests check: its payload file first, then its record,
         create-only (an entry here stands). A ``Cacheable`` directory is not copied. True if
         copied; False, and nothing left half-copied to be loaded, otherwise."""
-        if self.read_only:
-            return False
+        if self.read_only or source.backend.untrusted() is not None:
+            return False  # (an entry others may have written is not loaded there either)
         try:
             data = bytes(source.backend.peek(name, key))
             header, _ = unpack(data, fromhex(key))
