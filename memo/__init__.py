@@ -8,6 +8,7 @@ an input file or a declared version change.
 from ._catalog import EntryInfo, EntryNotFoundError, FunctionInfo, Problem, Store, StoreStats
 from ._decorator import cache, decorate
 from ._exceptions import ConfigError, EncodingError, MemoError, MemoWarning, ReadOnlyError
+from ._explain import Plan, PlannedCall
 from ._keys._code import hash_code
 from ._keys._contents import File, hash_contents
 from ._keys._encoder import Encoder, hash_args
@@ -35,6 +36,8 @@ __all__ = [
     "MemoWarning",
     "Memoized",
     "NpySerializer",
+    "Plan",
+    "PlannedCall",
     "Problem",
     "ReadOnlyError",
     "Serializer",

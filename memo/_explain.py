@@ -8,10 +8,13 @@ around.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import datetime
+import time
 from typing import Any
 
-__all__ = ["ABSENT", "changed_arguments", "differences", "explain_text"]
+__all__ = ["ABSENT", "Plan", "PlannedCall", "changed_arguments", "differences", "explain_text"]
 
 
 class _Absent:
@@ -129,3 +132,68 @@ def _when(created: Any) -> str:
         return "at an unknown time"
     moment = datetime.datetime.fromtimestamp(created).astimezone()
     return "stored " + moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def miss_reason(
+    key: str, call: dict[str, Any], entries: list[dict[str, Any]], max_age: float | None
+) -> str:
+    """Why a call misses, in words a plan groups by: what sets it apart from the nearest stored
+    entry (its code, ``version``, ..., or only its arguments: "new arguments"), or why its own
+    entry cannot be used."""
+    own = next((entry for entry in entries if entry.get("key") == key), None)
+    if own is not None:
+        created = own.get("created")
+        old = isinstance(created, int | float) and time.time() - created > (max_age or 0)
+        if max_age is not None and old:
+            return "expired by max_age"
+        return "its entry cannot be used (damaged, or not trusted)"
+    if not entries:
+        return "no stored entries"
+    ranked = sorted(entries, key=lambda e: (len(differences(call, e)), -e.get("created", 0)))
+    found = differences(call, ranked[0])
+    besides = [part for part in found if not part.startswith("argument ")]
+    if besides:
+        return "; ".join(besides)
+    return "new arguments"
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedCall:
+    """One item of a plan: its position in the batch, its key, whether it would hit, and
+    (a miss) why it would compute."""
+
+    index: int
+    key: str
+    hit: bool
+    reason: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What ``f.plan(items)`` found, running nothing: how many calls would hit and how many
+    would compute, the reasons for the misses with their counts (``reasons``), and each
+    item's ``calls``. ``str(plan)`` says it in a few lines. Identical items count once."""
+
+    function: str
+    calls: list[PlannedCall]
+
+    @property
+    def hits(self) -> int:
+        """Calls that would load a stored result."""
+        return sum(call.hit for call in self.calls)
+
+    @property
+    def computes(self) -> int:
+        """Calls that would compute."""
+        return len(self.calls) - self.hits
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        """Why the misses would compute, each reason with its count, most common first."""
+        counted = collections.Counter(call.reason for call in self.calls if call.reason)
+        return dict(counted.most_common())
+
+    def __str__(self) -> str:
+        lines = [f"{self.function}: {self.hits} would hit, {self.computes} would compute"]
+        lines += [f"  {count} {reason}" for reason, count in self.reasons.items()]
+        return "\n".join(lines)

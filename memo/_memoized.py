@@ -18,12 +18,12 @@ from ._bound import BoundMemoized
 from ._calls import CallPath, Pending, State
 from ._catalog import Store, store_of
 from ._exceptions import ConfigError, MemoError
-from ._explain import explain_text
+from ._explain import Plan, PlannedCall, explain_text, miss_reason
 from ._keys._bytes import Context
 from ._keys._canonical import add_rules, encode_into
 from ._keys._key import named_function
 from ._lazy import Lazy, stored_fingerprint
-from ._map import Batch, arun_map, run_map
+from ._map import Batch, arun_map, normalize, run_map
 from ._options import Options
 from ._storage._backend import MISS
 from ._storage._cacheable import resolve_qualified
@@ -322,6 +322,37 @@ class Memoized(Generic[P, R]):
         if len(state.tiers) > 1:
             text += "\ntiers, read in order: " + ", ".join(str(tier.root) for tier in state.tiers)
         return text
+
+    def plan(self, items: Iterable[Any]) -> Plan:
+        """Say which calls of a batch (items as ``map`` takes them) would hit and which would
+        compute, and why, grouped (new arguments, code changed in a helper, ``version``, an
+        input file's content through ``_extra_cache_key``, expired by ``max_age``), running
+        nothing; ``print(f.plan(items))``."""
+        calls = self._calls
+        state = calls.setup()
+        entries = self.entries()
+        planned: list[PlannedCall] = []
+        seen: set[str] = set()
+        for index, item in enumerate(items):
+            args, kwargs = normalize(item)
+            call_kwargs, extra = self._maker.split_extra(kwargs)
+            key, labels, values = self._maker.bind(args, call_kwargs, extra)
+            if key in seen:
+                continue
+            seen.add(key)
+            hit = not state.skip and any(
+                tier.contains(calls.name, key, calls.max_age, state.secret_keys)
+                for tier in state.tiers
+            )
+            reason = None
+            if not hit:
+                call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
+                call["components"] = self._maker.components()
+                reason = (
+                    "cache_skip" if state.skip else miss_reason(key, call, entries, calls.max_age)
+                )
+            planned.append(PlannedCall(index, key, hit, reason))
+        return Plan(self._maker.qualname, planned)
 
     def cache_info(self) -> CacheInfo:
         """This process's counts: hits, misses (computations), stores and store errors."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,37 @@ def test_skip_and_async_misses_are_logged(
     messages = [record.getMessage() for record in caplog.records]
     assert any(m.startswith("skip") and skipped.key(1)[:12] in m for m in messages)
     assert any(m.startswith("miss") and fetched.key(2)[:12] in m for m in messages)
+
+
+def test_plan_counts_hits_and_groups_the_reasons_of_misses(module: Any) -> None:
+    """``f.plan(items)`` runs nothing and says how many calls would hit and why the others
+    would compute, grouped: new arguments, and after a helper's edit, that helper; identical
+    items count once."""
+    mod = module()
+    mod.compute.map(range(3), progress=False)
+    plan = mod.compute.plan([0, 1, 2, 3, 4, 4])
+    assert (plan.hits, plan.computes) == (3, 2)
+    assert plan.reasons == {"new arguments": 2}
+    assert [call.index for call in plan.calls if not call.hit] == [3, 4]
+    assert str(plan).splitlines() == [
+        "explained_mod:compute: 3 would hit, 2 would compute",
+        "  2 new arguments",
+    ]
+    edited = module(helper_delta=2)
+    plan = edited.compute.plan(range(4))
+    assert plan.computes == 4
+    (reason,) = plan.reasons
+    assert "changed: explained_mod:helper" in reason
+    assert edited.compute.cache_info() == (0, 0, 0, 0)  # nothing ran, nothing was loaded
+
+
+def test_plan_names_version_expiry_and_an_empty_cache(module: Any, cache_dir: Path) -> None:
+    """A plan says "version" after a bump, "expired by max_age" for an old entry, and "no
+    stored entries" for a function with none."""
+    assert module().compute.plan([1]).reasons == {"no stored entries": 1}
+    module().compute(1)
+    assert module(version=2).compute.plan([1]).reasons == {"version": 1}
+    body = module().compute.__wrapped__
+    expiring = memo.decorate(body, cache_path=cache_dir, version=1, max_age=0.01)
+    time.sleep(0.05)
+    assert expiring.plan([1]).reasons == {"expired by max_age": 1}
