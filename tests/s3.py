@@ -7,6 +7,7 @@ bucket. Import the fixtures into a test module to use them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -16,6 +17,8 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from memo._storage._open import forget_stores
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -77,3 +80,12 @@ def bucket(endpoint: str) -> str:
 def url(bucket: str) -> str:
     """The cache URL inside a fresh bucket."""
     return f"s3://{bucket}/cache"
+
+
+@pytest.fixture
+def s3_url(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh S3 cache URL (moto), with requests that fail fast."""
+    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(FAST))
+    forget_stores()
+    yield url
+    forget_stores()

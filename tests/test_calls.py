@@ -6,8 +6,6 @@ The tiers here are a local directory above a real S3 API server (moto, on 127.0.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +13,6 @@ import numpy as np
 import pytest
 
 import memo
-from memo._storage._open import forget_stores
-from tests.s3 import FAST
-
-
-@pytest.fixture
-def s3_url(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh S3 cache URL, with requests that fail fast."""
-    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(FAST))
-    forget_stores()
-    yield url
-    forget_stores()
 
 
 def area(w: int, h: int = 2) -> int:

@@ -8,16 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import memo
-from memo._storage._open import forget_stores
 from memo.cli import main
-from tests.s3 import FAST
 from tests.stores import entry_store
 
 
@@ -362,15 +359,6 @@ def test_positional_function_names_still_work(
     code, _, err = _run(capsys, "ls", "./cache", "--cache-path", str(tmp_path / "elsewhere"))
     assert code == 2
     _assert_one_line_error(err)
-
-
-@pytest.fixture
-def s3_url(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh S3 cache URL (moto), with requests that fail fast."""
-    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(FAST))
-    forget_stores()
-    yield url
-    forget_stores()
 
 
 def test_push_then_pull_copies_verified_entries_and_resumes(

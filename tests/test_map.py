@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import logging
 import os
 import signal
@@ -19,10 +18,8 @@ from typing import Any
 import pytest
 
 import memo
-from memo._storage._open import forget_stores
 from tests.clusters import two_workers
 from tests.map_functions import crashing, fragile, square
-from tests.s3 import FAST
 
 
 @pytest.fixture
@@ -277,15 +274,6 @@ def test_counts_are_on_the_bar(log: Path, capsys: pytest.CaptureFixture[str]) ->
     square.map([1, 2], progress=False)
     square.map([1, 2, 3, 4, 5], progress=True)
     assert "2 cached, 3 to compute" in capsys.readouterr().err
-
-
-@pytest.fixture
-def s3_url(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh S3 cache URL (moto), with requests that fail fast."""
-    monkeypatch.setenv("MEMO_STORAGE_OPTIONS", json.dumps(FAST))
-    forget_stores()
-    yield url
-    forget_stores()
 
 
 def _leases_left(url: str) -> list[str]:
