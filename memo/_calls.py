@@ -19,6 +19,7 @@ from pathlib import Path
 from time import perf_counter_ns, time_ns
 from typing import Any
 
+from ._blessings import read_blessing
 from ._config import (
     cache_skip_from_env,
     default_location,
@@ -36,7 +37,7 @@ from ._storage._entries import EntryExistsError, EntryStore
 from ._storage._open import open_store
 from ._version import __version__
 
-__all__ = ["CallPath", "Pending", "State"]
+__all__ = ["CallPath", "State"]
 
 logger = logging.getLogger("memo")
 _process_id = os.getpid()
@@ -112,13 +113,15 @@ class CallPath:
         self.max_age = options.max_age
         self._validate = options.validate
         self._store_if = options.store_if
-        self._lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
+        self.lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
         self.state: State | None = None
         self._declares_extra = self.maker.declares_extra
         self._plain = self.max_age is None and self._validate is None
         # The metadata shared by this process's entries, with the pid and the code fingerprint
         # it was made for (a rebound global takes the fingerprint anew).
         self._fixed: tuple[int, str, str] | None = None
+        # The code fingerprint this process read blessings for, and those it answers for.
+        self._blessings: tuple[str, tuple[str, ...]] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
 
     def setup(self) -> State:
@@ -126,7 +129,7 @@ class CallPath:
         state = self.state
         if state is None:
             # (The timeout is set before the state is, so a thread that sees the state sees it.)
-            self._lock_timeout = self.options.effective_lock_timeout()
+            self.lock_timeout = self.options.effective_lock_timeout()
             state = self.state = State(self.options)
         return state
 
@@ -136,7 +139,7 @@ class CallPath:
         """A call of a ``def`` (``kwargs`` is the call's own dict: an undeclared
         ``_extra_cache_key`` is taken out of it)."""
         state = self.state or self.setup()
-        extra = self._extra(kwargs)
+        extra = self.take_extra(kwargs)
         if state.disabled:
             return self.func(*args, **kwargs)
         key, labels, values = self.maker.bind(args, kwargs, extra)
@@ -158,67 +161,69 @@ class CallPath:
                 value = self.lookup(state, key)
                 if value is not MISS:
                     return value
+            value = self.blessed_lookup(state, labels, values, extra)
+            if value is not MISS:
+                return value
         return self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
 
     async def acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``call`` for an ``async def``, step for step: the awaited value is stored."""
         state = self.state or self.setup()
-        extra = self._extra(kwargs)
+        extra = self.take_extra(kwargs)
         if state.disabled:
             return await self.func(*args, **kwargs)
         key, labels, values = self.maker.bind(args, kwargs, extra)
         if not state.skip:
             value = self.lookup(state, key)
+            if value is MISS:
+                value = self.blessed_lookup(state, labels, values, extra)
             if value is not MISS:
                 return value
         return await self._acompute(state, key, args, kwargs, labels, values, extra, state.skip)
 
-    def call_missing(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call_missing(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool = False
+    ) -> Any:
         """A call a batch found missing: straight to computing under its key's lease, which
         looks for the entry once held (another caller may have stored it meanwhile), with no
-        lookup before it."""
+        lookup before it but the blessings'. ``refresh``: computed whether stored or not, and
+        stored over the old entry. (``kwargs``: the call's own dict, as for ``call``.)"""
         state = self.state or self.setup()
-        extra = self._extra(kwargs)
+        if refresh:
+            state.writer.refuse_if_read_only("refresh a call")
+        extra = self.take_extra(kwargs)
         if state.disabled:
-            return self.func(*args, **kwargs)
+            return self.func(*args, **kwargs)  # MEMO_DISABLE: nothing is stored
         key, labels, values = self.maker.bind(args, kwargs, extra)
-        return self._compute(state, key, args, kwargs, labels, values, extra, state.skip)
+        skip = refresh or state.skip
+        value = MISS if skip else self.blessed_lookup(state, labels, values, extra)
+        if value is not MISS:
+            return value
+        return self._compute(state, key, args, kwargs, labels, values, extra, skip)
 
-    async def acall_missing(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def acall_missing(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], refresh: bool = False
+    ) -> Any:
         """``call_missing`` for an ``async def``."""
         state = self.state or self.setup()
-        extra = self._extra(kwargs)
+        if refresh:
+            state.writer.refuse_if_read_only("refresh a call")
+        extra = self.take_extra(kwargs)
         if state.disabled:
             return await self.func(*args, **kwargs)
         key, labels, values = self.maker.bind(args, kwargs, extra)
-        return await self._acompute(state, key, args, kwargs, labels, values, extra, state.skip)
-
-    def refresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Compute a call whether stored or not, and store it over the old entry."""
-        state = self.setup()
-        state.writer.refuse_if_read_only("refresh a call")
-        call_kwargs, extra = self.maker.split_extra(kwargs)
-        if state.disabled:
-            return self.func(*args, **call_kwargs)  # MEMO_DISABLE: nothing is stored
-        key, labels, values = self.maker.bind(args, call_kwargs, extra)
-        return self._compute(state, key, args, call_kwargs, labels, values, extra, True)
-
-    async def arefresh(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """``refresh`` for an ``async def``."""
-        state = self.setup()
-        state.writer.refuse_if_read_only("refresh a call")
-        call_kwargs, extra = self.maker.split_extra(kwargs)
-        if state.disabled:
-            return await self.func(*args, **call_kwargs)
-        key, labels, values = self.maker.bind(args, call_kwargs, extra)
-        return await self._acompute(state, key, args, call_kwargs, labels, values, extra, True)
+        skip = refresh or state.skip
+        value = MISS if skip else self.blessed_lookup(state, labels, values, extra)
+        if value is not MISS:
+            return value
+        return await self._acompute(state, key, args, kwargs, labels, values, extra, skip)
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The cache key of a call (its keywords left as they are)."""
         call_kwargs, extra = self.maker.split_extra(kwargs)
         return self.maker.key(args, call_kwargs, extra)
 
-    def _extra(self, kwargs: dict[str, Any]) -> Any:
+    def take_extra(self, kwargs: dict[str, Any]) -> Any:
         """Take an undeclared ``_extra_cache_key`` out of a call's keywords."""
         if kwargs and EXTRA in kwargs and not self._declares_extra:
             return kwargs.pop(EXTRA)
@@ -243,6 +248,31 @@ class CallPath:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("hit %s %s", self.maker.qualname, key[:12])
         return value
+
+    def blessings(self, state: State) -> tuple[str, ...]:
+        """The earlier code fingerprints the current one answers for (read once per process
+        and fingerprint: one load, at the first miss)."""
+        code = self.maker.code_fingerprint
+        known = self._blessings
+        if known is None or known[0] != code:
+            record = read_blessing(
+                state.tiers, self.name, self.maker.qualname, code, state.secret_keys
+            )
+            known = self._blessings = (code, tuple(record["from"]) if record else ())
+        return known[1]
+
+    def forget_blessings(self) -> None:
+        """Read the blessings again at the next miss (one was just written)."""
+        self._blessings = None
+
+    def blessed_lookup(self, state: State, labels: Any, values: Any, extra: Any) -> Any:
+        """The value an earlier code fingerprint stored for this call, where a blessing says
+        the current one answers for it; else ``MISS``."""
+        for earlier in self.blessings(state):
+            value = self.lookup(state, self.maker.key_under(earlier, labels, values, extra))
+            if value is not MISS:
+                return value
+        return MISS
 
     def _from_lower(self, state: State, key: str) -> Any:
         """The value of the first lower tier holding the key (or ``MISS``), its entry copied
@@ -273,20 +303,20 @@ class CallPath:
         ``values``: the bound arguments, from ``KeyMaker.bind``)."""
         locks = state.writer.locks  # (they make the directory if the store has not written yet)
         try:
-            claim, held = locks.acquire(key, self._lock_timeout, self.name)
+            claim, held = locks.acquire(key, self.lock_timeout, self.name)
         except (OSError, StoreError):
             claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
-            value = self._stored_meanwhile(state, key, held, skip)
+            value = self.stored_meanwhile(state, key, held, skip)
             if value is not MISS:
                 return value
-            debug = self._note_miss(key, skip)
-            collected, token, started = self._begin()
+            debug = self.note_miss(key, skip)
+            collected, token, started = self.begin()
             try:
                 value = self.func(*args, **kwargs)
             finally:
-                elapsed_ns = self._end(token, started)
-            return self._store(
+                elapsed_ns = self.end(token, started)
+            return self.store_result(
                 state, key, value, labels, values, extra, elapsed_ns, collected, debug
             )
         finally:
@@ -307,27 +337,27 @@ class CallPath:
         """``_compute`` for an ``async def``: the lock is waited for without blocking the loop."""
         locks = state.writer.locks
         try:
-            held = await locks.acquire_async(key, self._lock_timeout, self.name)
+            held = await locks.acquire_async(key, self.lock_timeout, self.name)
         except (OSError, StoreError):
             held = False
         try:
-            value = self._stored_meanwhile(state, key, held, skip)
+            value = self.stored_meanwhile(state, key, held, skip)
             if value is not MISS:
                 return value
-            debug = self._note_miss(key, skip)
-            collected, token, started = self._begin()
+            debug = self.note_miss(key, skip)
+            collected, token, started = self.begin()
             try:
                 value = await self.func(*args, **kwargs)
             finally:
-                elapsed_ns = self._end(token, started)
-            return self._store(
+                elapsed_ns = self.end(token, started)
+            return self.store_result(
                 state, key, value, labels, values, extra, elapsed_ns, collected, debug
             )
         finally:
             if held:
                 locks.release_async(key)
 
-    def _stored_meanwhile(self, state: State, key: str, held: bool, skip: bool) -> Any:
+    def stored_meanwhile(self, state: State, key: str, held: bool, skip: bool) -> Any:
         """The entry another process stored while we waited for the lock, or ``MISS`` (asked
         first whether it exists: the usual answer, no entry, then costs no open)."""
         if held and not skip and state.writer.exists(self.name, key):
@@ -337,19 +367,19 @@ class CallPath:
         return MISS
 
     @staticmethod
-    def _begin() -> tuple[dict[str, Any], Any, int]:
+    def begin() -> tuple[dict[str, Any], Any, int]:
         """Start a computation: collect its ``add_metadata`` items and its time."""
         collected: dict[str, Any] = {}
         return collected, collecting(collected), perf_counter_ns()
 
     @staticmethod
-    def _end(token: Any, started: int) -> int:
+    def end(token: Any, started: int) -> int:
         """End a computation ``_begin`` started; its time in nanoseconds."""
         elapsed_ns = perf_counter_ns() - started
         stop_collecting(token)
         return elapsed_ns
 
-    def _note_miss(self, key: str, skip: bool) -> bool:
+    def note_miss(self, key: str, skip: bool) -> bool:
         """Count a computation and log it (as a skip when the cache was bypassed); returns
         whether debug logging is on, for ``_store`` (asked once per miss)."""
         self.misses += 1
@@ -359,7 +389,7 @@ class CallPath:
             logger.debug("%s %s %s", what, self.maker.qualname, key[:12])
         return debug
 
-    def _store(
+    def store_result(
         self,
         state: State,
         key: str,
@@ -491,13 +521,13 @@ class CallPath:
         computed value is (``validate``, ``store_if``); whether it was stored."""
         state = self.setup()
         state.writer.refuse_if_read_only("put a value")
-        extra = self._extra(kwargs)
+        extra = self.take_extra(kwargs)
         if state.disabled:
             return False
         key, labels, values = self.maker.bind(args, kwargs, extra)
         stores = self.stores
         debug = logger.isEnabledFor(logging.DEBUG)
-        self._store(state, key, value, labels, values, extra, 0, {}, debug)
+        self.store_result(state, key, value, labels, values, extra, 0, {}, debug)
         return self.stores > stores
 
     def _fixed_members(self) -> str:
@@ -512,75 +542,3 @@ class CallPath:
             "components": self.maker.components(),
         }
         return json.dumps(members, separators=(",", ":"))[1:-1]
-
-
-class Pending:
-    """A call of a batch on an object store, made in three steps so that the round trips of
-    many calls overlap while their bodies run one after another in the caller's thread:
-    ``claim`` (on a worker thread: take the key's lease and look for an entry stored
-    meanwhile), ``run`` (in the caller's thread: the body, unless such an entry was found)
-    and ``finish`` (on a worker thread: store the result, give the lease back; it gives the
-    call's value). ``release`` gives the lease back without storing (the body failed)."""
-
-    def __init__(
-        self, path: CallPath, args: tuple[Any, ...], kwargs: dict[str, Any], owner: int
-    ) -> None:
-        self._path = path
-        self._args = args
-        self._kwargs = kwargs
-        self._owner = owner  # (the caller's thread: a body calling itself is not kept waiting)
-        self._claim: Any = None
-        self._held = False
-        self._found: Any = MISS  # an entry stored meanwhile
-        self._computed: Any = MISS
-        self._steps: tuple[Any, ...] = ()
-
-    def claim(self) -> None:
-        """Bind the call, take its key's lease, and look for an entry stored meanwhile."""
-        path = self._path
-        state = path.setup()
-        extra = path._extra(self._kwargs)
-        key, labels, values = path.maker.bind(self._args, self._kwargs, extra)
-        self._steps = (state, key, labels, values, extra)
-        locks = state.writer.locks
-        try:
-            self._claim, self._held = locks.acquire(key, path._lock_timeout, path.name, self._owner)
-        except (OSError, StoreError):
-            self._claim, self._held = None, False
-        try:
-            self._found = path._stored_meanwhile(state, key, self._held, state.skip)
-        except BaseException:
-            self.release()
-            raise
-
-    def run(self) -> None:
-        """Compute the value, unless ``claim`` found it stored."""
-        if self._found is not MISS:
-            return
-        path = self._path
-        state, key = self._steps[:2]
-        debug = path._note_miss(key, state.skip)
-        collected, token, started = path._begin()
-        try:
-            self._computed = path.func(*self._args, **self._kwargs)
-        finally:
-            elapsed_ns = path._end(token, started)
-        self._steps += (elapsed_ns, collected, debug)
-
-    def finish(self) -> Any:
-        """Store the computed value and give the lease back; the call's value."""
-        try:
-            if self._found is not MISS:
-                return self._found
-            state, key, labels, values, extra, elapsed_ns, collected, debug = self._steps
-            return self._path._store(
-                state, key, self._computed, labels, values, extra, elapsed_ns, collected, debug
-            )
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        """Give the lease back (once; nothing if none was taken)."""
-        claim, self._claim = self._claim, None
-        if claim is not None:
-            self._steps[0].writer.locks.release(self._steps[1], claim, self._held)

@@ -14,17 +14,20 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
+from ._blessings import read_blessing, write_blessing
 from ._bound import BoundMemoized
-from ._calls import CallPath, Pending, State
+from ._calls import CallPath, State
 from ._catalog import Store, store_of
 from ._exceptions import ConfigError, MemoError
 from ._explain import Plan, PlannedCall, explain_text, miss_reason
 from ._keys._bytes import Context
 from ._keys._canonical import add_rules, encode_into
+from ._keys._encoder import hash_args
 from ._keys._key import named_function
 from ._lazy import Lazy, stored_fingerprint
 from ._map import Batch, arun_map, normalize, run_map
 from ._options import Options
+from ._pending import Pending
 from ._storage._backend import MISS
 from ._storage._cacheable import resolve_qualified
 from ._storage._serializers import PickleSerializer
@@ -142,10 +145,19 @@ class Memoized(Generic[P, R]):
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Whether this call has an undamaged stored result (checked, not loaded: so
         ``validate``, which needs the value, is not run; a call may still reject it)."""
-        key = self._calls.key(args, kwargs)
-        state = self._calls.setup()
-        name, max_age = self._calls.name, self._calls.max_age
-        return any(tier.contains(name, key, max_age, state.secret_keys) for tier in state.tiers)
+        calls = self._calls
+        state = calls.setup()
+        call_kwargs, extra = self._maker.split_extra(kwargs)
+        key, labels, values = self._maker.bind(args, call_kwargs, extra)
+        keys = [key] + [
+            self._maker.key_under(earlier, labels, values, extra)
+            for earlier in calls.blessings(state)
+        ]
+        return any(
+            tier.contains(calls.name, each, calls.max_age, state.secret_keys)
+            for each in keys
+            for tier in state.tiers
+        )
 
     def path(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Where this call's stored value is, for other tools, or None if it is not stored.
@@ -177,7 +189,7 @@ class Memoized(Generic[P, R]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call, overwrite its stored result and return the new value."""
-        return cast(R, self._calls.refresh(args, kwargs))
+        return cast(R, self._calls.call_missing(args, kwargs, refresh=True))
 
     def put(self, *args: Any, value: R, **kwargs: Any) -> bool:
         """Store ``value`` as the result of this call, computed elsewhere (a batched GPU
@@ -321,7 +333,72 @@ class Memoized(Generic[P, R]):
                 text += f"\nstore: {tier.root} is read-only here: nothing is stored there"
         if len(state.tiers) > 1:
             text += "\ntiers, read in order: " + ", ".join(str(tier.root) for tier in state.tiers)
+        blessed = calls.blessings(state)
+        if blessed:
+            found = any(
+                tier.contains(
+                    calls.name,
+                    self._maker.key_under(earlier, labels, values, extra),
+                    calls.max_age,
+                    state.secret_keys,
+                )
+                for earlier in blessed
+                for tier in state.tiers
+            )
+            text += (
+                f"\nblessed: this code ({self._maker.code_fingerprint[:12]}) answers for "
+                + ", ".join(code[:12] for code in blessed)
+                + ("; an entry of that code answers this call" if found else "")
+            )
         return text
+
+    def bless(self, check: Iterable[Any] | None = None) -> dict[str, Any]:
+        """Record that this function's current code answers for the code that stored its
+        newest entries (a harmless edit: a rename, a refactor), so those entries hit again;
+        earlier blessings of that code are carried on. Never implicit: nothing is skipped
+        without this record (who, when, from, to), which ``explain`` and ``memo show`` show.
+
+        ``check``: items (as ``map`` takes them) to compute with the current code and compare
+        with what the earlier code stored for them; if any differs, or has no such entry,
+        ``memo.MemoError`` and nothing is recorded. Returns the record.
+        """
+        calls = self._calls
+        state = calls.setup()
+        state.writer.refuse_if_read_only("bless")
+        self._maker.prefix  # noqa: B018 - settles the code fingerprint
+        current = self._maker.code_fingerprint
+        codes = [entry.get("components", {}).get("code") for entry in self.entries()]
+        earlier = next((code for code in codes if code and code != current), None)
+        if earlier is None:
+            raise MemoError(
+                f"nothing to bless: every stored entry of {self._maker.qualname} was made by its "
+                "current code (bless after an edit, before its entries are recomputed)"
+            )
+        carried = read_blessing(
+            state.tiers, calls.name, self._maker.qualname, earlier, state.secret_keys
+        )
+        previous = [earlier, *(carried["from"] if carried else [])]
+        for item in check or ():
+            args, kwargs = normalize(item)
+            call_kwargs, extra = self._maker.split_extra(kwargs)
+            _, labels, values = self._maker.bind(args, call_kwargs, extra)
+            stored = MISS
+            for code in previous:
+                stored = calls.lookup(state, self._maker.key_under(code, labels, values, extra))
+                if stored is not MISS:
+                    break
+            if stored is MISS:
+                raise MemoError(f"cannot check {item!r}: the earlier code stored no entry for it")
+            if not _same(stored, calls.func(*args, **call_kwargs)):
+                raise MemoError(
+                    f"not blessed: for {item!r} the current code of {self._maker.qualname} "
+                    "computes another value than the earlier code stored"
+                )
+        record = write_blessing(
+            state.writer, calls.name, self._maker.qualname, current, previous, state.secret
+        )
+        calls.forget_blessings()
+        return record
 
     def plan(self, items: Iterable[Any]) -> Plan:
         """Say which calls of a batch (items as ``map`` takes them) would hit and which would
@@ -398,7 +475,7 @@ class AsyncMemoized(Memoized[P, R]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call (awaited), overwrite its stored result and return it."""
-        return cast(R, self._calls.arefresh(args, kwargs))
+        return cast(R, self._calls.acall_missing(args, kwargs, refresh=True))
 
     def put(self, *args: Any, value: Any, **kwargs: Any) -> bool:
         """Store ``value``, the awaited result, as this call's (see ``Memoized.put``; not
@@ -483,6 +560,18 @@ def _memoized_value(obj: Memoized[Any, Any], out: bytearray, ctx: Context) -> No
 
 
 add_rules({}, [(Memoized, _memoized_value)])
+
+
+def _same(first: Any, second: Any) -> bool:
+    """Whether two results are the same value: by their canonical encoding (arrays, frames
+    and containers by content), else by ``==``."""
+    try:
+        return hash_args(first) == hash_args(second)
+    except Exception:
+        try:
+            return bool(first == second)
+        except Exception:
+            return False
 
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     code."""
     try:
         args = _parser().parse_args(argv)
+        if args.run is _bless:  # (a function's own stores: no cache directory to open)
+            blessed: int = _bless(args, bool(getattr(args, "json", False)))
+            return blessed
         path = _cache_path(args)
         if getattr(args, "creates", False):
             _make_directory(path)
@@ -135,6 +138,17 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--function", metavar="NAME", help="only this function's entries")
         sub.add_argument("--since", metavar="AGE", help="only entries created since, e.g. 7d")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+    text = "record that a function's current code answers for its earlier entries"
+    bless = commands.add_parser("bless", parents=[common], help=text, description=text)
+    bless.set_defaults(run=_bless, bare_is_function=False)
+    bless.add_argument("target", metavar="MODULE:FUNCTION", help="e.g. pipeline.steps:simulate")
+    bless.add_argument(
+        "--check",
+        metavar="ITEM",
+        action="append",
+        default=[],
+        help="an argument to compute and compare first (a Python literal; repeatable)",
+    )
     return parser
 
 
@@ -293,6 +307,35 @@ def _stats(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
             for f in stats.functions
         ]
         _table(["FUNCTION", "ENTRIES", "SIZE", "SHARE"], rows, right={1, 2, 3})
+    return 0
+
+
+def _bless(args: argparse.Namespace, as_json: bool) -> int:
+    import ast
+    import importlib
+
+    module, _, name = args.target.partition(":")
+    if not module or not name:
+        raise _UsageError(
+            f"bless takes MODULE:FUNCTION, e.g. pipeline.steps:simulate, not {args.target!r}"
+        )
+    sys.path.insert(0, os.getcwd())  # (as python -m does: the project's own modules)
+    function: Any = importlib.import_module(module)
+    for part in name.split("."):
+        function = getattr(function, part)
+    if not isinstance(function, memo.Memoized):
+        raise _UsageError(f"{args.target} is not a memoized function")
+    try:
+        check = [ast.literal_eval(item) for item in args.check]
+    except (ValueError, SyntaxError) as exc:
+        raise _UsageError(
+            f"--check takes Python literals, e.g. --check 3 --check \"(1, 'a')\": {exc}"
+        ) from None
+    record = function.bless(check=check)
+    if as_json:
+        return _print_json(record)
+    earlier = ", ".join(code[:12] for code in record["from"])
+    print(f"blessed {record['function']}: code {record['to'][:12]} answers for {earlier}")
     return 0
 
 

@@ -85,8 +85,13 @@ def test_a_hit_is_one_get(proxy: S3Proxy, url: str) -> None:
 
 def test_a_miss_that_stores_is_five_requests(proxy: S3Proxy, url: str) -> None:
     """A miss that stores: GET (miss), PUT (lease), GET (stored meanwhile?), PUT (entry) and
-    DELETE (lease, not read back first); no HEAD or LIST (s3fs's exists would send both)."""
+    DELETE (lease, not read back first); no HEAD or LIST (s3fs's exists would send both).
+    The first miss of a function in a process reads its blessing record too: one GET."""
     double = memo.decorate(_double, cache_path=url)
+    proxy.reset()
+    assert double(0) == 0
+    first = collections.Counter(GET=3, PUT=2, DELETE=1)
+    assert proxy.counts() == first, _measured(proxy, "first miss+store")
     proxy.reset()
     assert double(1) == 2
     five = collections.Counter(GET=2, PUT=2, DELETE=1)
@@ -97,8 +102,11 @@ def test_map_of_misses_lists_once_then_is_four_requests_per_item(proxy: S3Proxy,
     """``map`` of missing items: one GET finds the first missing, one listing finds the rest
     (two LISTs on a store that holds nothing yet: s3fs then lists the parent to tell an empty
     prefix from a missing one), then each is a miss that stores without the GET that misses
-    (four); no HEAD."""
+    (four); no HEAD. (The blessing record, read at the first miss, is read before.)"""
     double = memo.decorate(_double, cache_path=url)
+    double.plan([])  # (settles the store)
+    double.map([-1], progress=False)  # (reads the blessing record)
+    double.invalidate(-1)
     proxy.reset()
     assert double.map(range(_ITEMS), progress=False) == [x * 2 for x in range(_ITEMS)]
     counts = proxy.counts()
@@ -155,6 +163,7 @@ def test_a_10_mb_array_is_uploaded_once_and_read_in_one_get(proxy: S3Proxy, url:
     """A 10 MB result is uploaded once (as a miss costs today) and loaded in one GET."""
     size = 10 * 2**20
     ones = memo.decorate(_ones, cache_path=url)  # (the default serializer)
+    ones(1)  # (the first miss reads the blessing record)
     proxy.reset()
     assert ones(size).sum() == size
     counts, (up, _) = proxy.counts(), proxy.transferred()
@@ -173,6 +182,7 @@ def test_a_read_only_store_on_s3_is_only_read(proxy: S3Proxy, url: str) -> None:
     writer = memo.decorate(_double, cache_path=url)
     writer(1)
     reader = memo.decorate(_double, cache_path=memo.Store(url, read_only=True))
+    reader(0)  # (the first miss reads the blessing record)
     proxy.reset()
     assert reader(1) == 2
     assert proxy.counts() == collections.Counter(GET=1), _measured(proxy, "read-only hit")

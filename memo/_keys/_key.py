@@ -122,18 +122,31 @@ class KeyMaker:
             if isinstance(self.func, functools.partial):
                 _check_bound(self.func, self.qualname)
             self.code_fingerprint, self._watched = watched_fingerprint(self.func)
-            self._prefix = b"".join(
-                (
-                    b"memo-key",
-                    text(str(KEY_FORMAT)),
-                    text(PYTHON),
-                    text(self.qualname),
-                    text(self.code_fingerprint),
-                    self.version_bytes,
-                    b"K" if self.key_fn is not None else b"A",
-                )
-            )
+            self._prefix = self._prefix_for(self.code_fingerprint)
         return self._prefix
+
+    def _prefix_for(self, code_fingerprint: str) -> bytes:
+        return b"".join(
+            (
+                b"memo-key",
+                text(str(KEY_FORMAT)),
+                text(PYTHON),
+                text(self.qualname),
+                text(code_fingerprint),
+                self.version_bytes,
+                b"K" if self.key_fn is not None else b"A",
+            )
+        )
+
+    def key_under(
+        self, code_fingerprint: str, labels: Sequence[bytes], values: Sequence[Any], extra: Any
+    ) -> str:
+        """The key this call had under another code fingerprint (one a blessing answers for);
+        ``labels`` and ``values`` as ``bind`` gave them."""
+        prefix = self._prefix_for(code_fingerprint)
+        if extra is NO_EXTRA:
+            return stream_digest(prefix, labels, values)
+        return stream_digest(prefix, [*labels, _EXTRA_LABEL], [*values, extra])
 
     def refresh_code(self) -> None:
         """Take the code fingerprint anew at the next key (a global it read was rebound)."""
