@@ -145,18 +145,24 @@ class Memoized(Generic[P, R]):
     def is_cached(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Whether this call has an undamaged stored result (checked, not loaded: so
         ``validate``, which needs the value, is not run; a call may still reject it)."""
-        calls = self._calls
-        state = calls.setup()
+        state = self._calls.setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
         key, labels, values = self._maker.bind(args, call_kwargs, extra)
-        keys = [key] + [
-            self._maker.key_under(earlier, labels, values, extra)
-            for earlier in calls.blessings(state)
-        ]
+        return self._stored(state, key) or self._blessed_stored(state, labels, values, extra)
+
+    def _stored(self, state: State, key: str) -> bool:
+        """Whether some tier holds an undamaged, unexpired entry of ``key``."""
+        calls = self._calls
         return any(
-            tier.contains(calls.name, each, calls.max_age, state.secret_keys)
-            for each in keys
-            for tier in state.tiers
+            tier.contains(calls.name, key, calls.max_age, state.secret_keys) for tier in state.tiers
+        )
+
+    def _blessed_stored(self, state: State, labels: Any, values: Any, extra: Any) -> bool:
+        """Whether an entry of an earlier code fingerprint, which a blessing says the current
+        one answers for, holds this call (``labels`` and ``values`` as ``bind`` gave them)."""
+        return any(
+            self._stored(state, self._maker.key_under(earlier, labels, values, extra))
+            for earlier in self._calls.blessings(state)
         )
 
     def path(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
@@ -324,9 +330,7 @@ class Memoized(Generic[P, R]):
         key, labels, values = self._maker.bind(args, call_kwargs, extra)
         call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
         call["components"] = self._maker.components()
-        hit = any(
-            tier.contains(calls.name, key, calls.max_age, state.secret_keys) for tier in state.tiers
-        )
+        hit = self._stored(state, key)
         text = explain_text(self._maker.qualname, key, call, self.entries(), hit)
         for tier in state.tiers:
             if tier.read_only:
@@ -335,16 +339,7 @@ class Memoized(Generic[P, R]):
             text += "\ntiers, read in order: " + ", ".join(str(tier.root) for tier in state.tiers)
         blessed = calls.blessings(state)
         if blessed:
-            found = any(
-                tier.contains(
-                    calls.name,
-                    self._maker.key_under(earlier, labels, values, extra),
-                    calls.max_age,
-                    state.secret_keys,
-                )
-                for earlier in blessed
-                for tier in state.tiers
-            )
+            found = self._blessed_stored(state, labels, values, extra)
             text += (
                 f"\nblessed: this code ({self._maker.code_fingerprint[:12]}) answers for "
                 + ", ".join(code[:12] for code in blessed)
@@ -417,9 +412,8 @@ class Memoized(Generic[P, R]):
             if key in seen:
                 continue
             seen.add(key)
-            hit = not state.skip and any(
-                tier.contains(calls.name, key, calls.max_age, state.secret_keys)
-                for tier in state.tiers
+            hit = not state.skip and (
+                self._stored(state, key) or self._blessed_stored(state, labels, values, extra)
             )
             reason = None
             if not hit:

@@ -61,6 +61,7 @@ def test_a_blessed_edit_hits_the_earlier_entries(load: Callable[[str], Any]) -> 
     assert record["from"] == [_code(first)]
     assert record["to"] != record["from"][0]
     assert {"who", "when", "function"} <= set(record)
+    assert renamed.plan(range(5)).hits == 5  # (a plan sees blessed entries as a call does)
     assert renamed.map(range(5), progress=False) == [1, 3, 5, 7, 9]
     assert renamed.cache_info().misses == 0
     assert renamed.is_cached(4)
