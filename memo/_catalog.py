@@ -178,10 +178,10 @@ class Store:
         self._store = open_store(root, None, read_only)
 
     @classmethod
-    def default(cls) -> Store:
+    def default(cls, *, read_only: bool = False) -> Store:
         """The store memoized functions use by default (``MEMO_CACHE_DIR``, else the user
         cache directory)."""
-        return cls(default_location())
+        return cls(default_location(), read_only=read_only)
 
     @property
     def root(self) -> Path:

@@ -51,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "creates", False):
             _make_directory(path)
         try:
-            store = memo.Store(path) if path else memo.Store.default()
+            read_only = bool(getattr(args, "read_only", False))
+            store = (
+                memo.Store(path, read_only=read_only)
+                if path
+                else memo.Store.default(read_only=read_only)
+            )
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"{exc}{_directory_hint(args)}") from None
         code: int = args.run(store, args, getattr(args, "json", False))
@@ -84,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the cache directory (default: $MEMO_CACHE_DIR, else the user cache directory)",
     )
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    common.add_argument(
+        "--read-only",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="never write to the cache (a team's, say): commands that would fail",
+    )
     parser = _Parser(
         prog="memo",
         parents=[common],

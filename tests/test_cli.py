@@ -391,3 +391,21 @@ def test_push_then_pull_copies_verified_entries_and_resumes(
     assert memo.Store(tmp_path / "none").pull(s3_url, since="0s", progress=False) == []
     with pytest.raises(memo.ReadOnlyError):
         memo.Store(laptop, read_only=True).pull(s3_url)
+
+
+def test_read_only_cache_is_said_and_refuses_writes(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``memo --read-only`` opens the cache read-only: ``stats`` says so, and ``clear`` and
+    ``prune`` exit 2 with one line saying why, removing nothing."""
+    _fill(cache_dir)
+    code, out, _ = _run(capsys, "--read-only", "stats", str(cache_dir))
+    assert code == 0
+    assert out.splitlines()[0].endswith("(read-only)")
+    assert json.loads(_run(capsys, "stats", str(cache_dir), "--json")[1])["read_only"] is False
+    for command in (["clear", "--yes"], ["prune", "--older-than", "0s"]):
+        code, _, err = _run(capsys, "--read-only", *command, "--cache-path", str(cache_dir))
+        assert code == 2
+        _assert_one_line_error(err)
+        assert "read-only" in err
+    assert len(memo.Store(cache_dir).entries()) == 4
