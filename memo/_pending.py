@@ -4,6 +4,7 @@ trips of many calls overlap while their bodies run one after another in the call
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._storage._backend import MISS, StoreError
@@ -26,18 +27,10 @@ class Path(Protocol):
     def note_miss(self, key: str, skip: bool) -> bool: ...
     def begin(self) -> tuple[dict[str, Any], Any, int]: ...
     def end(self, token: Any, started: int) -> int: ...
-    def store_result(
-        self,
-        state: Any,
-        key: str,
-        value: Any,
-        labels: Any,
-        values: Any,
-        extra: Any,
-        elapsed_ns: int,
-        user: dict[str, Any],
-        debug: bool,
-    ) -> Any: ...
+    @property
+    def store_result(self) -> Callable[..., Any]:
+        """(Its signature is ``CallPath.store_result``'s, written once, there.)"""
+        ...
 
 
 class Pending:
