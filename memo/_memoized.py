@@ -384,7 +384,7 @@ class Memoized(Generic[P, R]):
                     break
             if stored is MISS:
                 raise MemoError(f"cannot check {item!r}: the earlier code stored no entry for it")
-            if not _same(stored, calls.func(*args, **call_kwargs)):
+            if not _same(stored, _awaited(calls.func(*args, **call_kwargs))):
                 raise MemoError(
                     f"not blessed: for {item!r} the current code of {self._maker.qualname} "
                     "computes another value than the earlier code stored"
@@ -554,6 +554,18 @@ def _memoized_value(obj: Memoized[Any, Any], out: bytearray, ctx: Context) -> No
 
 
 add_rules({}, [(Memoized, _memoized_value)])
+
+
+def _awaited(value: Any) -> Any:
+    """A value, awaited first if it is a coroutine's (an ``async def``'s, outside a loop)."""
+    if inspect.isawaitable(value):
+        import asyncio
+
+        async def wait() -> Any:
+            return await value
+
+        return asyncio.run(wait())
+    return value
 
 
 def _same(first: Any, second: Any) -> bool:

@@ -121,3 +121,22 @@ def test_memo_bless_on_the_command_line(
     assert renamed(1) == 3
     assert main(["bless", "blessed_mod:CACHE"]) == 2
     assert "not a memoized function" in capsys.readouterr().err
+
+
+def _async_version(version: int) -> Any:
+    async def twice(x: int) -> int:  # (the versions differ only by the closure's value)
+        return x * 2 if version else x + x
+
+    return twice
+
+
+def test_an_async_function_is_blessed_by_awaiting_its_check(tmp_path: Path) -> None:
+    """``check`` of an ``async def`` awaits the current code's value before comparing it."""
+    import asyncio
+
+    first = memo.decorate(_async_version(1), cache_path=tmp_path)
+    assert asyncio.run(first(3)) == 6
+    second = memo.decorate(_async_version(0), cache_path=tmp_path)
+    second.bless(check=[3])
+    assert asyncio.run(second(3)) == 6
+    assert second.cache_info().misses == 0
