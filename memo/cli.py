@@ -330,7 +330,8 @@ def _bless(args: argparse.Namespace, as_json: bool) -> int:
         raise _UsageError(
             f"bless takes MODULE:FUNCTION, e.g. pipeline.steps:simulate, not {args.target!r}"
         )
-    sys.path.insert(0, os.getcwd())  # (as python -m does: the project's own modules)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # (as python -m does: the project's own modules)
     function: Any = importlib.import_module(module)
     for part in name.split("."):
         function = getattr(function, part)

@@ -143,10 +143,7 @@ class KeyMaker:
     ) -> str:
         """The key this call had under another code fingerprint (one a blessing answers for);
         ``labels`` and ``values`` as ``bind`` gave them."""
-        prefix = self._prefix_for(code_fingerprint)
-        if extra is NO_EXTRA:
-            return stream_digest(prefix, labels, values)
-        return stream_digest(prefix, [*labels, _EXTRA_LABEL], [*values, extra])
+        return _digest(self._prefix_for(code_fingerprint), labels, values, extra)
 
     def refresh_code(self) -> None:
         """Take the code fingerprint anew at the next key (a global it read was rebound)."""
@@ -238,15 +235,7 @@ class KeyMaker:
         else:
             labels, values = self.labelled(args, kwargs)
         try:
-            if extra is NO_EXTRA:
-                return stream_digest(self._prefix or self.prefix, labels, values), labels, values
-            return (
-                stream_digest(
-                    self._prefix or self.prefix, [*labels, _EXTRA_LABEL], [*values, extra]
-                ),
-                labels,
-                values,
-            )
+            return _digest(self._prefix or self.prefix, labels, values, extra), labels, values
         except UnencodableError as exc:
             raise self._error(exc, [*labels, _EXTRA_LABEL]) from None
 
@@ -310,6 +299,13 @@ class KeyMaker:
 
 
 _EXTRA_LABEL = b"\0" + text(EXTRA)
+
+
+def _digest(prefix: bytes, labels: Sequence[bytes], values: Sequence[Any], extra: Any) -> str:
+    """A key: ``prefix``, each labelled value, and ``_extra_cache_key`` if one was given."""
+    if extra is NO_EXTRA:
+        return stream_digest(prefix, labels, values)
+    return stream_digest(prefix, [*labels, _EXTRA_LABEL], [*values, extra])
 
 
 def named_function(func: Callable[..., Any]) -> Any:

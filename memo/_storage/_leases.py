@@ -132,14 +132,13 @@ class _Held:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.settings.heartbeat)
         try:
-            if self.lost:
-                pass
-            elif _elapsed_clock() - self.written < self.settings.seconds / 2:
-                self.objects.remove_object(self.path)
-            else:
-                current = self.objects.get_object(self.path)
-                if current is not None and _holder(current) == self.token:
+            if not self.lost:  # (a lost lease is another holder's now: left alone)
+                if _elapsed_clock() - self.written < self.settings.seconds / 2:
                     self.objects.remove_object(self.path)
+                else:
+                    current = self.objects.get_object(self.path)
+                    if current is not None and _holder(current) == self.token:
+                        self.objects.remove_object(self.path)
             if self.marker is not None:
                 self.objects.remove_object(self.marker)
         except Exception as exc:

@@ -30,8 +30,9 @@ def open_store(
     first opener (by default, none: memo's defaults); ``read_only``: the one that never
     writes there (a store of its own, beside the writable one)."""
     where = normalize(root) if isinstance(root, str) else str(root.absolute())
+    shared = where + ("?read-only" if read_only else "")  # (a store of its own, never writing)
     with _shared_lock:
-        store = _shared.get(where + ("?read-only" if read_only else ""))
+        store = _shared.get(shared)
         if store is None:
             if isinstance(root, str):
                 from ._fsspec import FsspecBackend, RemoteSettings  # fsspec only for a URL
@@ -40,7 +41,7 @@ def open_store(
             else:
                 backend = DiskBackend(where)
             store = EntryStore(backend, read_only)
-            _shared[where + ("?read-only" if read_only else "")] = store
+            _shared[shared] = store
         return store
 
 
