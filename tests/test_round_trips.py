@@ -104,7 +104,6 @@ def test_map_of_misses_lists_once_then_is_four_requests_per_item(proxy: S3Proxy,
     prefix from a missing one), then each is a miss that stores without the GET that misses
     (four); no HEAD. (The blessing record, read at the first miss, is read before.)"""
     double = memo.decorate(_double, cache_path=url)
-    double.plan([])  # (settles the store)
     double.map([-1], progress=False)  # (reads the blessing record)
     double.invalidate(-1)
     proxy.reset()
