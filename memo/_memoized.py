@@ -557,14 +557,11 @@ add_rules({}, [(Memoized, _memoized_value)])
 
 
 def _awaited(value: Any) -> Any:
-    """A value, awaited first if it is a coroutine's (an ``async def``'s, outside a loop)."""
-    if inspect.isawaitable(value):
+    """A value, awaited first if it is a coroutine (an ``async def``'s, outside a loop)."""
+    if inspect.iscoroutine(value):
         import asyncio
 
-        async def wait() -> Any:
-            return await value
-
-        return asyncio.run(wait())
+        return asyncio.run(value)
     return value
 
 
