@@ -307,7 +307,7 @@ class CallPath:
         except (OSError, StoreError):
             claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
         try:
-            value = self.stored_meanwhile(state, key, held, skip)
+            value = self.stored_meanwhile(state, key, held, skip, locks.absent(claim))
             if value is not MISS:
                 return value
             debug = self.note_miss(key, skip)
@@ -357,10 +357,14 @@ class CallPath:
             if held:
                 locks.release_async(key)
 
-    def stored_meanwhile(self, state: State, key: str, held: bool, skip: bool) -> Any:
+    def stored_meanwhile(
+        self, state: State, key: str, held: bool, skip: bool, absent: bool = False
+    ) -> Any:
         """The entry another process stored while we waited for the lock, or ``MISS`` (asked
-        first whether it exists: the usual answer, no entry, then costs no open)."""
-        if held and not skip and state.writer.exists(self.name, key):
+        first whether it exists: the usual answer, no entry, then costs no open).
+        ``absent``: the lock showed it was not stored (object leases), so it is not looked
+        for. (An async call's lock shows nothing: it looks.)"""
+        if held and not skip and not absent and state.writer.exists(self.name, key):
             return self.lookup(state, key)
         if not held:
             logger.debug("no lock for %s %s; computing anyway", self.maker.qualname, key[:12])

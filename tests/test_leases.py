@@ -19,6 +19,7 @@ import pytest
 import memo
 from memo._config import lease_settings_from_env
 from memo._exceptions import reset_warnings
+from memo._storage._backend import Outgoing
 from memo._storage._fsspec import FsspecBackend
 from memo._storage._leases import LeaseSettings, ObjectLeases
 from memo._storage._open import forget_stores
@@ -234,6 +235,65 @@ def test_a_holder_past_half_its_lease_reads_it_back_before_deleting(url: str) ->
     assert not late.lost
     late.release()
     assert backend.get_object(path) == theirs
+
+
+def _stored_under_a_lease(backend: FsspecBackend) -> None:
+    """Take the key's lease, store its entry, and release the lease, as a miss does."""
+    claim, held = backend.locks.acquire(KEY, 5.0, "f")
+    assert held
+    assert backend.locks.absent(claim)
+    backend.publish("f", KEY, Outgoing(None, (b"an entry", b"")), replace=False)
+    backend.locks.release(KEY, claim, held)
+
+
+def test_a_lease_whose_entry_was_stored_stays_done_and_turns_the_next_caller_to_it(
+    url: str,
+) -> None:
+    """Released after its entry was stored, a lease stays behind as done; a machine that
+    missed the entry before it was stored then gets no lease (it loads the entry) without
+    looking for the entry again first."""
+    backend = FsspecBackend(url)
+    _stored_under_a_lease(backend)
+    done = backend.get_object(backend.lease_path("f", KEY))
+    assert done is not None
+    assert json.loads(done)["done"] is True
+    other = FsspecBackend(url)  # (as on another machine, which missed it a moment ago)
+    claim, held = other.locks.acquire(KEY, 5.0, "f")
+    assert held
+    assert not other.locks.absent(claim)  # the caller looks, and loads the entry
+    other.locks.release(KEY, claim, held)
+    assert backend.get_object(backend.lease_path("f", KEY)) == done
+
+
+def test_a_done_lease_without_its_entry_is_taken_over_at_once(url: str) -> None:
+    """A done lease whose entry is gone (a lifecycle rule deleted it) does not make a caller
+    wait for it to expire: it is taken over at once, by one caller."""
+    backend = FsspecBackend(url)  # (60 s leases: waiting for one to expire would time out)
+    _stored_under_a_lease(backend)
+    backend.remove_object(backend.location("f", KEY).removeprefix("s3://"))
+    first, second = FsspecBackend(url), FsspecBackend(url)
+    held, lease = first.locks.take("f", KEY, 5.0)
+    assert held
+    assert lease is not None
+    assert second.locks.take("f", KEY, 0.5) == (False, None)  # (the first holds it now)
+    lease.release()
+
+
+def test_deleting_an_entry_deletes_its_done_lease(url: str) -> None:
+    """Deleting an entry removes its done lease too, so computing it again takes a new lease
+    with its first write."""
+    backend = FsspecBackend(url)
+    _stored_under_a_lease(backend)
+    assert backend.delete("f", KEY)
+    assert backend.get_object(backend.lease_path("f", KEY)) is None
+
+
+def test_a_lease_whose_body_failed_is_removed(url: str) -> None:
+    """Released with nothing stored (the body raised), a lease is removed, not left done."""
+    backend = FsspecBackend(url)
+    claim, held = backend.locks.acquire(KEY, 5.0, "f")
+    backend.locks.release(KEY, claim, held)
+    assert backend.get_object(backend.lease_path("f", KEY)) is None
 
 
 def test_a_network_failure_during_the_body_never_fails_the_call(

@@ -165,6 +165,11 @@ class KeyLocks(Protocol):
         """Give back what ``acquire`` returned."""
         ...
 
+    def absent(self, claim: Any) -> bool:
+        """Whether taking ``claim`` showed that the entry was not stored, so the caller need
+        not look for it again before computing (False: look)."""
+        ...
+
     async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
         """As ``acquire`` without blocking the event loop; True when held (then call
         ``release_async``), False at once when this task holds ``key`` already."""

@@ -11,8 +11,9 @@ imported only when such a URL is used; ``pip install "memo-cache[remote]"`` inst
 - **Create-only after a miss** where the backend has such writes (S3 ``If-None-Match``): an
   entry another machine stored meanwhile stands. Refreshes and replacements of damaged entries
   overwrite; either way what is stored is one writer's complete entry.
-- **Compute once across machines** through key leases (``_leases``) beside the entries, on
-  every backend with create-only writes; without them, machines may compute a key twice.
+- **Compute once across machines** through key leases (``_leases``), small objects under
+  ``.leases/`` in the store, on every backend with create-only writes; without them, machines
+  may compute a key twice.
 - **The network never fails a call.** A read that fails is a miss, warned about once per store
   and kind of error; a failed write is reported by the decorator as one warning.
 
@@ -215,6 +216,7 @@ class FsspecBackend:
         try:
             self._in_directory(self._put, path, whole, not replace)
         except FileExistsError:
+            self._stored(name, key, entry)
             raise
         except FileNotFoundError as exc:
             raise RemoteStoreError(
@@ -222,18 +224,24 @@ class FsspecBackend:
             ) from exc
         except Exception as exc:
             raise _unreachable("write to", self._url, exc) from exc
+        self._stored(name, key, entry)
         return len(whole), fingerprint
 
-    def _in_directory(self, write: Callable[..., None], *args: Any) -> None:
-        """``write(*args)``; on a filesystem with real directories (not a bucket) whose store
-        directory is missing, make it and write again."""
+    def _stored(self, name: str, key: str, entry: Outgoing) -> None:
+        """The entry's record is in place: the lease held for it stays behind as done."""
+        if entry.part == SUFFIX:
+            self.locks.stored(name, key)
+
+    def _in_directory(self, write: Callable[..., None], path: str, *args: Any) -> None:
+        """``write(path, *args)``; on a filesystem with real directories (not a bucket) whose
+        directory of ``path`` is missing, make it and write again."""
         try:
-            write(*args)
+            write(path, *args)
         except FileNotFoundError:
             if self.scheme in _BUCKETS:
                 raise
-            self._call("makedirs", self._path, exist_ok=True)
-            write(*args)
+            self._call("makedirs", path.rpartition("/")[0], exist_ok=True)
+            write(path, *args)
 
     def _put(self, path: str, data: Any, create: bool) -> None:
         """Write an object, create-only if ``create`` and the backend can (else overwrite)."""
@@ -265,8 +273,10 @@ class FsspecBackend:
     # --- objects for the key leases (``_leases.Objects``) --------------------------------
 
     def lease_path(self, name: str, key: str) -> str:
-        """The lease object beside the entry."""
-        return self._object(name, key, ".lease")
+        """The lease object of an entry, under ``.leases/`` (kept out of the listing of
+        entries: a done lease stays as long as its entry)."""
+        self._filesystem()
+        return f"{self._path}/.leases/{name}-{key}.lease"
 
     def create_object(self, path: str, data: bytes) -> None:
         """Create-only write; ``NotImplementedError`` if the backend has none."""
@@ -299,8 +309,10 @@ class FsspecBackend:
         try:
             self._call("info", path)
             self._call("rm_file", path)
-            if part is None and payload is not None:
-                self.remove_object(self._object(name, key, payload))
+            if part is None:
+                if payload is not None:
+                    self.remove_object(self._object(name, key, payload))
+                self.remove_object(self.lease_path(name, key))
         except FileNotFoundError:
             return False
         except Exception as exc:

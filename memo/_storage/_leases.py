@@ -2,12 +2,18 @@
 
 Object stores have no locks, but most have a create-only write (S3 ``If-None-Match: *``, GCS
 ``ifGenerationMatch=0``, fsspec's ``mode="create"``). A caller missing a key writes a small
-lease object beside the entry, create-only: the one whose write succeeds computes, and a
-heartbeat thread rewrites the lease while the body runs. Everyone else polls, with bounded and
-jittered backoff, until the entry appears (then loads it), the lease is released (then takes
-it), or the lease has not changed for its length by the waiter's own clock, so clocks of
-different machines never matter: its holder died or was cut off. Taking over an expired lease
-is a create-only write of a marker named after that very lease, so exactly one waiter wins.
+lease object for it, create-only: the one whose write succeeds computes, and a heartbeat
+thread rewrites the lease while the body runs. Everyone else polls, with bounded and jittered
+backoff, until the entry appears (then loads it), the lease is released (then takes it), or
+the lease has not changed for its length by the waiter's own clock, so clocks of different
+machines never matter: its holder died or was cut off. Taking over an expired lease is a
+create-only write of a marker named after that very lease, so exactly one waiter wins.
+
+A holder that stored its entry does not delete its lease: it rewrites it as *done* (one
+request either way). So a caller whose create-only lease write succeeds knows that nobody
+stored the entry since it missed it, without looking again: whoever stored it meanwhile would
+have left a lease, done or not, in the way. A done lease whose entry is gone (deleted since)
+is taken over at once; deleting an entry deletes its lease too.
 
 The lease never decides correctness: entries are still published create-only after a miss,
 so a holder that lost its lease (frozen, then resumed) cannot overwrite the winner's entry.
@@ -74,7 +80,7 @@ class Objects(Protocol):
         ...
 
     def lease_path(self, name: str, key: str) -> str:
-        """Where the lease of an entry lives (beside it)."""
+        """Where the lease of an entry lives."""
         ...
 
     def exists(self, name: str, key: str) -> bool:
@@ -94,6 +100,7 @@ class _Held:
         self.settings = settings
         self.marker: str | None = None  # the takeover marker this holder wrote, if any
         self.lost = False
+        self.done = False  # its entry was stored: the lease stays, as done, when released
         # When this holder last wrote its lease (before the write was sent), by a clock that
         # counts a suspended machine's sleep too: see ``release``.
         self.written = written
@@ -122,28 +129,35 @@ class _Held:
                 _warn_lease(self.objects, self.path, "renew", exc)
 
     def release(self) -> None:
-        """Remove the lease if it is still this holder's. A waiter takes a lease over only
-        once it has seen it unchanged for its whole length, so while less than half of that
-        has passed since this holder last wrote it, it is this holder's and goes without
-        being read back first (the usual case: one request); later (a long body whose
-        heartbeat may have failed, a holder frozen or a machine suspended) it is read, and
-        left alone if another holder has it."""
+        """End the lease if it is still this holder's: rewritten as done once its entry is
+        stored, removed otherwise (the body failed, or its result was not stored). A waiter
+        takes a lease over only once it has seen it unchanged for its whole length, so while
+        less than half of that has passed since this holder last wrote it, it is this
+        holder's and is ended without being read back first (the usual case: one request);
+        later (a long body whose heartbeat may have failed, a holder frozen or a machine
+        suspended) it is read, and left alone if another holder has it."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=self.settings.heartbeat)
         try:
             if not self.lost:  # (a lost lease is another holder's now: left alone)
                 if _elapsed_clock() - self.written < self.settings.seconds / 2:
-                    self.objects.remove_object(self.path)
+                    self._end()
                 else:
                     current = self.objects.get_object(self.path)
                     if current is not None and _holder(current) == self.token:
-                        self.objects.remove_object(self.path)
+                        self._end()
             if self.marker is not None:
                 self.objects.remove_object(self.marker)
         except Exception as exc:
             # An unreleased lease expires on its own; waiters then take it and find the entry.
             _warn_lease(self.objects, self.path, "release", exc)
+
+    def _end(self) -> None:
+        if self.done:
+            self.objects.put_object(self.path, _done_body(self.token))
+        else:
+            self.objects.remove_object(self.path)
 
 
 class ObjectLeases:
@@ -160,12 +174,27 @@ class ObjectLeases:
         self._pid = os.getpid()
         self._claims = Claims()
         self._async: dict[tuple[str, Any], _Held | None] = {}
+        self._holding: dict[str, _Held] = {}  # by lease path: the leases this process holds
 
     def _current(self) -> Claims:
         if self._pid != os.getpid():
             # A claim held by a parent's thread would never be dropped in a forked child.
             self._pid, self._claims, self._async = os.getpid(), Claims(), {}
+            self._holding = {}
         return self._claims
+
+    def stored(self, name: str, key: str) -> None:
+        """The entry of ``name``'s ``key`` was stored (or found stored) by this process: a
+        lease it holds for it is left behind as done when released."""
+        held = self._holding.get(self._objects.lease_path(name, key))
+        if held is not None:
+            held.done = True
+
+    def absent(self, claim: Any) -> bool:
+        """Whether ``claim`` holds a lease, which shows the entry was not stored when it was
+        taken (a new lease: no one stored it meanwhile; a takeover: looked for first), so
+        the caller need not look for it again."""
+        return claim is not None and claim[1] is not None
 
     def acquire(
         self, key: str, timeout: float, name: str = "", owner: Any = None
@@ -190,7 +219,7 @@ class ObjectLeases:
         mine, lease = claim
         try:
             if lease is not None:
-                lease.release()
+                self._end(lease)
         finally:
             self._current().drop(key, mine)
 
@@ -224,15 +253,20 @@ class ObjectLeases:
         lease = self._async.pop((key, owner), None)
         try:
             if lease is not None:
-                lease.release()
+                self._end(lease)
         finally:
             self._current().drop_owned(key, owner)
 
+    def _end(self, lease: _Held) -> None:
+        self._holding.pop(lease.path, None)
+        lease.release()
+
     def take(self, name: str, key: str, timeout: float) -> tuple[bool, _Held | None]:
         """Take the lease of ``name``'s ``key``, waiting up to ``timeout`` seconds while
-        another holds it: ``(held, lease)``. ``held`` without a lease when the entry appeared
-        meanwhile (the caller loads it) or leases cannot be used (it computes, as without);
-        not ``held`` when the time ran out."""
+        another holds it: ``(held, lease)``. A lease shows the entry was not there when it
+        was taken. ``held`` without a lease when the entry appeared meanwhile (the caller
+        loads it) or leases cannot be used (it computes, as without); not ``held`` when the
+        time ran out."""
         if not self.enabled:
             return True, None
         objects, settings = self._objects, self.settings
@@ -251,12 +285,18 @@ class ObjectLeases:
                     pass
                 else:
                     return True, self._start(path, token, sent)
+                # The lease before the entry: a done lease is written after its entry, so
+                # one seen done with no entry after it means the entry was deleted since.
+                current = objects.get_object(path)
                 if objects.exists(name, key):
                     return True, None  # published meanwhile: the caller loads it
-                current = objects.get_object(path)
                 now = time.monotonic()
                 if current is None:
                     pass  # released just now: try to take it again after a short pause
+                elif _is_done(current):
+                    held = self._take_over(path, current, token)
+                    if held is not None:
+                        return True, held
                 elif current != seen:
                     seen, seen_since = current, now  # renewed (or new): it is alive
                 elif now - seen_since > _length(current, settings):
@@ -283,9 +323,9 @@ class ObjectLeases:
             return True, None
 
     def _take_over(self, path: str, expired: bytes, token: str) -> _Held | None:
-        """Take over a lease unchanged for its whole length (its holder is gone), or None if
-        another waiter did: the marker names this very lease (holder and beat), so of the
-        waiters that saw it expire exactly one creates it."""
+        """Take over a lease unchanged for its whole length (its holder is gone) or done with
+        no entry (deleted since), or None if another waiter did: the marker names this very
+        lease (holder and beat), so of the waiters that saw it exactly one creates it."""
         marker = f"{path}.{_fingerprint(expired)}.taken"
         try:
             self._objects.create_object(marker, token.encode())
@@ -293,12 +333,13 @@ class ObjectLeases:
             return None
         sent = _elapsed_clock()
         self._objects.put_object(path, _body(token, 0, self.settings))
-        logger.debug("took over the expired lease %s", path)
+        logger.debug("took over the lease %s", path)
         return self._start(path, token, sent, marker)
 
     def _start(self, path: str, token: str, sent: float, marker: str | None = None) -> _Held:
         held = _Held(self._objects, path, token, self.settings, sent)
         held.marker = marker
+        self._holding[path] = held
         held.start()
         return held
 
@@ -315,6 +356,14 @@ def _elapsed_clock() -> float:
 
 def _body(token: str, beat: int, settings: LeaseSettings) -> bytes:
     return json.dumps({"holder": token, "beat": beat, "seconds": settings.seconds}).encode()
+
+
+def _done_body(token: str) -> bytes:
+    return json.dumps({"holder": token, "done": True}).encode()
+
+
+def _is_done(data: bytes) -> bool:
+    return _parsed(data).get("done") is True
 
 
 def _parsed(data: bytes) -> dict[str, Any]:

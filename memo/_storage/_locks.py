@@ -183,6 +183,10 @@ class NoLocks:
     def release(self, key: str, claim: Any, held: bool) -> None:
         """Nothing to give back."""
 
+    def absent(self, claim: Any) -> bool:
+        """False: no lock shows anything."""
+        return False
+
     async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
         """False: no lock."""
         return False
@@ -284,6 +288,10 @@ class KeyLocks:
             _files.phase_hook("locked")
         # The claim carries the record's offset, so releasing need not derive it again.
         return (mine, offset), held
+
+    def absent(self, claim: Any) -> bool:
+        """False: a lock file knows nothing of entries (the caller looks: one ``stat``)."""
+        return False
 
     def release(self, key: str, claim: Any, held: bool) -> None:
         """Give back what ``acquire`` returned (``claim`` not None)."""
