@@ -7,6 +7,7 @@ an input file or a declared version change.
 
 from ._catalog import EntryInfo, EntryNotFoundError, FunctionInfo, Problem, Store, StoreStats
 from ._decorator import cache, decorate
+from ._dry_run import DryRun, Unknown, dry_run
 from ._exceptions import ConfigError, EncodingError, MemoError, MemoWarning, ReadOnlyError
 from ._explain import Plan, PlannedCall
 from ._keys._code import hash_code
@@ -24,6 +25,7 @@ __all__ = [
     "CacheInfo",
     "Cacheable",
     "ConfigError",
+    "DryRun",
     "Encoder",
     "EncodingError",
     "EntryInfo",
@@ -43,10 +45,12 @@ __all__ = [
     "Serializer",
     "Store",
     "StoreStats",
+    "Unknown",
     "__version__",
     "add_metadata",
     "cache",
     "decorate",
+    "dry_run",
     "hash_args",
     "hash_code",
     "hash_contents",

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextvars
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ._keys._bytes import Context, text
 from ._keys._canonical import Handler, add_plugin
 from ._storage._backend import StoreError
+from ._storage._serializers import PickleSerializer
 
 __all__ = [
     "Lazy",
@@ -24,6 +26,7 @@ __all__ = [
     "metadata_json",
     "stop_collecting",
     "stored_fingerprint",
+    "value_fingerprint",
 ]
 
 T = TypeVar("T")
@@ -167,3 +170,19 @@ def metadata_json(items: dict[str, Any]) -> str:
             f"the values given to memo.add_metadata cannot be written as JSON ({exc}); "
             "pass plain numbers, strings, lists and dicts"
         ) from exc
+
+
+def value_fingerprint(value: Any) -> str:
+    """The fingerprint a value would have if pickle stored it; for a value pickle cannot
+    write, one used once (a call keyed on it never hits, rather than hit another's)."""
+    import xxhash
+
+    pickle = PickleSerializer()
+    try:
+        chunks = pickle.dumps(value)
+    except Exception:
+        return f"unstored-{uuid.uuid4().hex}"
+    hasher = xxhash.xxh3_128()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return stored_fingerprint(pickle.name, hasher.digest())

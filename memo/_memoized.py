@@ -10,7 +10,6 @@ import inspect
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
@@ -18,25 +17,24 @@ from ._blessings import read_blessing, write_blessing
 from ._bound import BoundMemoized
 from ._calls import CallPath, State
 from ._catalog import Store, store_of
+from ._dry_run import Unknown, dry_runs
 from ._exceptions import ConfigError, MemoError
-from ._explain import Plan, PlannedCall, explain_text, miss_reason
+from ._explain import Plan, PlannedCall, explain_text
 from ._keys._bytes import Context
 from ._keys._canonical import add_rules, encode_into
 from ._keys._encoder import hash_args
 from ._keys._key import named_function
-from ._lazy import Lazy, stored_fingerprint
+from ._lazy import Lazy, stored_fingerprint, value_fingerprint
 from ._map import Batch, arun_map, normalize, run_map
 from ._options import Options
 from ._pending import Pending
 from ._storage._backend import MISS
 from ._storage._cacheable import resolve_qualified
-from ._storage._serializers import PickleSerializer
 
 __all__ = ["AsyncMemoized", "CacheInfo", "LazyMemoized", "Memoized"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_PICKLE = PickleSerializer()
 _WIDTH = 16  # a batch's round trips in flight at once on an object store
 
 
@@ -83,6 +81,8 @@ class Memoized(Generic[P, R]):
         self._maker = self._calls.maker  # (read by every verb)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if dry_runs:
+            return cast(R, self._dry_call(args, kwargs))
         value: R = self._calls.call(args, kwargs)  # (annotated: cast() is a call on every hit)
         return value
 
@@ -195,6 +195,8 @@ class Memoized(Generic[P, R]):
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call, overwrite its stored result and return the new value."""
+        if dry_runs:
+            return cast(R, self._dry_call(args, kwargs, "refresh"))
         return cast(R, self._calls.call_missing(args, kwargs, refresh=True))
 
     def put(self, *args: Any, value: R, **kwargs: Any) -> bool:
@@ -215,7 +217,10 @@ class Memoized(Generic[P, R]):
         state, key, handle = self._stored_handle(args, kwargs)
         if handle is not None:
             return handle
-        return self._new_handle(state, key, args, kwargs, self._call_eagerly(*args, **kwargs))
+        value = self._call_eagerly(*args, **kwargs)
+        if isinstance(value, Unknown):
+            return cast(Lazy[R], value)  # (a dry run's stand-in: the handle is not known yet)
+        return self._new_handle(state, key, args, kwargs, value)
 
     def _stored_handle(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -246,7 +251,7 @@ class Memoized(Generic[P, R]):
         if header is not None:
             return Lazy(stored_fingerprint(header.serializer, header.fingerprint), call, (value,))
         # Not stored (disabled, or caching failed): the handle carries the value itself.
-        return Lazy(_fingerprint_of(value), call, (value,))
+        return Lazy(value_fingerprint(value), call, (value,))
 
     def _handle_call(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -279,6 +284,8 @@ class Memoized(Generic[P, R]):
         ``memo.MapError`` (an ``ExceptionGroup``) at the end, whose ``results`` hold the
         successful values.
         """
+        if dry_runs:
+            return [self._dry_call(*normalize(item)) for item in items]
         return run_map(
             self._compute_missing,
             items,
@@ -315,7 +322,12 @@ class Memoized(Generic[P, R]):
         return Batch(calls.key, load, MISS, listed, _WIDTH, None if state.disabled else stage)
 
     def _call_eagerly(self, *args: Any, **kwargs: Any) -> Any:
+        if dry_runs:
+            return self._dry_call(args, kwargs)
         return self._calls.call(args, kwargs)
+
+    def _dry_call(self, args: Any, kwargs: dict[str, Any], reason: str | None = None) -> Any:
+        return self._calls.dry_call(args, kwargs, self.entries, reason)
 
     def _compute_missing(self, *args: Any, **kwargs: Any) -> Any:
         return self._calls.call_missing(args, kwargs)
@@ -384,7 +396,7 @@ class Memoized(Generic[P, R]):
                     break
             if stored is MISS:
                 raise MemoError(f"cannot check {item!r}: the earlier code stored no entry for it")
-            if not _same(stored, _awaited(calls.func(*args, **call_kwargs))):
+            if not _same_result(stored, calls.func(*args, **call_kwargs)):
                 raise MemoError(
                     f"not blessed: for {item!r} the current code of {self._maker.qualname} "
                     "computes another value than the earlier code stored"
@@ -417,11 +429,7 @@ class Memoized(Generic[P, R]):
             )
             reason = None
             if not hit:
-                call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
-                call["components"] = self._maker.components()
-                reason = (
-                    "cache_skip" if state.skip else miss_reason(key, call, entries, calls.max_age)
-                )
+                reason = calls.why_computed(state, key, labels, values, extra, entries)
             planned.append(PlannedCall(index, key, hit, reason))
         return Plan(self._maker.qualname, planned)
 
@@ -465,10 +473,14 @@ class AsyncMemoized(Memoized[P, R]):
     """
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if dry_runs:
+            return cast(R, _ready(self._dry_call(args, kwargs)))
         return cast(R, self._calls.acall(args, kwargs))
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call (awaited), overwrite its stored result and return it."""
+        if dry_runs:
+            return cast(R, _ready(self._dry_call(args, kwargs, "refresh")))
         return cast(R, self._calls.acall_missing(args, kwargs, refresh=True))
 
     def put(self, *args: Any, value: Any, **kwargs: Any) -> bool:
@@ -484,6 +496,8 @@ class AsyncMemoized(Memoized[P, R]):
         state, key, handle = self._stored_handle(args, kwargs)
         if handle is not None:
             return handle
+        if dry_runs:
+            return cast(Lazy[Any], self._dry_call(args, kwargs))
         value = await self._calls.acall(args, dict(kwargs))
         return self._new_handle(state, key, args, kwargs, value)
 
@@ -526,6 +540,8 @@ class AsyncMemoized(Memoized[P, R]):
                 "event loop; leave out executor= and chunksize= (use max_workers= to bound "
                 "how many run at once)"
             )
+        if dry_runs:
+            return _ready([self._dry_call(*normalize(item)) for item in items])
         return arun_map(
             self._acompute_missing,
             items,
@@ -556,41 +572,27 @@ def _memoized_value(obj: Memoized[Any, Any], out: bytearray, ctx: Context) -> No
 add_rules({}, [(Memoized, _memoized_value)])
 
 
-def _awaited(value: Any) -> Any:
-    """A value, awaited first if it is a coroutine (an ``async def``'s, outside a loop)."""
-    if inspect.iscoroutine(value):
+def _same_result(stored: Any, fresh: Any) -> bool:
+    """Whether the current code's value (a coroutine is awaited first: an ``async def``'s)
+    is the value the earlier code stored: by their canonical encoding (arrays, frames and
+    containers by content), else by ``==``."""
+    if inspect.iscoroutine(fresh):
         import asyncio
 
-        return asyncio.run(value)
-    return value
-
-
-def _same(first: Any, second: Any) -> bool:
-    """Whether two results are the same value: by their canonical encoding (arrays, frames
-    and containers by content), else by ``==``."""
+        fresh = asyncio.run(fresh)
     try:
-        return hash_args(first) == hash_args(second)
+        return hash_args(stored) == hash_args(fresh)
     except Exception:
         try:
-            return bool(first == second)
+            return bool(stored == fresh)
         except Exception:
             return False
 
 
+async def _ready(value: Any) -> Any:
+    """An awaitable of a value known already (an ``async def``'s call in a dry run)."""
+    return value
+
+
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:
     return cls(func, options)
-
-
-def _fingerprint_of(value: Any) -> str:
-    """The fingerprint the value would have if pickle stored it; for a value pickle cannot
-    write, one used once (a call keyed on it never hits, rather than hit another's)."""
-    import xxhash
-
-    try:
-        chunks = _PICKLE.dumps(value)
-    except Exception:
-        return f"unstored-{uuid.uuid4().hex}"
-    hasher = xxhash.xxh3_128()
-    for chunk in chunks:
-        hasher.update(chunk)
-    return stored_fingerprint(_PICKLE.name, hasher.digest())

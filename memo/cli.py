@@ -6,7 +6,9 @@
 DIR --max-size 10GB``; default: ``MEMO_CACHE_DIR``, else the user cache directory). ``--json``
 prints machine-readable output. Exit codes: 0 ok, 1 problems found, 2 bad usage or input; an
 error is one line on stderr starting with ``memo:``. Built on the public API (``memo.Store``)
-only, so everything here can be done from Python too.
+only, so everything here can be done from Python too. ``memo bless`` and ``memo plan`` run
+your code instead (a function to bless; a script as a dry run, ``memo.dry_run``), each memoized
+function with its own stores.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, NoReturn
 
 import memo
 from memo._config import default_location, max_size_from_env
+from memo._dry_run import run_script
 
 __all__ = ["main"]
 
@@ -44,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     code."""
     try:
         args = _parser().parse_args(argv)
-        if args.run is _bless:  # (a function's own stores: no cache directory to open)
-            blessed: int = _bless(args, bool(getattr(args, "json", False)))
-            return blessed
+        if args.run in (_bless, _plan):  # (functions' own stores: no cache directory to open)
+            ran: int = args.run(args, bool(getattr(args, "json", False)))
+            return ran
         path = _cache_path(args)
         if getattr(args, "creates", False):
             _make_directory(path)
@@ -160,6 +163,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="an argument to compute and compare first (a Python literal; repeatable)",
     )
+    text = "run a script with every memoized call answered from the cache or planned"
+    plan = commands.add_parser("plan", parents=[common], help=text, description=text)
+    plan.set_defaults(run=_plan, bare_is_function=False)
+    plan.add_argument("script", metavar="SCRIPT", help="a Python script, e.g. run.py")
+    plan.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS", help="its arguments")
     return parser
 
 
@@ -349,6 +357,33 @@ def _bless(args: argparse.Namespace, as_json: bool) -> int:
     earlier = ", ".join(code[:12] for code in record["from"])
     print(f"blessed {record['function']}: code {record['to'][:12]} answers for {earlier}")
     return 0
+
+
+def _plan(args: argparse.Namespace, as_json: bool) -> int:
+    if not os.path.isfile(args.script):
+        raise _UsageError(f"plan takes a Python script to run: {args.script!r} is not a file")
+    # With --json, what the script prints goes to stderr: stdout holds the plan alone.
+    with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+        run = run_script(args.script, args.script_args)
+    if as_json:
+        functions = sorted({*run.hits, *run.reasons})
+        _print_json(
+            {
+                "functions": {
+                    name: {
+                        "hits": run.hits[name],
+                        "computes": run.computes(name),
+                        "reasons": dict(run.reasons.get(name, {})),
+                    }
+                    for name in functions
+                },
+                "stopped": run.stopped,
+                "failed": run.failed,
+            }
+        )
+    else:
+        print(run)
+    return 1 if run.failed else 0
 
 
 def _make_directory(path: str | None) -> None:
