@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import collections
 import os
-import runpy
 import sys
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -208,6 +206,8 @@ def dry_run() -> Iterator[DryRun]:
 def run_script(path: str, argv: Sequence[str] = ()) -> DryRun:
     """Run a script (as ``python path argv...`` would, as ``__main__``) as a dry run; an
     error the script raises ends it there, as a value it needs does (``failed`` says so)."""
+    import runpy  # (a dry run of a script only: not imported with memo)
+
     script = os.path.abspath(path)
     saved_argv, saved_path = sys.argv, sys.path[:]
     sys.argv = [path, *argv]
@@ -228,6 +228,8 @@ def run_script(path: str, argv: Sequence[str] = ()) -> DryRun:
 
 def _where(error: BaseException, ours: Callable[[str], bool]) -> str | None:
     """``file:line`` of the innermost frame of the traceback that ``ours`` accepts."""
+    import traceback
+
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if ours(frame.filename)]
     if not frames:
         return None
