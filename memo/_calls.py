@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from time import perf_counter_ns, time_ns
+from time import monotonic, perf_counter_ns, time_ns
 from typing import Any
 
 from ._blessings import read_blessing
@@ -43,6 +43,7 @@ __all__ = ["CallPath", "State"]
 
 logger = logging.getLogger("memo")
 _process_id = os.getpid()
+_BLESSINGS_FRESH = 60.0  # seconds a read of a function's blessing stands (one GET on S3)
 _PYTHON_VERSION = ".".join(map(str, sys.version_info[:3]))  # (platform.python_version())
 
 
@@ -123,7 +124,7 @@ class CallPath:
         # it was made for (a rebound global takes the fingerprint anew).
         self._fixed: tuple[int, str, str] | None = None
         # The code fingerprint this process read blessings for, and those it answers for.
-        self._blessings: tuple[str, tuple[str, ...]] | None = None
+        self._blessings: tuple[str, tuple[str, ...], float] | None = None
         self.hits = self.misses = self.stores = self.errors = 0
 
     def setup(self) -> State:
@@ -292,15 +293,17 @@ class CallPath:
         return value
 
     def blessings(self, state: State) -> tuple[str, ...]:
-        """The earlier code fingerprints the current one answers for (read once per process
-        and fingerprint: one load, at the first miss)."""
+        """The earlier code fingerprints the current one answers for (read at a miss, then
+        taken as read for a minute: a blessing another process writes is seen at the first
+        miss after that)."""
         code = self.maker.code_fingerprint
         known = self._blessings
-        if known is None or known[0] != code:
+        if known is None or known[0] != code or monotonic() - known[2] > _BLESSINGS_FRESH:
             record = read_blessing(
                 state.tiers, self.name, self.maker.qualname, code, state.secret_keys
             )
-            known = self._blessings = (code, tuple(record["from"]) if record else ())
+            earlier = tuple(record["from"]) if record else ()
+            known = self._blessings = (code, earlier, monotonic())
         return known[1]
 
     def forget_blessings(self) -> None:

@@ -140,3 +140,20 @@ def test_an_async_function_is_blessed_by_awaiting_its_check(tmp_path: Path) -> N
     second.bless(check=[3])
     assert asyncio.run(second(3)) == 6
     assert second.cache_info().misses == 0
+
+
+def test_a_blessing_written_by_another_process_is_seen_within_a_minute(
+    load: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that read "no blessing" at a miss reads it again once that read is a minute
+    old, so a blessing another process wrote meanwhile answers its later calls."""
+    load("first").map(range(3), progress=False)
+    running = load("renamed")  # (the long-running process, with the edited code)
+    assert running(0) == 1  # a miss: it reads that there is no blessing
+    sys.modules.pop("blessed_mod", None)
+    load("renamed").bless(check=[1])  # (as `memo bless` from another process)
+    assert running(1) == 3
+    assert running.cache_info().misses == 2  # the read of a moment ago stands
+    monkeypatch.setattr("memo._calls._BLESSINGS_FRESH", 0.0)
+    assert running(2) == 5
+    assert running.cache_info().misses == 2  # read again: the blessing answers
