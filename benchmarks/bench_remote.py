@@ -214,6 +214,10 @@ def main() -> None:
                     row.times[-1] -= body_time
                 row.counts.update(proxy.counts())
             data.clear()
+            # Both objects go before the next round: moto keeps them in this process's memory.
+            proxy.reset()
+            fs.rm_file(f"{BUCKET}/raw-{number}")
+            array.invalidate(BIG, number)
         store.raw, load.raw = put, get
         store.floor_time = 1.1 * put.wall
         rows += [store, load]

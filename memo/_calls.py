@@ -79,8 +79,8 @@ class State:
 
     def __init__(self, options: Options) -> None:
         where = default_location() if options.cache_path is None else options.cache_path
-        tiers = [_open(where, options.read_only)]
-        tiers += [_open(lower, read_only) for lower, read_only in options.lower]
+        tiers = [_open(where, options.read_only, options.signed_only)]
+        tiers += [_open(*lower) for lower in options.lower]
         self.tiers = tuple(tiers)  # every tier, in the order they are read
         self.store = tiers[0]
         self.lower = tuple(tiers[1:])
@@ -98,9 +98,9 @@ class State:
         self.secret: bytes | None = keys[0] if keys else None
 
 
-def _open(where: str | Path, read_only: bool) -> EntryStore:
+def _open(where: str | Path, read_only: bool, signed_only: bool) -> EntryStore:
     remote = remote_settings_from_env() if isinstance(where, str) else None
-    return open_store(where, remote, read_only)
+    return open_store(where, remote, read_only, signed_only)
 
 
 class CallPath:
@@ -327,7 +327,8 @@ class CallPath:
             value = tier.load(self.name, key, self.serializers, state.secret_keys, self.max_age)
             if value is not MISS:
                 for upper in above:
-                    if not upper.read_only and upper.copy_from(tier, self.name, key):
+                    signed = bool(state.secret_keys)
+                    if not upper.read_only and upper.copy_from(tier, self.name, key, signed):
                         logger.debug("copied up %s %s", self.maker.qualname, key[:12])
                 return value
             above.append(tier)

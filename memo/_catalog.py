@@ -24,6 +24,7 @@ from ._config import (
     parse_duration,
     parse_size,
     remote_settings_from_env,
+    secret_keys_from_env,
 )
 from ._exceptions import ConfigError, MemoError
 from ._explain import ABSENT, changed_arguments
@@ -158,15 +159,25 @@ class Store:
     ``prune`` and ``verify(fix=True)`` raise ``memo.ReadOnlyError``) or by a memoized function
     given it as ``cache_path``: its hits load from it, its misses are computed and returned,
     not stored, and it takes no lease there.
+
+    ``signed_only=True`` declares that others can write there (a team's bucket), as memo finds
+    by itself for a local directory others can write: a memoized function given it uses only
+    entries signed with its key there (``secret_key=`` or ``MEMO_SECRET_KEY``), and without a
+    key none (one warning says so), rather than unpickle what anyone may have planted; its
+    entries are copied into other stores (tiers above it, ``pull``) only when signatures are
+    checked there.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
-        if not isinstance(read_only, bool):
-            raise ConfigError(f"read_only must be True or False, not {read_only!r}")
+    def __init__(
+        self, path: str | os.PathLike[str], *, read_only: bool = False, signed_only: bool = False
+    ) -> None:
+        for name, flag in (("read_only", read_only), ("signed_only", signed_only)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be True or False, not {flag!r}")
         where = location(path)
         self._where = where
         if isinstance(where, str):
-            self._store = open_store(where, remote_settings_from_env(), read_only)
+            self._store = open_store(where, remote_settings_from_env(), read_only, signed_only)
             self._root = _as_path(str(self._store.root))
             return
         root = where.absolute()
@@ -175,7 +186,7 @@ class Store:
                 raise NotADirectoryError(f"{root} is not a directory")
             raise FileNotFoundError(f"no cache directory at {root}")
         self._root = root
-        self._store = open_store(root, None, read_only)
+        self._store = open_store(root, None, read_only, signed_only)
 
     @classmethod
     def default(cls, *, read_only: bool = False) -> Store:
@@ -198,8 +209,14 @@ class Store:
         """Whether nothing is written to this store through this object."""
         return self._store.read_only
 
+    @property
+    def signed_only(self) -> bool:
+        """Whether the store is declared written by others: only signed entries are used."""
+        return self._store.signed_only
+
     def __repr__(self) -> str:
         shown = ", read_only=True" if self.read_only else ""
+        shown += ", signed_only=True" if self.signed_only else ""
         return f"memo.Store({str(self._root)!r}{shown})"
 
     @property
@@ -485,8 +502,12 @@ def _copy_all(
         else:
             bar = tqdm(total=len(todo), desc=f"copying from {source.root}", unit="entry")
 
+    # (From a store others write, only where MEMO_SECRET_KEY makes the readers check every
+    # signature: see EntryStore.copy_from.)
+    signed = bool(secret_keys_from_env())
+
     def copy(raw: Listed) -> bool:
-        done = into.copy_from(source, raw.name, raw.key)
+        done = into.copy_from(source, raw.name, raw.key, signed)
         if bar is not None:
             bar.update()
         return done

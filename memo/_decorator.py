@@ -89,20 +89,21 @@ def decorate(
     return wrap(func)
 
 
-def _tiers(cache_path: object) -> list[tuple[object, bool]]:
-    """``cache_path`` as its tiers: each location and whether it is read-only (a
-    ``memo.Store`` says; a path or URL is writable). One tier, None, for the default."""
+def _tiers(cache_path: object) -> list[tuple[object, bool, bool]]:
+    """``cache_path`` as its tiers: each location, whether it is read-only and whether only
+    signed entries are used there (a ``memo.Store`` says; a path or URL is neither). One
+    tier, None, for the default."""
     given = cache_path if isinstance(cache_path, list | tuple) else [cache_path]
     if not given:
         raise ConfigError("cache_path is an empty list: give one location or more")
-    tiers: list[tuple[object, bool]] = []
+    tiers: list[tuple[object, bool, bool]] = []
     for where in given:
         if isinstance(where, Store):
-            tiers.append((where.location, where.read_only))
+            tiers.append((where.location, where.read_only, where.signed_only))
         elif where is None and len(given) > 1:
             raise ConfigError("cache_path's list holds None: give each tier's location")
         else:
-            tiers.append((where, False))
+            tiers.append((where, False, False))
     return tiers
 
 

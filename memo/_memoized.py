@@ -347,6 +347,8 @@ class Memoized(Generic[P, R]):
         for tier in state.tiers:
             if tier.read_only:
                 text += f"\nstore: {tier.root} is read-only here: nothing is stored there"
+            if tier.signed_only:
+                text += f"\nstore: {tier.root} is signed_only: only signed entries are used there"
         if len(state.tiers) > 1:
             text += "\ntiers, read in order: " + ", ".join(str(tier.root) for tier in state.tiers)
         blessed = calls.blessings(state)

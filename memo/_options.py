@@ -58,8 +58,9 @@ class Options:
     secret_keys: tuple[bytes, ...] = ()
     lock_timeout: float | None = None
     read_only: bool = False  # the store is read from, never written (memo.Store(read_only=True))
-    # Tiers after the first (cache_path, read_only): each location and whether it is read-only.
-    lower: tuple[tuple[str | Path, bool], ...] = ()
+    signed_only: bool = False  # others write there: only signed entries (memo.Store(signed_only=))
+    # Tiers after the first: each location, whether it is read-only, whether signed only.
+    lower: tuple[tuple[str | Path, bool, bool], ...] = ()
     write_all: bool = False  # write="all": every writable tier is written, not the first only
 
     def effective_lock_timeout(self) -> float:
@@ -175,16 +176,16 @@ def _refuse_a_file(path: Path) -> None:
 
 
 def parse_options(
-    tiers: list[tuple[object, bool]], cache_skip: object, options: dict[str, Any]
+    tiers: list[tuple[object, bool, bool]], cache_skip: object, options: dict[str, Any]
 ) -> Options:
     """Check every option; raise ``ConfigError`` (TypeError and ValueError) at the first bad one.
-    ``tiers``: each location given as ``cache_path`` (one, or None for the default) and
-    whether it is read-only."""
+    ``tiers``: each location given as ``cache_path`` (one, or None for the default), whether
+    it is read-only and whether only signed entries are used there."""
     _check_simple(options)
-    places = [(_cache_path(where), read_only) for where, read_only in tiers]
-    if len({str(where) for where, _ in places}) < len(places):
+    places = [(_cache_path(where), read_only, signed) for where, read_only, signed in tiers]
+    if len({str(where) for where, _, _ in places}) < len(places):
         raise ConfigError("cache_path lists one location twice: give each tier once")
-    if all(read_only for _, read_only in places) and options.get("max_size") is not None:
+    if all(read_only for _, read_only, _ in places) and options.get("max_size") is not None:
         raise ConfigError(
             "max_size keeps a store under a budget by evicting entries, and a read-only store "
             "is never written: leave out max_size, or open the store without read_only"
@@ -199,7 +200,7 @@ def parse_options(
     lock_timeout = options.get("lock_timeout")
     if lock_timeout is not None and lock_timeout != float("inf"):
         lock_timeout = parse_duration(lock_timeout, what="lock_timeout")
-    (cache_path, read_only), *lower = places
+    (cache_path, read_only, signed_only), *lower = places
     return Options(
         cache_path=cache_path,
         cache_skip=cache_skip,
@@ -215,6 +216,7 @@ def parse_options(
         secret_keys=_secret_keys(options.get("secret_key")),
         lock_timeout=lock_timeout,
         read_only=read_only,
-        lower=tuple((where, ro) for where, ro in lower if where is not None),
+        signed_only=signed_only,
+        lower=tuple((where, ro, signed) for where, ro, signed in lower if where is not None),
         write_all=write == "all",
     )

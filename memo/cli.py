@@ -152,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--function", metavar="NAME", help="only this function's entries")
         sub.add_argument("--since", metavar="AGE", help="only entries created since, e.g. 7d")
         sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "pull":
+            sub.add_argument(
+                "--signed-only",
+                action="store_true",
+                help="SRC is written by others: copy its entries only with MEMO_SECRET_KEY set",
+            )
     text = "record that a function's current code answers for its earlier entries"
     bless = commands.add_parser("bless", parents=[common], help=text, description=text)
     bless.set_defaults(run=_bless, bare_is_function=False)
@@ -395,7 +401,8 @@ def _make_directory(path: str | None) -> None:
 
 
 def _pull(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:
-    return _copied(store.pull(args.other, **_copy_options(args)), args.other, "from", as_json)
+    source = memo.Store(args.other, signed_only=args.signed_only)
+    return _copied(store.pull(source, **_copy_options(args)), args.other, "from", as_json)
 
 
 def _push(store: memo.Store, args: argparse.Namespace, as_json: bool) -> int:

@@ -105,6 +105,48 @@ def test_an_npy_entry_and_a_signed_entry_are_copied_up_whole(
     assert upper_only.is_cached(9)
 
 
+def test_a_signed_only_tier_uses_only_signed_entries(tmp_path: Path, s3_url: str) -> None:
+    """``memo.Store(s3, read_only=True, signed_only=True)``: without a key its entries (here
+    one anyone could have planted) are not used, with one warning saying which key to set;
+    with the key a signed entry hits and is copied up, and an unsigned one is still refused."""
+    secret = "a team secret of enough length"
+    memo.decorate(area, cache_path=s3_url)(1)  # (unsigned: as anyone could write it)
+    memo.decorate(area, cache_path=s3_url, secret_key=secret)(2)  # (signed, by CI)
+    team = memo.Store(s3_url, read_only=True, signed_only=True)
+    assert team.signed_only
+    assert "signed_only=True" in repr(team)
+    keyless = memo.decorate(area, cache_path=[tmp_path / "keyless", team])
+    with pytest.warns(memo.MemoWarning, match="signed_only=True.*MEMO_SECRET_KEY"):
+        assert keyless(1) == 2
+    assert keyless(2) == 4
+    assert keyless.cache_info().misses == 2
+    assert "signed_only" in keyless.explain(2)
+    signed = memo.decorate(area, cache_path=[tmp_path / "signed", team], secret_key=secret)
+    assert signed(2) == 4
+    assert signed.cache_info().misses == 0
+    assert _keys(tmp_path / "signed") == {signed.key(2)}  # (copied up, signature and all)
+    with pytest.warns(memo.MemoWarning, match="not signed"):
+        assert signed(1) == 2
+    assert signed.cache_info().misses == 1  # the unsigned entry is not used
+    with pytest.raises(memo.ConfigError, match="signed_only must be True or False"):
+        memo.Store(s3_url, signed_only="yes")  # type: ignore[arg-type]
+
+
+def test_pull_from_a_signed_only_store_needs_the_key(
+    tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Store.pull`` copies nothing from a signed_only store unless MEMO_SECRET_KEY is set
+    (then every load checks the signatures)."""
+    secret = "a team secret of enough length"
+    memo.decorate(area, cache_path=s3_url, secret_key=secret)(3)
+    local = tmp_path / "laptop"
+    local.mkdir()
+    team = memo.Store(s3_url, signed_only=True)
+    assert memo.Store(local).pull(team, progress=False) == []
+    monkeypatch.setenv("MEMO_SECRET_KEY", secret)
+    assert len(memo.Store(local).pull(team, progress=False)) == 1
+
+
 def test_bad_tiers_are_refused_at_decoration(tmp_path: Path) -> None:
     """An empty list, a location given twice, None among tiers and an unknown ``write`` are
     ConfigErrors when decorating."""

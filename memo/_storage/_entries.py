@@ -58,16 +58,21 @@ class EntryExistsError(Exception):
 class EntryStore:
     """The entries of one backend: load, save, look at and check, list and delete them."""
 
-    def __init__(self, backend: Backend, read_only: bool = False) -> None:
+    def __init__(
+        self, backend: Backend, read_only: bool = False, signed_only: bool = False
+    ) -> None:
         self.backend = backend
         self.capabilities: Capabilities = backend.capabilities
         # Nothing is written to a read-only store: no entry, lease or last-use time.
         self.read_only = read_only
+        # Declared written by others (a team's bucket): unsigned entries are neither loaded
+        # nor stored there, as in a local directory others can write.
+        self.signed_only = signed_only
         # The key leases, taken on every miss.
         self.locks: KeyLocks = NoLocks() if read_only else backend.locks
         # Bound once: the hit and miss paths call these on every call.
         self._read = backend.read
-        self._untrusted = backend.untrusted
+        self._untrusted = self._declared if signed_only else backend.untrusted
         self._publish = backend.publish
         self.exists = backend.exists
         self._budget: Budget | None = None
@@ -148,6 +153,8 @@ class EntryStore:
             absent.add(key)
             return MISS
         if not secret_keys and self._untrusted() is not None:
+            if self.signed_only:  # (a read-only tier saves nothing, which would say why)
+                warn_once(("signed-only", str(self.root)), f"memo: {self._declared()}")
             return MISS  # anyone may have written it: not read (saving says why, once)
         try:
             header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
@@ -262,7 +269,7 @@ class EntryStore:
         with ``secret_keys`` and a ``Cacheable``'s directory; does not deserialize)."""
         try:
             got = self.backend.read(name, key)
-            if got is None or (not secret_keys and self.backend.untrusted() is not None):
+            if got is None or (not secret_keys and self._untrusted() is not None):
                 return False
             header, payload = unpack(got[0], fromhex(key), secret_keys, got[1])
             if header.detached and self._payload(name, key, header, got[0], secret_keys) is None:
@@ -493,12 +500,25 @@ class EntryStore:
         """The entries, optionally only those stored under ``name``."""
         return self.backend.listing(name)
 
-    def copy_from(self, source: EntryStore, name: str, key: str) -> bool:
+    def untrusted(self) -> str | None:
+        """Why others may have written this store's entries (then only signed ones are used
+        here), or None."""
+        return self._untrusted()
+
+    def _declared(self) -> str:
+        return (
+            f"the store {self.root} is opened with signed_only=True (others write there), so "
+            "only entries signed with your key are read or written there: set secret_key= or "
+            "MEMO_SECRET_KEY to the key its writers sign with"
+        )
+
+    def copy_from(self, source: EntryStore, name: str, key: str, signed: bool = False) -> bool:
         """Copy an entry of ``source`` (a lower tier) here as it is stored there, metadata and
         signature too, once its digests check: its payload file first, then its record,
         create-only (an entry here stands). A ``Cacheable`` directory is not copied. True if
-        copied; False, and nothing left half-copied to be loaded, otherwise."""
-        if self.read_only or source.backend.untrusted() is not None:
+        copied; False, and nothing left half-copied to be loaded, otherwise. From a store
+        others may write, only for ``signed`` use (its readers check every signature)."""
+        if self.read_only or (not signed and source.untrusted() is not None):
             return False  # (an entry others may have written is not loaded there either)
         try:
             data = bytes(source.backend.peek(name, key))

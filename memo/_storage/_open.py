@@ -23,14 +23,18 @@ _shared_lock = threading.Lock()
 
 
 def open_store(
-    root: str | Path, remote: RemoteSettings | None = None, read_only: bool = False
+    root: str | Path,
+    remote: RemoteSettings | None = None,
+    read_only: bool = False,
+    signed_only: bool = False,
 ) -> EntryStore:
     """The one store of this process at ``root`` (a directory, or an fsspec URL, as
     ``location`` gives them), opened with the ``remote`` settings if it is a URL and the
     first opener (by default, none: memo's defaults); ``read_only``: the one that never
-    writes there (a store of its own, beside the writable one)."""
+    writes there, ``signed_only``: the one that uses only signed entries there (each a store
+    of its own, beside the plain one)."""
     where = normalize(root) if isinstance(root, str) else str(root.absolute())
-    shared = where + ("?read-only" if read_only else "")  # (a store of its own, never writing)
+    shared = where + ("?read-only" if read_only else "") + ("?signed-only" if signed_only else "")
     with _shared_lock:
         store = _shared.get(shared)
         if store is None:
@@ -40,7 +44,7 @@ def open_store(
                 backend: Backend = FsspecBackend(where, remote or RemoteSettings())
             else:
                 backend = DiskBackend(where)
-            store = EntryStore(backend, read_only)
+            store = EntryStore(backend, read_only, signed_only)
             _shared[shared] = store
         return store
 
