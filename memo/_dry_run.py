@@ -24,7 +24,7 @@ from typing import Any
 from ._keys._bytes import Context
 from ._keys._canonical import add_rules
 
-__all__ = ["DryRun", "NeedsValue", "Unknown", "dry_run", "dry_runs", "run_script"]
+__all__ = ["DryRun", "NeedsValue", "Unknown", "dry_run", "dry_runs", "ready", "run_script"]
 
 dry_runs: list[DryRun] = []
 """The dry run in progress, if any (a list, so a call asks only whether it is empty)."""
@@ -113,6 +113,11 @@ for _name in _ARITHMETIC.split():
     setattr(Unknown, f"__r{_name}__", _derived)
 for _name in ["bool", "len", "iter", "contains", "int", "float", "complex", "index", "bytes"]:
     setattr(Unknown, f"__{_name}__", _needs)
+
+
+async def ready(value: Any) -> Any:
+    """An awaitable of a value known already (an ``async def``'s call in a dry run)."""
+    return value
 
 
 def _unknown_value(value: Unknown, out: bytearray, ctx: Context) -> None:

@@ -17,7 +17,7 @@ from ._blessings import read_blessing, write_blessing
 from ._bound import BoundMemoized
 from ._calls import CallPath, State
 from ._catalog import Store, store_of
-from ._dry_run import Unknown, dry_runs
+from ._dry_run import NeedsValue, dry_runs, ready
 from ._exceptions import ConfigError, MemoError
 from ._explain import Plan, PlannedCall, explain_text
 from ._keys._bytes import Context
@@ -214,13 +214,15 @@ class Memoized(Generic[P, R]):
         ``.fingerprint`` identifies it; passing the handle to another memoized function keys
         that call on the fingerprint, without loading.
         """
-        state, key, handle = self._stored_handle(args, kwargs)
+        try:
+            state, key, handle = self._stored_handle(args, kwargs)
+        except NeedsValue:  # (a dry run's stand-in among the arguments)
+            handle = None
         if handle is not None:
             return handle
-        value = self._call_eagerly(*args, **kwargs)
-        if isinstance(value, Unknown):
-            return cast(Lazy[R], value)  # (a dry run's stand-in: the handle is not known yet)
-        return self._new_handle(state, key, args, kwargs, value)
+        if dry_runs:  # (a stand-in: what the handle would be is not known yet)
+            return cast(Lazy[R], self._dry_call(args, kwargs))
+        return self._new_handle(state, key, args, kwargs, self._call_eagerly(*args, **kwargs))
 
     def _stored_handle(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -476,13 +478,13 @@ class AsyncMemoized(Memoized[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if dry_runs:
-            return cast(R, _ready(self._dry_call(args, kwargs)))
+            return cast(R, ready(self._dry_call(args, kwargs)))
         return cast(R, self._calls.acall(args, kwargs))
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute this call (awaited), overwrite its stored result and return it."""
         if dry_runs:
-            return cast(R, _ready(self._dry_call(args, kwargs, "refresh")))
+            return cast(R, ready(self._dry_call(args, kwargs, "refresh")))
         return cast(R, self._calls.acall_missing(args, kwargs, refresh=True))
 
     def put(self, *args: Any, value: Any, **kwargs: Any) -> bool:
@@ -495,7 +497,10 @@ class AsyncMemoized(Memoized[P, R]):
         return self._alazy(args, kwargs)
 
     async def _alazy(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Lazy[Any]:
-        state, key, handle = self._stored_handle(args, kwargs)
+        try:
+            state, key, handle = self._stored_handle(args, kwargs)
+        except NeedsValue:  # (a dry run's stand-in among the arguments)
+            handle = None
         if handle is not None:
             return handle
         if dry_runs:
@@ -543,7 +548,7 @@ class AsyncMemoized(Memoized[P, R]):
                 "how many run at once)"
             )
         if dry_runs:
-            return _ready([self._dry_call(*normalize(item)) for item in items])
+            return ready([self._dry_call(*normalize(item)) for item in items])
         return arun_map(
             self._acompute_missing,
             items,
@@ -589,11 +594,6 @@ def _same_result(stored: Any, fresh: Any) -> bool:
             return bool(stored == fresh)
         except Exception:
             return False
-
-
-async def _ready(value: Any) -> Any:
-    """An awaitable of a value known already (an ``async def``'s call in a dry run)."""
-    return value
 
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:

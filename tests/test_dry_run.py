@@ -68,6 +68,40 @@ def test_a_call_given_a_stand_in_is_a_dependant(tmp_path: Path) -> None:
     assert "1 uses the result of" in str(run)
 
 
+def test_a_chain_of_lazy_handles_plans_its_dependants(tmp_path: Path) -> None:
+    """Stages chained through ``lazy`` handles: a stage that would compute gives a stand-in
+    handle, and each stage after it is a dependant, for a ``def`` and an ``async def``."""
+
+    @memo.cache(cache_path=tmp_path)
+    def load(x: int) -> int:
+        raise AssertionError("never run in a dry run")
+
+    @memo.cache(cache_path=tmp_path)
+    def clean(raw: memo.Lazy[int]) -> int:
+        raise AssertionError("never run in a dry run")
+
+    @memo.cache(cache_path=tmp_path)
+    async def publish(cleaned: memo.Lazy[int]) -> int:
+        raise AssertionError("never run in a dry run")
+
+    async def chain() -> Any:
+        handle: Any = publish.lazy(clean.lazy(load.lazy(1)))  # (awaited: an async def's)
+        return await handle
+
+    with memo.dry_run() as run:
+        result = asyncio.run(chain())
+    assert isinstance(result, memo.Unknown)
+    reasons = {name.rpartition(".")[2]: dict(found) for name, found in run.reasons.items()}
+    assert reasons["load"] == {"no stored entries": 1}
+    ((clean_reason, clean_count),) = reasons["clean"].items()
+    assert clean_count == 1
+    assert clean_reason.startswith("uses the result of ")
+    assert clean_reason.endswith(".load, which would compute")
+    ((publish_reason, publish_count),) = reasons["publish"].items()
+    assert publish_count == 1
+    assert ".clean" in publish_reason  # (and load's: the stand-in carries both)
+
+
 def test_code_that_needs_a_missing_value_stops_the_run_there(tmp_path: Path) -> None:
     """A branch on a value that would compute ends the dry run at that line; the calls before
     it are planned, the ones after it are not made."""
