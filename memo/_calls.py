@@ -387,7 +387,8 @@ class CallPath:
         except (OSError, StoreError):
             held = False
         try:
-            value = self.stored_meanwhile(state, key, held, skip)
+            absent = held and locks.absent_async(key)
+            value = self.stored_meanwhile(state, key, held, skip, absent)
             if value is not MISS:
                 return value
             debug = self.note_miss(key, skip)
@@ -409,7 +410,7 @@ class CallPath:
         """The entry another process stored while we waited for the lock, or ``MISS`` (asked
         first whether it exists: the usual answer, no entry, then costs no open).
         ``absent``: the lock showed it was not stored (object leases), so it is not looked
-        for. (An async call's lock shows nothing: it looks.)"""
+        for."""
         if held and not skip and not absent and state.writer.exists(self.name, key):
             return self.lookup(state, key)
         if not held:

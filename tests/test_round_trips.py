@@ -9,6 +9,7 @@ Every figure is a round trip to the bucket, tens of milliseconds on a real endpo
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 from collections.abc import Iterator
@@ -96,6 +97,21 @@ def test_a_miss_that_stores_is_four_requests(proxy: S3Proxy, url: str) -> None:
     assert double(1) == 2
     four = collections.Counter(GET=1, PUT=3)
     assert proxy.counts() == four, _measured(proxy, "miss+store")
+
+
+async def _adouble(x: int) -> int:
+    return 2 * x
+
+
+def test_an_async_miss_that_stores_is_four_requests_too(proxy: S3Proxy, url: str) -> None:
+    """An ``async def``'s miss takes its lease off the event loop and is the same four
+    requests as a ``def``'s."""
+    double = memo.decorate(_adouble, cache_path=url)
+    asyncio.run(double(0))  # (reads the blessing record)
+    proxy.reset()
+    assert asyncio.run(double(1)) == 2
+    four = collections.Counter(GET=1, PUT=3)
+    assert proxy.counts() == four, _measured(proxy, "async miss+store")
 
 
 def test_a_miss_after_an_invalidate_is_four_requests_again(proxy: S3Proxy, url: str) -> None:

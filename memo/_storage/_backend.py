@@ -179,6 +179,10 @@ class KeyLocks(Protocol):
         """Give back a lease taken with ``acquire_async``."""
         ...
 
+    def absent_async(self, key: str) -> bool:
+        """``absent`` for the lease this task took with ``acquire_async``."""
+        ...
+
 
 class Backend(Protocol):
     """Where entries' bytes live. Names are sanitized function names, keys 32 hex digits."""

@@ -257,6 +257,12 @@ class ObjectLeases:
         finally:
             self._current().drop_owned(key, owner)
 
+    def absent_async(self, key: str) -> bool:
+        """``absent`` for the lease this task took with ``acquire_async``."""
+        import asyncio
+
+        return self._async.get((key, asyncio.current_task())) is not None
+
     def _end(self, lease: _Held) -> None:
         self._holding.pop(lease.path, None)
         lease.release()

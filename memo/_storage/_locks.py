@@ -187,6 +187,10 @@ class NoLocks:
         """False: no lock shows anything."""
         return False
 
+    def absent_async(self, key: str) -> bool:
+        """False: no lock shows anything."""
+        return False
+
     async def acquire_async(self, key: str, timeout: float, name: str = "") -> bool:
         """False: no lock."""
         return False
@@ -291,6 +295,10 @@ class KeyLocks:
 
     def absent(self, claim: Any) -> bool:
         """False: a lock file knows nothing of entries (the caller looks: one ``stat``)."""
+        return False
+
+    def absent_async(self, key: str) -> bool:
+        """False, as ``absent``."""
         return False
 
     def release(self, key: str, claim: Any, held: bool) -> None:
