@@ -185,6 +185,13 @@ def _memo(*args: str, cwd: Path, cache: Path) -> subprocess.CompletedProcess[str
     )
 
 
+def _planned(*args: str, cwd: Path, cache: Path) -> list[str]:
+    """The lines ``memo plan`` prints (it exits 0)."""
+    planned = _memo("-m", "memo", "plan", *args, cwd=cwd, cache=cache)
+    assert planned.returncode == 0, planned.stderr
+    return planned.stdout.splitlines()
+
+
 def test_memo_plan_on_the_quickstart_example_after_an_edit(tmp_path: Path) -> None:
     """``memo plan`` on examples/quickstart.py: after a run, both calls would hit; after its
     ``version`` is raised, the call would compute, because of the version, and planning it
@@ -193,9 +200,8 @@ def test_memo_plan_on_the_quickstart_example_after_an_edit(tmp_path: Path) -> No
     script.write_text((ROOT / "examples" / "quickstart.py").read_text())
     cache = tmp_path / "cache"
     assert _memo(str(script), cwd=tmp_path, cache=cache).returncode == 0
-    planned = _memo("-m", "memo", "plan", "quickstart.py", cwd=tmp_path, cache=cache)
-    assert planned.returncode == 0, planned.stderr
-    assert "__main__:simulate: 2 would hit, 0 would compute" in planned.stdout
+    lines = _planned("quickstart.py", cwd=tmp_path, cache=cache)
+    assert "__main__:simulate: 2 would hit, 0 would compute" in lines
     script.write_text(
         script.read_text().replace("@memo.cache(version=1)", "@memo.cache(version=2)")
     )
@@ -244,18 +250,14 @@ def test_memo_plan_names_the_helper_that_changed_and_the_dependants(tmp_path: Pa
     ran = _memo(str(script), "3", cwd=tmp_path, cache=cache)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == "6"
-    planned = _memo("-m", "memo", "plan", "pipeline.py", "4", cwd=tmp_path, cache=cache)
-    assert planned.returncode == 0, planned.stderr
-    lines = planned.stdout.splitlines()
+    lines = _planned("pipeline.py", "4", cwd=tmp_path, cache=cache)
     assert "__main__:step: 3 would hit, 1 would compute" in lines
     assert "  1 new arguments" in lines
     assert "__main__:total: 0 would hit, 1 would compute" in lines
     assert "  1 uses the result of __main__:step, which would compute" in lines
     assert "<would compute: __main__:step, __main__:total>" in lines  # (what it printed)
     (tmp_path / "helpers.py").write_text("def scale(x):\n    return x * 3\n")
-    planned = _memo("-m", "memo", "plan", "pipeline.py", "3", cwd=tmp_path, cache=cache)
-    assert planned.returncode == 0, planned.stderr
-    lines = planned.stdout.splitlines()
+    lines = _planned("pipeline.py", "3", cwd=tmp_path, cache=cache)
     assert "__main__:step: 0 would hit, 3 would compute" in lines
     assert "  3 the code fingerprint (changed: helpers:scale)" in lines
     assert "  1 uses the result of __main__:step, which would compute" in lines
