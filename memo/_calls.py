@@ -239,7 +239,9 @@ class CallPath:
         except NeedsValue as needed:  # (an argument is a stand-in: no key yet)
             return run.dependant(name, needed.sources)
         value = MISS
-        if reason is None and not state.skip:
+        if state.disabled:
+            reason = "memo is disabled (MEMO_DISABLE)"
+        elif reason is None and not state.skip:
             value = self.lookup(state, key)
             if value is MISS:
                 value = self.blessed_lookup(state, labels, values, extra)

@@ -29,7 +29,9 @@ __all__ = ["DryRun", "NeedsValue", "Unknown", "dry_run", "dry_runs", "ready", "r
 dry_runs: list[DryRun] = []
 """The dry run in progress, if any (a list, so a call asks only whether it is empty)."""
 
-_MEMO = os.path.dirname(os.path.abspath(__file__))
+# Where code that is not the user's lives (memo's, the standard library's, installed
+# packages'): the line a dry run stopped at is the innermost one of the user's code.
+_NOT_YOURS = (os.path.dirname(os.path.abspath(__file__)), sys.prefix, sys.base_prefix)
 
 
 class NeedsValue(BaseException):
@@ -203,7 +205,7 @@ def dry_run() -> Iterator[DryRun]:
     try:
         yield run
     except NeedsValue as needed:
-        run.stop(needed, _where(needed, lambda filename: not filename.startswith(_MEMO)))
+        run.stop(needed, _where(needed, lambda filename: not filename.startswith(_NOT_YOURS)))
     finally:
         dry_runs.remove(run)
 

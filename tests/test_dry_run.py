@@ -123,6 +123,24 @@ def test_code_that_needs_a_missing_value_stops_the_run_there(tmp_path: Path) -> 
     assert "the calls after it are not planned" in str(run)
 
 
+def test_with_memo_disabled_every_call_would_compute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With MEMO_DISABLE a real run computes every call, and a dry run says so."""
+
+    @memo.cache(cache_path=tmp_path)
+    def value(x: int) -> int:
+        return x
+
+    value(1)
+    monkeypatch.setenv("MEMO_DISABLE", "1")
+    disabled = memo.decorate(value.__wrapped__, cache_path=tmp_path)
+    with memo.dry_run() as run:
+        assert isinstance(disabled(1), memo.Unknown)
+    (reasons,) = run.reasons.values()
+    assert reasons == {"memo is disabled (MEMO_DISABLE)": 1}
+
+
 def test_stand_ins_pass_through_arithmetic_attributes_and_printing() -> None:
     """What code does with a value without looking at it gives another stand-in."""
     unknown: Any = memo.Unknown(frozenset(["f"]))  # (its operators are made at import)
