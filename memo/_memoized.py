@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar, cast
 
-from ._blessings import read_blessing, write_blessing
+from ._bless import bless
 from ._bound import BoundMemoized
 from ._calls import CallPath, State
 from ._catalog import Store, store_of
@@ -22,7 +22,6 @@ from ._exceptions import ConfigError, MemoError
 from ._explain import Plan, PlannedCall, explain_text
 from ._keys._bytes import Context
 from ._keys._canonical import add_rules, encode_into
-from ._keys._encoder import hash_args
 from ._keys._key import named_function
 from ._lazy import Lazy, stored_fingerprint, value_fingerprint
 from ._map import Batch, arun_map, normalize, run_map
@@ -363,53 +362,19 @@ class Memoized(Generic[P, R]):
             )
         return text
 
-    def bless(self, check: Iterable[Any] | None = None) -> dict[str, Any]:
+    def bless(self, check: Iterable[Any] | int | None = None) -> dict[str, Any]:
         """Record that this function's current code answers for the code that stored its
         newest entries (a harmless edit: a rename, a refactor), so those entries hit again;
         earlier blessings of that code are carried on. Never implicit: nothing is skipped
         without this record (who, when, from, to), which ``explain`` and ``memo show`` show.
 
         ``check``: items (as ``map`` takes them) to compute with the current code and compare
-        with what the earlier code stored for them; if any differs, or has no such entry,
-        ``memo.MemoError`` and nothing is recorded. Returns the record.
+        with what the earlier code stored for them, or a number of stored calls to sample
+        (those whose arguments the entries record as plain literals, newest first); if any
+        value differs, or an item has no such entry, ``memo.MemoError`` and nothing is
+        recorded. Returns the record.
         """
-        calls = self._calls
-        state = calls.setup()
-        state.writer.refuse_if_read_only("bless")
-        self._maker.prefix  # noqa: B018 - settles the code fingerprint
-        current = self._maker.code_fingerprint
-        codes = [entry.get("components", {}).get("code") for entry in self.entries()]
-        earlier = next((code for code in codes if code and code != current), None)
-        if earlier is None:
-            raise MemoError(
-                f"nothing to bless: every stored entry of {self._maker.qualname} was made by its "
-                "current code (bless after an edit, before its entries are recomputed)"
-            )
-        carried = read_blessing(
-            state.tiers, calls.name, self._maker.qualname, earlier, state.secret_keys
-        )
-        previous = [earlier, *(carried["from"] if carried else [])]
-        for item in check or ():
-            args, kwargs = normalize(item)
-            call_kwargs, extra = self._maker.split_extra(kwargs)
-            _, labels, values = self._maker.bind(args, call_kwargs, extra)
-            stored = MISS
-            for code in previous:
-                stored = calls.lookup(state, self._maker.key_under(code, labels, values, extra))
-                if stored is not MISS:
-                    break
-            if stored is MISS:
-                raise MemoError(f"cannot check {item!r}: the earlier code stored no entry for it")
-            if not _same_result(stored, calls.func(*args, **call_kwargs)):
-                raise MemoError(
-                    f"not blessed: for {item!r} the current code of {self._maker.qualname} "
-                    "computes another value than the earlier code stored"
-                )
-        record = write_blessing(
-            state.writer, calls.name, self._maker.qualname, current, previous, state.secret
-        )
-        calls.forget_blessings()
-        return record
+        return bless(self._calls, self.entries(), check)
 
     def plan(self, items: Iterable[Any]) -> Plan:
         """Say which calls of a batch (items as ``map`` takes them) would hit and which would
@@ -577,23 +542,6 @@ def _memoized_value(obj: Memoized[Any, Any], out: bytearray, ctx: Context) -> No
 
 
 add_rules({}, [(Memoized, _memoized_value)])
-
-
-def _same_result(stored: Any, fresh: Any) -> bool:
-    """Whether the current code's value (a coroutine is awaited first: an ``async def``'s)
-    is the value the earlier code stored: by their canonical encoding (arrays, frames and
-    containers by content), else by ``==``."""
-    if inspect.iscoroutine(fresh):
-        import asyncio
-
-        fresh = asyncio.run(fresh)
-    try:
-        return hash_args(stored) == hash_args(fresh)
-    except Exception:
-        try:
-            return bool(stored == fresh)
-        except Exception:
-            return False
 
 
 def _rebuild(cls: type[Memoized[P, R]], func: Callable[P, R], options: Options) -> Memoized[P, R]:

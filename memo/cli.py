@@ -169,6 +169,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="an argument to compute and compare first (a Python literal; repeatable)",
     )
+    bless.add_argument(
+        "--sample",
+        metavar="N",
+        type=int,
+        help="compute and compare N stored calls first, rebuilt from their recorded arguments",
+    )
     text = "run a script with every memoized call answered from the cache or planned"
     plan = commands.add_parser("plan", parents=[common], help=text, description=text)
     plan.set_defaults(run=_plan, bare_is_function=False)
@@ -357,7 +363,9 @@ def _bless(args: argparse.Namespace, as_json: bool) -> int:
         raise _UsageError(
             f"--check takes Python literals, e.g. --check 3 --check \"(1, 'a')\": {exc}"
         ) from None
-    record = function.bless(check=check)
+    if args.sample is not None and check:
+        raise _UsageError("give --check ITEM or --sample N, not both")
+    record = function.bless(check=check if args.sample is None else args.sample)
     if as_json:
         return _print_json(record)
     earlier = ", ".join(code[:12] for code in record["from"])

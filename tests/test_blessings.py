@@ -104,11 +104,47 @@ def test_a_harmful_edit_is_refused_and_nothing_is_recorded(load: Callable[[str],
     assert wrong(1) == 4
 
 
+def test_a_sample_of_the_stored_calls_is_checked(load: Callable[[str], Any]) -> None:
+    """``check=N`` rebuilds N stored calls from the arguments their entries record and checks
+    them: a harmful edit is caught without naming an item, a harmless one is blessed."""
+    load("first").map(range(5), progress=False)
+    with pytest.raises(memo.MemoError, match="another value"):
+        load("wrong").bless(check=2)
+    renamed = load("renamed")
+    renamed.bless(check=5)
+    assert renamed.map(range(5), progress=False) == [1, 3, 5, 7, 9]
+    assert renamed.cache_info().misses == 0
+    with pytest.raises(memo.ConfigError, match="how many stored calls"):
+        renamed.bless(check=True)
+
+
+def _array_version(factor: float) -> Any:
+    def total(values: Any) -> float:  # (the versions differ only by the closure's value)
+        return float(values.sum()) * factor
+
+    return total
+
+
+def test_a_sample_needs_calls_memo_can_rebuild(tmp_path: Path) -> None:
+    """Entries record an array argument by its shape, not its values: a sample cannot be
+    rebuilt from them, and the blessing is refused with what to do instead."""
+    import numpy as np
+
+    memo.decorate(_array_version(1), cache_path=tmp_path)(np.arange(3))
+    second = memo.decorate(_array_version(1.0), cache_path=tmp_path)
+    with pytest.raises(memo.MemoError, match=r"cannot check a sample.*check=\[\.\.\.\]"):
+        second.bless(check=1)
+    second.bless(check=[np.arange(3)])
+    assert second(np.arange(3)) == 3.0
+    assert second.cache_info().misses == 0
+
+
 def test_memo_bless_on_the_command_line(
     load: Callable[[str], Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``memo bless MODULE:FUNCTION --check ITEM`` blesses as ``f.bless`` does; a harmful
-    edit exits 2 with one line saying why; a target that is not memoized is bad usage."""
+    """``memo bless MODULE:FUNCTION --check ITEM`` (or ``--sample N``) blesses as ``f.bless``
+    does; a harmful edit exits 2 with one line saying why; a target that is not memoized is
+    bad usage."""
     from memo.cli import main
 
     load("first").map([1, 2], progress=False)
@@ -116,7 +152,9 @@ def test_memo_bless_on_the_command_line(
     assert main(["bless", "blessed_mod:compute", "--check", "1"]) == 2
     assert "another value" in capsys.readouterr().err
     renamed = load("renamed")
-    assert main(["bless", "blessed_mod:compute", "--check", "2"]) == 0
+    assert main(["bless", "blessed_mod:compute", "--sample", "2", "--check", "2"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["bless", "blessed_mod:compute", "--sample", "2"]) == 0
     assert capsys.readouterr().out.startswith("blessed blessed_mod:compute: code ")
     assert renamed(1) == 3
     assert main(["bless", "blessed_mod:CACHE"]) == 2
