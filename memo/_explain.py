@@ -138,8 +138,9 @@ def miss_reason(
     key: str, call: dict[str, Any], entries: list[dict[str, Any]], max_age: float | None
 ) -> str:
     """Why a call misses, in words a plan groups by: what sets it apart from the nearest stored
-    entry (its code, ``version``, ..., or only its arguments: "new arguments"), or why its own
-    entry cannot be used."""
+    entry (its code, ``version``, ..., the content of an argument shown alike, such as an
+    input file's, or else its arguments: "new arguments"), or why its own entry cannot be
+    used."""
     own = next((entry for entry in entries if entry.get("key") == key), None)
     if own is not None:
         created = own.get("created")
@@ -154,6 +155,10 @@ def miss_reason(
     besides = [part for part in found if not part.startswith("argument ")]
     if besides:
         return "; ".join(besides)
+    changed = changed_arguments(ranked[0], call)
+    if changed and all(was is not ABSENT and was == now for _, was, now in changed):
+        # Shown alike, digests apart: the same file (memo.File) or array shape, other content.
+        return "the content of " + ", ".join(f"argument {name!r}" for name, _, _ in changed)
     return "new arguments"
 
 

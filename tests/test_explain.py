@@ -218,3 +218,21 @@ def test_plan_names_version_expiry_and_an_empty_cache(module: Any, cache_dir: Pa
     expiring = memo.decorate(body, cache_path=cache_dir, version=1, max_age=0.01)
     time.sleep(0.05)
     assert expiring.plan([1]).reasons == {"expired by max_age": 1}
+
+
+def _line_count(path: memo.File) -> int:
+    return len(Path(path).read_text().splitlines())
+
+
+def test_plan_names_an_input_file_whose_content_changed(tmp_path: Path) -> None:
+    """A call with the same ``memo.File`` as a stored one, whose content changed since, would
+    compute for "the content of argument 'path'", told apart from new arguments."""
+    data = tmp_path / "data.csv"
+    data.write_text("a\nb\n")
+    lines = memo.decorate(_line_count, cache_path=tmp_path / "cache")
+    assert lines(memo.File(data)) == 2
+    data.write_text("a\nb\nc\n")
+    other = tmp_path / "other.csv"
+    other.write_text("x\n")
+    plan = lines.plan([memo.File(data), memo.File(other)])
+    assert plan.reasons == {"the content of argument 'path'": 1, "new arguments": 1}
