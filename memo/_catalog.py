@@ -92,11 +92,14 @@ class Problem:
 
     ``kind`` is ``"damaged"`` (fails its checks), ``"unreadable"`` (cannot be read; never
     removed), ``"orphan-directory"`` (an entry directory without its entry file),
-    ``"orphan-payload"`` (a payload file without its entry file) or ``"temp-file"`` (left in
-    ``.tmp`` by a writer that died).
+    ``"orphan-payload"`` (a payload file without its entry file), ``"temp-file"`` (left in
+    ``.tmp`` by a writer that died) or ``"orphan-lease"`` (on an object store, a done lease
+    whose entry was removed by other means than memo's).
     """
 
-    kind: Literal["damaged", "unreadable", "orphan-directory", "orphan-payload", "temp-file"]
+    kind: Literal[
+        "damaged", "unreadable", "orphan-directory", "orphan-payload", "temp-file", "orphan-lease"
+    ]
     path: Path
     detail: str
     fixed: bool = False
@@ -443,7 +446,7 @@ class Store:
                 )
                 problems.append(Problem("damaged", path, detail, fixed))
         for kind, place, detail, fixed in store.backend.leftovers(fix):
-            problems.append(Problem(kind, Path(place), detail, fixed))  # type: ignore[arg-type]
+            problems.append(Problem(kind, _as_path(place), detail, fixed))  # type: ignore[arg-type]
         return problems
 
     def _matching(self, name: str, prefix: str) -> list[EntryInfo]:

@@ -288,6 +288,31 @@ def test_deleting_an_entry_deletes_its_done_lease(url: str) -> None:
     assert backend.get_object(backend.lease_path("f", KEY)) is None
 
 
+def _triple(x: int) -> int:
+    return 3 * x
+
+
+def test_verify_reports_and_fixes_a_done_lease_whose_entry_is_gone(url: str) -> None:
+    """``memo verify`` on an object store lists a done lease whose entry was removed by other
+    means (a lifecycle rule); ``fix`` removes it. A lease whose entry is there is left."""
+    triple = memo.decorate(_triple, cache_path=url)
+    triple(1)
+    (entry,) = memo.Store(url).entries()
+    backend = FsspecBackend(url)
+    lease = backend.lease_path(entry.name, entry.key)
+    assert backend.locks.is_done(lease)
+    assert memo.Store(url).verify() == []
+    backend.remove_object(str(entry.path).removeprefix("s3://"))
+    (problem,) = memo.Store(url).verify()
+    assert problem.kind == "orphan-lease"
+    assert str(problem.path) == "s3://" + lease
+    assert not problem.fixed
+    (fixed,) = memo.Store(url).verify(fix=True)
+    assert fixed.fixed
+    assert backend.get_object(lease) is None
+    assert memo.Store(url).verify() == []
+
+
 def test_a_lease_whose_body_failed_is_removed(url: str) -> None:
     """Released with nothing stored (the body raised), a lease is removed, not left done."""
     backend = FsspecBackend(url)

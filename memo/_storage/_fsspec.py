@@ -364,8 +364,29 @@ class FsspecBackend:
         return found
 
     def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
-        """Nothing: a writer that died leaves no object (a lease expires by itself)."""
-        return []
+        """Done leases whose entry is gone (removed by other means than memo's, such as a
+        lifecycle rule on the entries only): one listing of ``.leases/``, and a read of each
+        lease without an entry; with ``fix`` they are removed. (A writer that died leaves no
+        entry object behind, and its lease expires by itself.)"""
+        leases = f"{self._path}/.leases"
+        try:
+            self._filesystem().invalidate_cache(leases)
+            paths = [str(path) for path in self._call("ls", leases, detail=False)]
+        except FileNotFoundError:
+            return []
+        stems = {f"{entry.name}-{entry.key}" for entry in self.listing()}
+        found = []
+        for path in paths:
+            stem = path.rpartition("/")[2].removesuffix(".lease")
+            name, _, key = stem.rpartition("-")
+            if not path.endswith(".lease") or stem in stems or not self.locks.is_done(path):
+                continue
+            if not self.exists(name, key):  # (looked at again: it may be stored since)
+                url = f"{self.scheme}://{path}"
+                found.append(("orphan-lease", url, "a done lease without its entry", fix))
+                if fix:
+                    self.remove_object(path)
+        return found
 
     # --- capabilities this backend lacks -------------------------------------------------
 

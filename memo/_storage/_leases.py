@@ -257,6 +257,11 @@ class ObjectLeases:
         finally:
             self._current().drop_owned(key, owner)
 
+    def is_done(self, path: str) -> bool:
+        """Whether the lease at ``path`` is a done one (its entry was stored)."""
+        data = self._objects.get_object(path)
+        return data is not None and _is_done(data)
+
     def absent_async(self, key: str) -> bool:
         """``absent`` for the lease this task took with ``acquire_async``."""
         import asyncio
