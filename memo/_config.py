@@ -33,6 +33,7 @@ __all__ = [
     "parse_size",
     "remote_settings_from_env",
     "secret_keys_from_env",
+    "set_default_location",
 ]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -112,6 +113,12 @@ def default_location() -> str | Path:
     ``location`` reads it), else the platform's user cache directory joined with ``memo``."""
     configured = os.environ.get("MEMO_CACHE_DIR", "").strip()
     return location(configured) if configured else default_cache_dir()
+
+
+def set_default_location(where: str) -> None:
+    """Make ``where`` the default store of this process, as ``MEMO_CACHE_DIR`` does (set for
+    the code ``memo plan`` and ``memo bless`` run, and the processes it starts)."""
+    os.environ["MEMO_CACHE_DIR"] = where
 
 
 def remote_settings_from_env() -> RemoteSettings:

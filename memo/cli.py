@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, NoReturn
 
 import memo
-from memo._config import default_location, max_size_from_env
+from memo._config import default_location, max_size_from_env, set_default_location
 from memo._dry_run import run_script
 
 __all__ = ["main"]
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.run in (_bless, _plan):  # (functions' own stores: no cache directory to open)
+            if getattr(args, "cache_path", None):
+                set_default_location(args.cache_path)  # (for functions given no cache_path)
             ran: int = args.run(args, bool(getattr(args, "json", False)))
             return ran
         path = _cache_path(args)

@@ -233,6 +233,9 @@ def test_memo_plan_on_the_quickstart_example_after_an_edit(tmp_path: Path) -> No
     }
     assert found["stopped"] is None
     assert len(memo.Store(cache).entries()) == 1  # (nothing computed, nothing stored)
+    elsewhere = _planned("--cache-path", str(cache), "quickstart.py", cwd=tmp_path, cache=tmp_path)
+    assert "__main__:simulate: 0 would hit, 1 would compute" in elsewhere
+    assert "  1 version" in elsewhere  # (the entry found in --cache-path, not MEMO_CACHE_DIR)
 
 
 def test_memo_plan_names_the_helper_that_changed_and_the_dependants(tmp_path: Path) -> None:
