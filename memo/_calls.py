@@ -28,9 +28,7 @@ from ._config import (
     remote_settings_from_env,
     secret_keys_from_env,
 )
-from ._dry_run import NeedsValue, dry_runs
 from ._exceptions import warn_once
-from ._explain import miss_reason
 from ._keys._key import EXTRA, NO_EXTRA, KeyMaker
 from ._lazy import collecting, metadata_json, stop_collecting
 from ._options import Options
@@ -177,9 +175,7 @@ class CallPath:
             return await self.func(*args, **kwargs)
         key, labels, values = self.maker.bind(args, kwargs, extra)
         if not state.skip:
-            value = self.lookup(state, key)
-            if value is MISS:
-                value = self.blessed_lookup(state, labels, values, extra)
+            value = self.find(state, key, labels, values, extra)
             if value is not MISS:
                 return value
         return await self._acompute(state, key, args, kwargs, labels, values, extra, state.skip)
@@ -221,48 +217,6 @@ class CallPath:
             return value
         return await self._acompute(state, key, args, kwargs, labels, values, extra, skip)
 
-    def dry_call(
-        self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        entries: Callable[[], list[dict[str, Any]]],
-        reason: str | None = None,
-    ) -> Any:
-        """A call in a dry run (``memo.dry_run``): its stored value, or, running nothing, a
-        stand-in recorded as would compute, and why (``reason``: it computes anyway, as a
-        refresh does). ``entries``: the function's stored entries, listed once a run."""
-        run, name = dry_runs[-1], self.maker.qualname
-        state = self.state or self.setup()
-        call_kwargs, extra = self.maker.split_extra(dict(kwargs))
-        try:
-            key, labels, values = self.maker.bind(args, call_kwargs, extra)
-        except NeedsValue as needed:  # (an argument is a stand-in: no key yet)
-            return run.dependant(name, needed.sources)
-        value = MISS
-        if state.disabled:
-            reason = "memo is disabled (MEMO_DISABLE)"
-        elif reason is None and not state.skip:
-            value = self.lookup(state, key)
-            if value is MISS:
-                value = self.blessed_lookup(state, labels, values, extra)
-        if value is not MISS:
-            return run.hit(name, value)
-        if reason is None:
-            listed = run.entries(name, entries)
-            reason = self.why_computed(state, key, labels, values, extra, listed)
-        return run.compute(name, key, reason)
-
-    def why_computed(
-        self, state: State, key: str, labels: Any, values: Any, extra: Any, entries: Any
-    ) -> str:
-        """Why a call that misses would compute, as a plan groups it (``explain``'s engine:
-        what sets it apart from the nearest stored entry)."""
-        if state.skip:
-            return "cache_skip"
-        call = json.loads("{" + self.maker.describe(labels, values, extra) + "}")
-        call["components"] = self.maker.components()
-        return miss_reason(key, call, entries, self.max_age)
-
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The cache key of a call (its keywords left as they are)."""
         call_kwargs, extra = self.maker.split_extra(kwargs)
@@ -293,6 +247,12 @@ class CallPath:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("hit %s %s", self.maker.qualname, key[:12])
         return value
+
+    def find(self, state: State, key: str, labels: Any, values: Any, extra: Any) -> Any:
+        """The stored value of a call (``key``, or an earlier code's key a blessing answers
+        for), counted as a hit, or ``MISS``; nothing is computed."""
+        value = self.lookup(state, key)
+        return self.blessed_lookup(state, labels, values, extra) if value is MISS else value
 
     def blessings(self, state: State) -> tuple[str, ...]:
         """The earlier code fingerprints the current one answers for (read at a miss, then
@@ -325,11 +285,11 @@ class CallPath:
         """The value of the first lower tier holding the key (or ``MISS``), its entry copied
         as it is into each writable tier above that one (digests checked first)."""
         above = [state.store]
+        signed = bool(state.secret_keys)  # (then every tier's loads check signatures)
         for tier in state.lower:
             value = tier.load(self.name, key, self.serializers, state.secret_keys, self.max_age)
             if value is not MISS:
                 for upper in above:
-                    signed = bool(state.secret_keys)
                     if not upper.read_only and upper.copy_from(tier, self.name, key, signed):
                         logger.debug("copied up %s %s", self.maker.qualname, key[:12])
                 return value

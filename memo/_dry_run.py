@@ -19,12 +19,24 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
+from ._explain import described_call, miss_reason
 from ._keys._bytes import Context
 from ._keys._canonical import add_rules
+from ._storage._backend import MISS
 
-__all__ = ["DryRun", "NeedsValue", "Unknown", "dry_run", "dry_runs", "ready", "run_script"]
+__all__ = [
+    "DryRun",
+    "NeedsValue",
+    "Unknown",
+    "dry_call",
+    "dry_run",
+    "dry_runs",
+    "ready",
+    "run_script",
+    "why_computed",
+]
 
 dry_runs: list[DryRun] = []
 """The dry run in progress, if any (a list, so a call asks only whether it is empty)."""
@@ -156,15 +168,17 @@ class DryRun:
         give its stand-in."""
         if (function, key) not in self._computing:
             self._computing.add((function, key))
-            self.reasons.setdefault(function, collections.Counter())[reason] += 1
+            self._count(function, reason)
         return Unknown(frozenset([function]))
 
     def dependant(self, function: str, sources: frozenset[str]) -> Unknown:
         """Count a call that would compute because an argument of it is the result of a call
         that would (it has no key until that one runs); give its stand-in."""
-        reason = f"uses the result of {_names(sources)}, which would compute"
-        self.reasons.setdefault(function, collections.Counter())[reason] += 1
+        self._count(function, f"uses the result of {_names(sources)}, which would compute")
         return Unknown(sources | {function})
+
+    def _count(self, function: str, reason: str) -> None:
+        self.reasons.setdefault(function, collections.Counter())[reason] += 1
 
     def entries(self, function: str, listed: Callable[[], list[dict[str, Any]]]) -> Any:
         """A function's stored entries (what reasons are found against), listed once a run."""
@@ -191,6 +205,63 @@ class DryRun:
         if self.stopped:
             lines.append(f"stopped at {self.stopped}; the calls after it are not planned")
         return "\n".join(lines)
+
+
+class _Calls(Protocol):
+    """What a dry run needs of a memoized function's call path (``_calls.CallPath``)."""
+
+    maker: Any
+    max_age: float | None
+
+    def setup(self) -> Any: ...
+    def find(self, state: Any, key: str, labels: Any, values: Any, extra: Any) -> Any: ...
+
+
+def dry_call(
+    calls: _Calls,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    entries: Callable[[], list[dict[str, Any]]],
+    reason: str | None = None,
+) -> Any:
+    """A call in the dry run in progress: its stored value, or, running nothing, a stand-in
+    recorded as would compute, and why (``reason``: it computes anyway, as a refresh does).
+    ``entries``: the function's stored entries, listed once a run."""
+    run, maker = dry_runs[-1], calls.maker
+    state = calls.setup()
+    call_kwargs, extra = maker.split_extra(dict(kwargs))
+    try:
+        key, labels, values = maker.bind(args, call_kwargs, extra)
+    except NeedsValue as needed:  # (an argument is a stand-in: no key yet)
+        return run.dependant(maker.qualname, needed.sources)
+    value = MISS
+    if state.disabled:
+        reason = "memo is disabled (MEMO_DISABLE)"
+    elif reason is None and not state.skip:
+        value = calls.find(state, key, labels, values, extra)
+    if value is not MISS:
+        return run.hit(maker.qualname, value)
+    if reason is None:
+        listed = run.entries(maker.qualname, entries)
+        reason = why_computed(calls, state, key, labels, values, extra, listed)
+    return run.compute(maker.qualname, key, reason)
+
+
+def why_computed(
+    calls: _Calls,
+    state: Any,
+    key: str,
+    labels: Any,
+    values: Any,
+    extra: Any,
+    entries: list[dict[str, Any]],
+) -> str:
+    """Why a call that misses would compute, as plans group it (``explain``'s engine: what
+    sets it apart from the nearest stored entry)."""
+    if state.skip:
+        return "cache_skip"
+    call = described_call(calls.maker, labels, values, extra)
+    return miss_reason(key, call, entries, calls.max_age)
 
 
 @contextmanager

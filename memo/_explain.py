@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
+import json
 import time
 from typing import Any
 
@@ -132,6 +133,14 @@ def _when(created: Any) -> str:
         return "at an unknown time"
     moment = datetime.datetime.fromtimestamp(created).astimezone()
     return "stored " + moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def described_call(maker: Any, labels: Any, values: Any, extra: Any) -> dict[str, Any]:
+    """A bound call (``KeyMaker.bind``'s ``labels`` and ``values``) as its entry's metadata
+    would describe it, with the key's components: what is compared with stored entries."""
+    call: dict[str, Any] = json.loads("{" + maker.describe(labels, values, extra) + "}")
+    call["components"] = maker.components()
+    return call
 
 
 def miss_reason(

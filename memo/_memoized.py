@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -17,9 +16,9 @@ from ._bless import bless
 from ._bound import BoundMemoized
 from ._calls import CallPath, State
 from ._catalog import Store, store_of
-from ._dry_run import NeedsValue, dry_runs, ready
+from ._dry_run import NeedsValue, dry_call, dry_runs, ready, why_computed
 from ._exceptions import ConfigError, MemoError
-from ._explain import Plan, PlannedCall, explain_text
+from ._explain import Plan, PlannedCall, described_call, explain_text
 from ._keys._bytes import Context
 from ._keys._canonical import add_rules, encode_into
 from ._keys._key import named_function
@@ -328,7 +327,7 @@ class Memoized(Generic[P, R]):
         return self._calls.call(args, kwargs)
 
     def _dry_call(self, args: Any, kwargs: dict[str, Any], reason: str | None = None) -> Any:
-        return self._calls.dry_call(args, kwargs, self.entries, reason)
+        return dry_call(self._calls, args, kwargs, self.entries, reason)
 
     def _compute_missing(self, *args: Any, **kwargs: Any) -> Any:
         return self._calls.call_missing(args, kwargs)
@@ -341,8 +340,7 @@ class Memoized(Generic[P, R]):
         state = calls.setup()
         call_kwargs, extra = self._maker.split_extra(kwargs)
         key, labels, values = self._maker.bind(args, call_kwargs, extra)
-        call = json.loads("{" + self._maker.describe(labels, values, extra) + "}")
-        call["components"] = self._maker.components()
+        call = described_call(self._maker, labels, values, extra)
         hit = self._stored(state, key)
         text = explain_text(self._maker.qualname, key, call, self.entries(), hit)
         for tier in state.tiers:
@@ -398,7 +396,7 @@ class Memoized(Generic[P, R]):
             )
             reason = None
             if not hit:
-                reason = calls.why_computed(state, key, labels, values, extra, entries)
+                reason = why_computed(calls, state, key, labels, values, extra, entries)
             planned.append(PlannedCall(index, key, hit, reason))
         return Plan(self._maker.qualname, planned)
 
