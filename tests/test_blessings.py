@@ -4,6 +4,7 @@ harmless edit does not throw a week of entries away; a harmful one is caught by 
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,6 +158,13 @@ def test_memo_bless_on_the_command_line(
     assert main(["bless", "blessed_mod:compute", "--sample", "2"]) == 0
     assert capsys.readouterr().out.startswith("blessed blessed_mod:compute: code ")
     assert renamed(1) == 3
+    cache = str(Path(renamed.store.root))
+    assert main(["--cache-path", cache, "--json", "ls", "memo_bless.compute"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert main(["--cache-path", cache, "--json", "show", listed["key"]]) == 0
+    record = json.loads(capsys.readouterr().out)["metadata"]["blessing"]
+    assert {"who", "when", "from", "to"} <= set(record)  # (memo show shows the blessing)
+    assert record["to"] != record["from"][0]
     assert main(["bless", "blessed_mod:CACHE"]) == 2
     assert "not a memoized function" in capsys.readouterr().err
 

@@ -35,6 +35,10 @@ def _fill(cache_dir: Path) -> tuple[Any, Any]:
     return simulate, load
 
 
+def _area(w: int, h: int) -> int:
+    return w * h
+
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -359,6 +363,22 @@ def test_positional_function_names_still_work(
     code, _, err = _run(capsys, "ls", "./cache", "--cache-path", str(tmp_path / "elsewhere"))
     assert code == 2
     _assert_one_line_error(err)
+
+
+def test_pull_signed_only_copies_only_with_the_key(
+    tmp_path: Path, s3_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``memo pull SRC --signed-only``: SRC is written by others, so nothing is copied until
+    MEMO_SECRET_KEY is set (then every load checks the signatures); without the flag the
+    same bucket is copied as any."""
+    secret = "a team secret of enough length"
+    memo.decorate(_area, cache_path=s3_url, secret_key=secret)(2, 3)
+    laptop = tmp_path / "laptop"
+    code, out, _ = _run(capsys, "pull", s3_url, "--signed-only", "--cache-path", str(laptop))
+    assert (code, out.split()[:2]) == (0, ["copied", "0"])
+    monkeypatch.setenv("MEMO_SECRET_KEY", secret)
+    code, out, _ = _run(capsys, "pull", s3_url, "--signed-only", "--cache-path", str(laptop))
+    assert (code, out.split()[:3]) == (0, ["copied", "1", "entry"])
 
 
 def test_push_then_pull_copies_verified_entries_and_resumes(
