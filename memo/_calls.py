@@ -114,7 +114,7 @@ class CallPath:
         self.max_age = options.max_age
         self._validate = options.validate
         self._store_if = options.store_if
-        self.lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
+        self._lock_timeout = 0.0  # (settled at the first call, with MEMO_LOCK_TIMEOUT)
         self.state: State | None = None
         self._declares_extra = self.maker.declares_extra
         self._plain = self.max_age is None and self._validate is None
@@ -130,7 +130,7 @@ class CallPath:
         state = self.state
         if state is None:
             # (The timeout is set before the state is, so a thread that sees the state sees it.)
-            self.lock_timeout = self.options.effective_lock_timeout()
+            self._lock_timeout = self.options.effective_lock_timeout()
             state = self.state = State(self.options)
         return state
 
@@ -309,13 +309,8 @@ class CallPath:
     ) -> Any:
         """Compute a call under its key's lock and store the result (``labels`` and
         ``values``: the bound arguments, from ``KeyMaker.bind``)."""
-        locks = state.writer.locks  # (they make the directory if the store has not written yet)
+        claim, held, value = self.claim(state, key, skip)
         try:
-            claim, held = locks.acquire(key, self.lock_timeout, self.name)
-        except (OSError, StoreError):
-            claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
-        try:
-            value = self.stored_meanwhile(state, key, held, skip, locks.absent(claim))
             if value is not MISS:
                 return value
             debug = self.note_miss(key, skip)
@@ -329,7 +324,7 @@ class CallPath:
             )
         finally:
             if claim is not None:
-                locks.release(key, claim, held)
+                state.writer.locks.release(key, claim, held)
 
     async def _acompute(
         self,
@@ -345,7 +340,7 @@ class CallPath:
         """``_compute`` for an ``async def``: the lock is waited for without blocking the loop."""
         locks = state.writer.locks
         try:
-            held = await locks.acquire_async(key, self.lock_timeout, self.name)
+            held = await locks.acquire_async(key, self._lock_timeout, self.name)
         except (OSError, StoreError):
             held = False
         try:
@@ -365,6 +360,23 @@ class CallPath:
         finally:
             if held:
                 locks.release_async(key)
+
+    def claim(self, state: State, key: str, skip: bool, owner: Any = None) -> tuple[Any, bool, Any]:
+        """Take a key's lock (for the thread ``owner``, by default this one) and look for an
+        entry stored meanwhile: ``(claim, held, value)``, the value ``MISS`` unless found.
+        Where locks cannot be used (a read-only directory) the caller computes without one;
+        unless ``claim`` is None, give it back with ``state.writer.locks.release``."""
+        locks = state.writer.locks  # (they make the directory if the store has not written yet)
+        try:
+            claim, held = locks.acquire(key, self._lock_timeout, self.name, owner)
+        except (OSError, StoreError):
+            claim, held = None, False  # cannot lock (e.g. read-only directory): compute anyway
+        try:
+            return claim, held, self.stored_meanwhile(state, key, held, skip, locks.absent(claim))
+        except BaseException:
+            if claim is not None:
+                locks.release(key, claim, held)
+            raise
 
     def stored_meanwhile(
         self, state: State, key: str, held: bool, skip: bool, absent: bool = False

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ._storage._backend import MISS, StoreError
+from ._storage._backend import MISS
 
 __all__ = ["Pending"]
 
@@ -18,14 +18,13 @@ class Path(Protocol):
     maker: Any
     name: str
     func: Any
-    lock_timeout: float
 
     def setup(self) -> Any: ...
     def take_extra(self, kwargs: dict[str, Any]) -> Any: ...
     def blessed_lookup(self, state: Any, labels: Any, values: Any, extra: Any) -> Any: ...
-    def stored_meanwhile(
-        self, state: Any, key: str, held: bool, skip: bool, absent: bool = False
-    ) -> Any: ...
+    def claim(
+        self, state: Any, key: str, skip: bool, owner: Any = None
+    ) -> tuple[Any, bool, Any]: ...
     def note_miss(self, key: str, skip: bool) -> bool: ...
     def begin(self) -> tuple[dict[str, Any], Any, int]: ...
     def end(self, token: Any, started: int) -> int: ...
@@ -67,17 +66,7 @@ class Pending:
             self._found = path.blessed_lookup(state, labels, values, extra)
             if self._found is not MISS:
                 return
-        locks = state.writer.locks
-        try:
-            self._claim, self._held = locks.acquire(key, path.lock_timeout, path.name, self._owner)
-        except (OSError, StoreError):
-            self._claim, self._held = None, False
-        try:
-            absent = locks.absent(self._claim)
-            self._found = path.stored_meanwhile(state, key, self._held, state.skip, absent)
-        except BaseException:
-            self.release()
-            raise
+        self._claim, self._held, self._found = path.claim(state, key, state.skip, self._owner)
 
     def run(self) -> None:
         """Compute the value, unless ``claim`` found it stored."""
