@@ -193,13 +193,26 @@ class DryRun:
         what = f"{type(error).__name__}: {error}" if self.failed else str(error)
         self.stopped = f"{where or 'the code'}: {what}"
 
+    def summary(self) -> dict[str, Any]:
+        """The run as JSON-ready data: ``{"functions": {name: {"hits", "computes", "reasons"}},
+        "stopped", "failed"}``, functions by name, reasons most common first."""
+        functions = {
+            function: {
+                "hits": self.hits[function],
+                "computes": self.computes(function),
+                "reasons": dict(self.reasons.get(function, collections.Counter()).most_common()),
+            }
+            for function in sorted({*self.hits, *self.reasons})
+        }
+        return {"functions": functions, "stopped": self.stopped, "failed": self.failed}
+
     def __str__(self) -> str:
         lines = []
-        for function in sorted({*self.hits, *self.reasons}):
-            hits, computes = self.hits[function], self.computes(function)
-            lines.append(f"{function}: {hits} would hit, {computes} would compute")
-            for reason, count in self.reasons.get(function, collections.Counter()).most_common():
-                lines.append(f"  {count} {reason}")
+        for function, found in self.summary()["functions"].items():
+            lines.append(
+                f"{function}: {found['hits']} would hit, {found['computes']} would compute"
+            )
+            lines += [f"  {count} {reason}" for reason, count in found["reasons"].items()]
         if not lines:
             lines.append("no memoized calls")
         if self.stopped:

@@ -382,21 +382,7 @@ def _plan(args: argparse.Namespace, as_json: bool) -> int:
     with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
         run = run_script(args.script, args.script_args)
     if as_json:
-        functions = sorted({*run.hits, *run.reasons})
-        _print_json(
-            {
-                "functions": {
-                    name: {
-                        "hits": run.hits[name],
-                        "computes": run.computes(name),
-                        "reasons": dict(run.reasons.get(name, {})),
-                    }
-                    for name in functions
-                },
-                "stopped": run.stopped,
-                "failed": run.failed,
-            }
-        )
+        _print_json(run.summary())
     else:
         print(run)
     return 1 if run.failed else 0
