@@ -357,6 +357,21 @@ def test_memory_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [2, 2]
 
 
+@pytest.mark.parametrize("serializer", ["npy", "pickle"])
+def test_large_results_on_memory_urls(serializer: str) -> None:
+    """A result of several MiB (its payload in several buffers) stores and loads whole on a
+    filesystem other than S3 (given the buffers joined)."""
+
+    @memo.cache(cache_path=f"memory://memo-{uuid.uuid4().hex[:8]}", serializer=serializer)
+    def ramp(n: int) -> Any:
+        return np.arange(n, dtype=np.float64)
+
+    stored = ramp(600_000)
+    loaded = ramp(600_000)
+    assert ramp.cache_info().hits == 1
+    np.testing.assert_array_equal(loaded, stored)
+
+
 def test_create_only_after_a_miss(url: str) -> None:
     """After a miss, an entry another process stored meanwhile stands; a refresh overwrites."""
     mine, theirs = EntryStore(FsspecBackend(url)), EntryStore(FsspecBackend(url))

@@ -1,9 +1,9 @@
 """S3 round trips per operation: memo against moto through a counting proxy (``S3Proxy``).
 
 A hit is one GET and ``map`` of stored items one GET each: their floors. A miss that stores
-is five requests: the GET that misses, the lease's create-only PUT, one GET asking whether
-another caller stored the entry meanwhile (what keeps a key computed once when that caller
-finished between this one's miss and its lease), the entry's PUT and the lease's DELETE.
+is four requests: the GET that misses, the lease's create-only PUT, the entry's PUT and the
+lease's PUT marking it done (a done lease stays, so a later lease written create-only proves
+no one stored the key meanwhile). ``map`` of missing items lists once, then 3 per item.
 Every figure is a round trip to the bucket, tens of milliseconds on a real endpoint.
 """
 
@@ -20,6 +20,7 @@ import pytest
 import s3fs
 
 import memo
+from memo._storage._chunks import Chunks
 from memo._storage._open import forget_stores
 from tests.s3 import FAST
 from tests.s3_proxy import S3Proxy
@@ -196,6 +197,35 @@ def test_a_10_mb_array_is_uploaded_once_and_read_in_one_get(proxy: S3Proxy, url:
     proxy.reset()
     assert ones(size).sum() == size
     assert proxy.counts() == collections.Counter(GET=1), _measured(proxy, "10 MB load")
+
+
+def _ramp(n: int) -> Any:
+    return np.arange(n, dtype=np.uint8)
+
+
+def test_a_100_mb_array_goes_up_in_parts_read_from_its_own_memory(
+    proxy: S3Proxy, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result over twice s3fs's part size is one multipart upload whose parts are read
+    from the array itself (never joined into one copy of it), and loads back equal."""
+    size = 100 * 2**20 + 1
+    ramp = memo.decorate(_ramp, cache_path=url, serializer="npy")
+    ramp(1)  # (the first miss reads the blessing record)
+
+    def joined(self: Chunks) -> bytes:
+        raise AssertionError("the payload was joined into one copy")
+
+    monkeypatch.setattr(Chunks, "tobytes", joined)
+    proxy.reset()
+    stored = ramp(size)
+    counts, (up, _) = proxy.counts(), proxy.transferred()
+    message = _measured(proxy, "100 MB npy store")
+    assert counts["POST"] == 2, message  # one multipart upload, created and completed
+    assert size <= up < size * 1.01, message
+    monkeypatch.undo()
+    loaded = ramp(size)
+    assert ramp.cache_info().hits == 1
+    np.testing.assert_array_equal(loaded, stored)
 
 
 def test_a_read_only_store_on_s3_is_only_read(proxy: S3Proxy, url: str) -> None:

@@ -56,7 +56,9 @@ class Outgoing(NamedTuple):
     and the ``data`` it writes, or (``write`` None) the whole bytes and their fingerprint as
     ``data``; which ``part`` of the entry it is (its suffix); and ``then``, run once the bytes
     are written and before they are placed (if it raises, nothing is placed). Backends
-    without in-place files (``Capabilities.files`` False) are always given whole bytes."""
+    without in-place files (``Capabilities.files`` False) are always given the whole bytes:
+    ``bytes``, or for a large payload ``Chunks`` over its buffers (``Chunks.tobytes`` joins
+    them)."""
 
     write: Writer | None
     data: Any

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from .._exceptions import warn_once
 from . import _files
 from ._backend import Outgoing
+from ._chunks import Chunks
 from ._format import (
     DamagedEntryError,
     Header,
@@ -128,7 +129,7 @@ def outgoing(
     if not files:
         line = metadata_line(metadata, kind, size, fixed)
         chunks, fingerprint = pack(line, keyed, kind, payload, secret)
-        return Outgoing(None, (chunks[0] if len(chunks) == 1 else b"".join(chunks), fingerprint))
+        return Outgoing(None, (_body(chunks, size), fingerprint))
     if type(first) is bytes and size < _files.SMALL and secret is None and fixed and metadata:
         # The usual entry (every miss of a function with a small result), made in one step
         # (memo's calls give both kinds of metadata).
@@ -173,10 +174,16 @@ def detached(
         return unsigned, Outgoing(write_payload, payload)
     made, fingerprint = record(line, keyed, field, payload, secret)
     if not files:
-        chunks = list(payload)
-        whole = chunks[0] if len(chunks) == 1 and type(chunks[0]) is bytes else b"".join(chunks)
-        return (lambda _: made), Outgoing(None, (whole, fingerprint))
+        return (lambda _: made), Outgoing(None, (_body(payload, size), fingerprint))
     return (lambda _: made), Outgoing(write_chunks, (list(payload), fingerprint))
+
+
+def _body(chunks: Sequence[Any], size: int) -> bytes | Chunks:
+    """The bytes of a new object for a backend without in-place files: a large payload as
+    ``Chunks`` over its own buffers (joining them would copy the whole result)."""
+    if len(chunks) == 1 and type(chunks[0]) is bytes:
+        return chunks[0]
+    return b"".join(chunks) if size < _files.SMALL else Chunks(chunks)
 
 
 def write_payload(fd: int, payload: Sequence[Any]) -> tuple[int, bytes]:

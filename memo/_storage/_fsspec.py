@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, cast
 
 from .._exceptions import warn_once
 from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError, is_part
+from ._chunks import Chunks
 from ._leases import LeaseSettings, ObjectLeases
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
 
@@ -251,7 +252,7 @@ class FsspecBackend:
                 return
             except NotImplementedError:
                 pass
-        self._call("pipe_file", path, data)
+        self._call("pipe_file", path, self._body(data))
 
     def _create(self, path: str, data: Any) -> None:
         """A create-only write: ``FileExistsError`` if the object is there;
@@ -260,7 +261,7 @@ class FsspecBackend:
         if not self._create_only:
             raise NotImplementedError("no create-only writes")
         try:
-            self._call("pipe_file", path, data, mode="create")
+            self._call("pipe_file", path, self._body(data), mode="create")
         except FileExistsError:
             raise
         except (NotImplementedError, TypeError, ValueError, OSError) as exc:
@@ -269,6 +270,15 @@ class FsspecBackend:
             logger.debug("%s: no create-only writes (%s); overwriting", self._url, exc)
             self._create_only = False
             raise NotImplementedError(f"no create-only writes: {exc}") from exc
+
+    def _body(self, data: bytes | Chunks) -> bytes | Chunks:
+        """What ``pipe_file`` is given for ``data``. s3fs slices its data into a multipart
+        upload's parts and botocore sends a file as a request body, so there a large
+        payload's ``Chunks`` go as they are (a new window, read from its start) and are
+        never copied whole; other filesystems are given bytes."""
+        if not isinstance(data, Chunks):
+            return data
+        return data[:] if self.scheme in ("s3", "s3a") else data.tobytes()
 
     # --- objects for the key leases (``_leases.Objects``) --------------------------------
 
