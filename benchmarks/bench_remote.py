@@ -1,23 +1,25 @@
 """Round trips of a remote store: requests per operation and what they cost at a latency.
 
 On a real bucket a request costs tens of milliseconds whatever it carries, so what a remote
-store costs is mostly how many requests each operation makes. This script starts a moto S3
-server on 127.0.0.1 and, in front of it, a proxy (``tests/s3_proxy.py``) that sleeps
-``--latency`` seconds before forwarding each request and counts them by kind. For each
-operation it prints the requests made (by kind), the wall time, and the floor: the fewest
-requests the operation needs, times the latency (for ``map``, which keeps 16 requests in
-flight, divided by 16). The floors (the issue on S3 round trips): a hit is 1 GET; a miss that
-stores is 4 (the GET that misses, the lease's PUT, the entry's PUT, the lease's DELETE);
-``map`` of missing items lists once, then 3 per item; ``map`` of stored items is 1 GET each;
-storing a 100 MB array takes at most 1.1x a plain s3fs put of the same bytes (loading one is
-shown beside a plain s3fs get), as the median of the rounds' ratios, each round timing memo
-and the plain call one after the other. The array's store is timed without its body (making the
-array, timed apart), which the plain put does not have either.
+store costs is mostly how many requests each operation makes. This script starts, in a child
+process, a moto S3 server on 127.0.0.1 and in front of it a proxy (``tests/s3_proxy.py``)
+that sleeps ``--latency`` seconds before forwarding each request and counts them by kind. For
+each operation it prints the requests made (by kind), the wall time, and the floor: the
+fewest requests the operation needs, times the latency (for ``map``, which keeps 16 requests
+in flight, divided by 16). The floors (the issue on S3 round trips): a hit is 1 GET; a miss
+that stores is 4 (the GET that misses, the lease's PUT, the entry's PUT, the lease's PUT as
+done); ``map`` of missing items lists once, then 3 per item; ``map`` of stored items is 1 GET
+each; storing a 100 MB array takes at most 1.1x a plain s3fs put of the same bytes (loading
+one is shown beside a plain s3fs get), as the median of the rounds' ratios, each round timing
+memo and the plain call one after the other. The array's store is timed without its body
+(making the array, timed apart), which the plain put does not have either; the plain put is
+given the array's bytes already copied into one ``bytes`` object, which s3fs needs.
 
 Wall times include moto's own time per request (a Python server: a few milliseconds, shown
 as "moto" at the top), which a real endpoint does not add; the floor does not. moto handles
 one request at a time (its Python code holds the GIL), so ``map``'s wall time here cannot go
-below its requests times moto's time, shown as "moto bound".
+below its requests times moto's time, shown as "moto bound". moto runs in its own process so
+that its Python does not take turns with the client's, as a real endpoint does not.
 
 Run: python benchmarks/bench_remote.py [--quick] [--latency 0.020]
 """
@@ -27,11 +29,13 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import multiprocessing
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +94,64 @@ class Row:
         return " ".join(f"{kind} {self.counts[kind] / rounds:g}" for kind in names)
 
 
-def measure(proxy: S3Proxy, row: Row, rounds: int, operation: Callable[[int], object]) -> Row:
+class Server:
+    """moto and the delaying proxy in a child process, as a real endpoint is another machine:
+    in this process, moto's Python (a hash of each body, its parsing) would share the
+    interpreter lock with the client being measured. Asked over a pipe to set the latency,
+    reset and read the counts."""
+
+    def __init__(self) -> None:
+        self._pipe, child = multiprocessing.Pipe()
+        context = multiprocessing.get_context("spawn")
+        self._process = context.Process(target=_serve, args=(child,), daemon=True)
+        self._process.start()
+        self.url: str = self._pipe.recv()
+
+    def _ask(self, *command: Any) -> Any:
+        self._pipe.send(command)
+        return self._pipe.recv()
+
+    def set_latency(self, seconds: float) -> None:
+        self._ask("latency", seconds)
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def counts(self) -> collections.Counter[str]:
+        counts: collections.Counter[str] = self._ask("counts")
+        return counts
+
+    def close(self) -> None:
+        self._ask("stop")
+        self._process.join(10)
+
+
+def _serve(pipe: Connection) -> None:
+    """The child: start moto and the proxy, make the bucket, answer the parent's asks."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.update(AWS_ENV)
+    server, endpoint = start_server()
+    s3_client(endpoint).create_bucket(Bucket=BUCKET)  # (straight to moto: not counted)
+    proxy = S3Proxy(endpoint)
+    pipe.send(proxy.url)
+    while True:
+        command, *arguments = pipe.recv()
+        if command == "latency":
+            proxy.latency = arguments[0]
+        elif command == "reset":
+            proxy.reset()
+        elif command == "counts":
+            pipe.send(proxy.counts())
+            continue
+        elif command == "stop":
+            break
+        pipe.send(None)
+    proxy.close()
+    server.stop()
+    pipe.send(None)
+
+
+def measure(proxy: Server, row: Row, rounds: int, operation: Callable[[int], object]) -> Row:
     """Run ``operation(round)`` ``rounds`` times, each timed; counts summed over them."""
     for number in range(rounds):
         proxy.reset()
@@ -142,12 +203,9 @@ def main() -> None:
     latency: float = options.latency
     hits, misses, maps, bigs = (5, 3, 1, 3) if options.quick else (30, 10, 3, 11)
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server, endpoint = start_server()
-    proxy = S3Proxy(endpoint, latency=0.0)
+    proxy = Server()
     # Set before memo or s3fs makes a filesystem, so both talk to the proxy.
     os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=proxy.url)
-    s3_client(endpoint).create_bucket(Bucket=BUCKET)  # (straight to moto: not counted)
     try:
         import s3fs
 
@@ -164,7 +222,7 @@ def main() -> None:
         fs.pipe_file(f"{BUCKET}/warm", bytes(BIG))
         fs.cat_file(f"{BUCKET}/warm")
         fs.rm_file(f"{BUCKET}/warm")
-        proxy.latency = latency
+        proxy.set_latency(latency)
         print(
             f"bench_remote: S3 round trips at {latency * 1e3:g} ms a request (moto on "
             f"127.0.0.1 behind a delaying proxy; moto adds {moto.wall * 1e3:.1f} ms a request)"
@@ -227,7 +285,6 @@ def main() -> None:
         report(rows, latency, moto.wall)
     finally:
         proxy.close()
-        server.stop()
 
 
 if __name__ == "__main__":
