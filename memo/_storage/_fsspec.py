@@ -24,7 +24,6 @@ or ``memo prune --older-than``), and ``Cacheable`` results need a local ``cache_
 from __future__ import annotations
 
 import contextlib
-import datetime
 import errno
 import importlib
 import logging
@@ -34,9 +33,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from .._exceptions import warn_once
-from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError, is_part
+from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError
 from ._chunks import Chunks
 from ._leases import LeaseSettings, ObjectLeases
+from ._object_listing import entries_in
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
 
 __all__ = ["FsspecBackend", "RemoteStoreError"]
@@ -48,7 +48,6 @@ _NO_CREATE_ERRNOS = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP
 _CAPABILITIES = Capabilities(
     files=False, mmap=False, last_use=False, directories=False, exactly_once=True
 )
-_HEX = frozenset("0123456789abcdef")
 
 logger = logging.getLogger("memo")
 
@@ -348,30 +347,7 @@ class FsspecBackend:
         finally:
             # Never answer a later existence check from this listing: others write meanwhile.
             fs.invalidate_cache(self._path)
-        records, payloads = [], {}
-        for item in items:
-            if item.get("type") != "file":
-                continue
-            base, dot, suffix = str(item["name"]).rpartition("/")[2].rpartition(".")
-            entry_name, dash, key = base.rpartition("-")
-            if not dash or len(key) != 32 or not _HEX.issuperset(key):
-                continue
-            if dot + suffix == SUFFIX:
-                records.append((entry_name, key, item))
-            elif is_part(dot + suffix):
-                payloads[base] = (dot + suffix, int(item.get("size") or 0))
-        found = []
-        for entry_name, key, item in records:
-            if name is None or entry_name == name:
-                created = _created(item)
-                size, payload = int(item.get("size") or 0), None
-                part = payloads.get(f"{entry_name}-{key}")
-                if part is not None:
-                    size += part[1]
-                    payload = self.location(entry_name, key, part[0])
-                url = self.location(entry_name, key)
-                found.append(Listed(created, size, created, entry_name, key, url, None, payload))
-        return found
+        return entries_in(items, name, self.location)
 
     def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
         """Done leases whose entry is gone (removed by other means than memo's, such as a
@@ -425,17 +401,3 @@ def _no_directories() -> StoreError:
 def _unreachable(what: str, url: str, exc: BaseException) -> RemoteStoreError:
     detail = " ".join(str(exc).split())[:300]
     return RemoteStoreError(f"could not {what} {url}: {type(exc).__name__}: {detail}")
-
-
-def _created(item: Mapping[str, Any]) -> float:
-    """When an object was written, from whatever its backend's listing calls it."""
-    for field in ("LastModified", "mtime", "created", "last_modified", "updated", "timeCreated"):
-        value = item.get(field)
-        if isinstance(value, datetime.datetime):
-            return value.timestamp()
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return 0.0
