@@ -93,12 +93,19 @@ class Problem:
     ``kind`` is ``"damaged"`` (fails its checks), ``"unreadable"`` (cannot be read; never
     removed), ``"orphan-directory"`` (an entry directory without its entry file),
     ``"orphan-payload"`` (a payload file without its entry file), ``"temp-file"`` (left in
-    ``.tmp`` by a writer that died) or ``"orphan-lease"`` (on an object store, a done lease
-    whose entry was removed by other means than memo's).
+    ``.tmp`` by a writer that died), ``"orphan-lease"`` (on an object store, a done lease
+    whose entry was removed by other means than memo's) or ``"orphan-marker"`` (on an object
+    store, the takeover marker of a lease whose taker died).
     """
 
     kind: Literal[
-        "damaged", "unreadable", "orphan-directory", "orphan-payload", "temp-file", "orphan-lease"
+        "damaged",
+        "unreadable",
+        "orphan-directory",
+        "orphan-payload",
+        "temp-file",
+        "orphan-lease",
+        "orphan-marker",
     ]
     path: Path
     detail: str

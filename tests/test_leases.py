@@ -19,6 +19,7 @@ import pytest
 import memo
 from memo._config import lease_settings_from_env
 from memo._exceptions import reset_warnings
+from memo._storage import _lease_body as lease_body
 from memo._storage._backend import Outgoing
 from memo._storage._fsspec import FsspecBackend
 from memo._storage._leases import LeaseSettings, ObjectLeases
@@ -401,3 +402,35 @@ def test_dask_workers_missing_one_key_compute_it_once(
     assert [int(x) for _, _, x, _ in lines] == [5], "computed once"
     first, second = results
     assert first == second == [{"x": 5, "pid": int(lines[0][1])}]
+
+
+def test_verify_reports_and_fixes_a_takeover_marker_its_taker_left(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A takeover marker whose taker died (its lease gone; another holder's or done, as
+    tests/test_lease_body.py checks) is listed by ``memo verify`` once older than twice the
+    lease's length, and ``fix`` removes it; the marker of a taker holding its lease is left."""
+    monkeypatch.setenv("MEMO_LEASE", "2s")
+    forget_stores()
+    backend = FsspecBackend(url)
+    lease = backend.lease_path("f", KEY)  # (no such lease: its taker died, it expired)
+    left = lease_body.marker_path(lease, b"the lease the dead taker saw")
+    backend.create_object(left, b"dead-taker")
+    other_key = "fedcba9876543210" * 2
+    live_lease = backend.lease_path("g", other_key)
+    backend.create_object(live_lease, lease_body.body("live-taker", 3, 2.0))
+    live = lease_body.marker_path(live_lease, b"the lease it took over")
+    backend.create_object(live, b"live-taker")
+    assert memo.Store(url).verify() == []  # (not yet older than twice the lease's length)
+    time.sleep(5.1)  # (past twice 2 s, write times being whole seconds on S3)
+    (problem,) = memo.Store(url).verify()
+    assert (problem.kind, str(problem.path), problem.fixed) == (
+        "orphan-marker",
+        f"s3://{left}",
+        False,
+    )
+    (fixed,) = memo.Store(url).verify(fix=True)
+    assert fixed.fixed
+    assert backend.get_object(left) is None
+    assert backend.get_object(live) == b"live-taker"
+    assert memo.Store(url).verify() == []

@@ -28,6 +28,7 @@ import errno
 import importlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -36,7 +37,7 @@ from .._exceptions import warn_once
 from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError
 from ._chunks import Chunks
 from ._leases import LeaseSettings, ObjectLeases
-from ._object_listing import entries_in
+from ._object_listing import created, entries_in
 from ._urls import HINT, MissingPackageError, import_fsspec, normalize, storage_options
 
 __all__ = ["FsspecBackend", "RemoteStoreError"]
@@ -350,28 +351,35 @@ class FsspecBackend:
         return entries_in(items, name, self.location)
 
     def leftovers(self, fix: bool) -> list[tuple[str, str, str, bool]]:
-        """Done leases whose entry is gone (removed by other means than memo's, such as a
-        lifecycle rule on the entries only): one listing of ``.leases/``, and a read of each
-        lease without an entry; with ``fix`` they are removed. (A writer that died leaves no
-        entry object behind, and its lease expires by itself.)"""
+        """What leases leave behind: done leases whose entry is gone (removed by other means
+        than memo's, such as a lifecycle rule on the entries only), and takeover markers of
+        takers that died (older than twice their lease's length, by the store's write times
+        and this machine's clock). One listing of ``.leases/``, and a read of each such
+        object; with ``fix`` they are removed. (A writer that died leaves no entry object
+        behind, and its lease expires by itself.)"""
         leases = f"{self._path}/.leases"
         try:
             self._filesystem().invalidate_cache(leases)
-            paths = [str(path) for path in self._call("ls", leases, detail=False)]
+            items = self._call("ls", leases, detail=True)
         except FileNotFoundError:
             return []
         stems = {f"{entry.name}-{entry.key}" for entry in self.listing()}
-        found = []
-        for path in paths:
-            stem = path.rpartition("/")[2].removesuffix(".lease")
-            name, _, key = stem.rpartition("-")
-            if not path.endswith(".lease") or stem in stems or not self.locks.is_done(path):
-                continue
-            if not self.exists(name, key):  # (looked at again: it may be stored since)
-                url = f"{self.scheme}://{path}"
+        found, now = [], time.time()
+        for item in items:
+            path = str(item["name"])
+            url = f"{self.scheme}://{path}"
+            if self.locks.leftover_marker(path, now - created(item)):
+                found.append(("orphan-marker", url, "a takeover marker its taker left", fix))
+            else:
+                stem = path.rpartition("/")[2].removesuffix(".lease")
+                name, _, key = stem.rpartition("-")
+                if not path.endswith(".lease") or stem in stems or not self.locks.is_done(path):
+                    continue
+                if self.exists(name, key):  # (looked at again: it may be stored since)
+                    continue
                 found.append(("orphan-lease", url, "a done lease without its entry", fix))
-                if fix:
-                    self.remove_object(path)
+            if fix:
+                self.remove_object(path)
         return found
 
     # --- capabilities this backend lacks -------------------------------------------------

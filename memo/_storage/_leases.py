@@ -28,7 +28,6 @@ between two looks of a waiter, default 1 s).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -38,6 +37,7 @@ import time
 from typing import Any, NamedTuple, Protocol
 
 from .._exceptions import warn_once
+from . import _lease_body as lease_body
 from ._locks import Claims
 
 __all__ = ["LeaseSettings", "ObjectLeases", "Objects"]
@@ -115,7 +115,7 @@ class _Held:
         while not self._stop.wait(self.settings.heartbeat):
             try:
                 current = self.objects.get_object(self.path)
-                if current is None or _holder(current) != self.token:
+                if current is None or lease_body.holder(current) != self.token:
                     # Taken over (this holder was frozen or cut off past its lease): stop
                     # renewing; the create-only publish keeps the winner's entry.
                     self.lost = True
@@ -123,7 +123,9 @@ class _Held:
                     return
                 self._beat += 1
                 sent = _elapsed_clock()
-                self.objects.put_object(self.path, _body(self.token, self._beat, self.settings))
+                self.objects.put_object(
+                    self.path, lease_body.body(self.token, self._beat, self.settings.seconds)
+                )
                 self.written = sent
             except Exception as exc:
                 _warn_lease(self.objects, self.path, "renew", exc)
@@ -145,7 +147,7 @@ class _Held:
                     self._end()
                 else:
                     current = self.objects.get_object(self.path)
-                    if current is not None and _holder(current) == self.token:
+                    if current is not None and lease_body.holder(current) == self.token:
                         self._end()
             if self.marker is not None:
                 self.objects.remove_object(self.marker)
@@ -155,7 +157,7 @@ class _Held:
 
     def _end(self) -> None:
         if self.done:
-            self.objects.put_object(self.path, _done_body(self.token))
+            self.objects.put_object(self.path, lease_body.done_body(self.token))
         else:
             self.objects.remove_object(self.path)
 
@@ -260,7 +262,18 @@ class ObjectLeases:
     def is_done(self, path: str) -> bool:
         """Whether the lease at ``path`` is a done one (its entry was stored)."""
         data = self._objects.get_object(path)
-        return data is not None and _is_done(data)
+        return data is not None and lease_body.is_done(data)
+
+    def leftover_marker(self, path: str, age: float) -> bool:
+        """Whether ``path`` is a takeover marker, ``age`` seconds old, that a taker which died
+        left behind (``lease_body.leftover_marker``): read with the lease it names."""
+        lease = lease_body.marked_lease(path)
+        if lease is None:
+            return False
+        objects = self._objects
+        return lease_body.leftover_marker(
+            objects.get_object(path), objects.get_object(lease), age, self.settings.seconds
+        )
 
     def absent_async(self, key: str) -> bool:
         """``absent`` for the lease this task took with ``acquire_async``."""
@@ -291,7 +304,7 @@ class ObjectLeases:
             while True:
                 sent = _elapsed_clock()
                 try:
-                    objects.create_object(path, _body(token, 0, settings))
+                    objects.create_object(path, lease_body.body(token, 0, settings.seconds))
                 except FileExistsError:
                     pass
                 else:
@@ -304,13 +317,13 @@ class ObjectLeases:
                 now = time.monotonic()
                 if current is None:
                     pass  # released just now: try to take it again after a short pause
-                elif _is_done(current):
+                elif lease_body.is_done(current):
                     held = self._take_over(path, current, token)
                     if held is not None:
                         return True, held
                 elif current != seen:
                     seen, seen_since = current, now  # renewed (or new): it is alive
-                elif now - seen_since > _length(current, settings):
+                elif now - seen_since > lease_body.length(current, settings.seconds):
                     held = self._take_over(path, current, token)
                     if held is not None:
                         return True, held
@@ -337,13 +350,13 @@ class ObjectLeases:
         """Take over a lease unchanged for its whole length (its holder is gone) or done with
         no entry (deleted since), or None if another waiter did: the marker names this very
         lease (holder and beat), so of the waiters that saw it exactly one creates it."""
-        marker = f"{path}.{_fingerprint(expired)}.taken"
+        marker = lease_body.marker_path(path, expired)
         try:
             self._objects.create_object(marker, token.encode())
         except FileExistsError:
             return None
         sent = _elapsed_clock()
-        self._objects.put_object(path, _body(token, 0, self.settings))
+        self._objects.put_object(path, lease_body.body(token, 0, self.settings.seconds))
         logger.debug("took over the lease %s", path)
         return self._start(path, token, sent, marker)
 
@@ -363,44 +376,6 @@ def _elapsed_clock() -> float:
     if boottime is None:
         return time.monotonic()
     return time.clock_gettime(boottime)
-
-
-def _body(token: str, beat: int, settings: LeaseSettings) -> bytes:
-    return json.dumps({"holder": token, "beat": beat, "seconds": settings.seconds}).encode()
-
-
-def _done_body(token: str) -> bytes:
-    return json.dumps({"holder": token, "done": True}).encode()
-
-
-def _is_done(data: bytes) -> bool:
-    return _parsed(data).get("done") is True
-
-
-def _parsed(data: bytes) -> dict[str, Any]:
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _holder(data: bytes) -> Any:
-    return _parsed(data).get("holder")
-
-
-def _length(data: bytes, settings: LeaseSettings) -> float:
-    """The length its holder gave a lease (so waiters with other settings agree)."""
-    seconds = _parsed(data).get("seconds")
-    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
-        return float(seconds)
-    return settings.seconds
-
-
-def _fingerprint(data: bytes) -> str:
-    import xxhash
-
-    return str(xxhash.xxh3_64_hexdigest(data))
 
 
 def _warn_lease(objects: Objects, path: str, what: str, exc: BaseException) -> None:
