@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from memo._storage._backend import MISS, Backend, Outgoing, sanitize
+from memo._storage._backend import MISS, Backend, Outgoing, sanitize, split_name
 from memo._storage._disk import DiskBackend
 from memo._storage._entries import EntryStore
 from memo._storage._fsspec import FsspecBackend
@@ -130,3 +130,20 @@ def test_names_are_sanitized_into_file_names() -> None:
     assert sanitize("Model.predict") == "Model.predict"
     assert sanitize("a/b c") == "a_b_c"
     assert sanitize("...") == "f"
+
+
+def test_an_entrys_file_names_split_into_name_key_and_suffix() -> None:
+    """``<name>-<32 hex><suffix>`` splits (any suffix: record, payload, directory, lease);
+    a short, upper-case or missing key, no name or no suffix is no entry's file."""
+    key = "0123456789abcdef" * 2
+    assert split_name(f"f-{key}.memo") == ("f", key, ".memo")
+    assert split_name(f"my-step-{key}.lease") == ("my-step", key, ".lease")
+    assert split_name(f"f-{key}.d") == ("f", key, ".d")
+    for other in (
+        f"f-{key[:-1]}.memo",
+        f"f-{key.upper()}.memo",
+        f"-{key}.memo",
+        f"f-{key}",
+        "notes.txt",
+    ):
+        assert split_name(other) is None, other

@@ -36,12 +36,14 @@ __all__ = [
     "Writer",
     "is_part",
     "sanitize",
+    "split_name",
 ]
 
 SUFFIX = ".memo"
 # The other part an entry may have: its payload as a plain file of its format, beside its
 # record (the ``.memo`` file). ``.d`` is a Cacheable entry's directory, not a part.
 _PART = re.compile(r"\.[A-Za-z0-9_]{1,16}")
+_HEX = frozenset("0123456789abcdef")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 # ``write(fd, data)`` fills an empty file and gives (bytes written, payload fingerprint).
@@ -83,6 +85,16 @@ def is_part(suffix: str) -> bool:
     """Whether ``suffix`` (``.npy``, ``.arrow``: a dot and 1-16 letters, digits or _) names
     an entry's payload file, which is neither its record's ``.memo`` nor its directory's ``.d``."""
     return suffix != SUFFIX and suffix != ".d" and _PART.fullmatch(suffix) is not None
+
+
+def split_name(file_name: str) -> tuple[str, str, str] | None:
+    """A file name ``<name>-<key><suffix>`` (the key: 32 lowercase hex digits) as ``(name,
+    key, suffix)``, or None if it is not of that form: how every store tells the files of an
+    entry (its record, payload, directory, lease) from any other file."""
+    stem, dot, suffix = file_name.rpartition(".")
+    if not dot or len(stem) < 34 or stem[-33] != "-" or not _HEX.issuperset(stem[-32:]):
+        return None
+    return stem[:-33], stem[-32:], dot + suffix
 
 
 def sanitize(name: str) -> str:

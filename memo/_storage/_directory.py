@@ -11,14 +11,13 @@ import stat
 import time
 
 from . import _files
-from ._backend import SUFFIX, Listed, is_part
+from ._backend import SUFFIX, Listed, is_part, split_name
 
 __all__ = ["exposure", "leftovers", "list_entries"]
 
 # A writer moves a Cacheable's directory into place just before publishing its entry file,
 # so a young directory without an entry is most likely being written, not orphaned.
 _ORPHAN_AFTER = 3600.0
-_HEX = frozenset("0123456789abcdef")
 
 
 def list_entries(root: str, name: str | None = None) -> list[Listed]:
@@ -109,27 +108,20 @@ def _scan(root: str) -> _Scan:
         return found
     with scan:
         for item in scan:
-            # <name>-<32 hex>.memo, .d or a payload's, told apart without a regex per name.
-            file_name = item.name
-            stem, dot, suffix = file_name.rpartition(".")
-            suffix = dot + suffix
-            if suffix != SUFFIX and suffix != ".d" and not is_part(suffix):
+            # <name>-<32 hex>.memo, .d or a payload's.
+            named = split_name(item.name)
+            if named is None:
                 continue
-            if len(stem) < 34 or stem[-33] != "-" or not _is_key(stem[-32:]):
-                continue
+            name, key, suffix = named
             if suffix == ".d":
                 if item.is_dir(follow_symlinks=False):
-                    found.directories.add(stem)
+                    found.directories.add(f"{name}-{key}")
             elif item.is_file(follow_symlinks=False):
                 if suffix == SUFFIX:
-                    found.entries.append((stem[:-33], stem[-32:], item))
-                else:
-                    found.payloads[stem] = item
+                    found.entries.append((name, key, item))
+                elif is_part(suffix):
+                    found.payloads[f"{name}-{key}"] = item
     return found
-
-
-def _is_key(text: str) -> bool:
-    return _HEX.issuperset(text)
 
 
 def _tree_size(path: str) -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 from .._exceptions import warn_once
-from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError
+from ._backend import SUFFIX, Capabilities, Listed, Outgoing, StoreError, split_name
 from ._chunks import Chunks
 from ._leases import LeaseSettings, ObjectLeases
 from ._object_listing import created, entries_in
@@ -363,7 +363,7 @@ class FsspecBackend:
             items = self._call("ls", leases, detail=True)
         except FileNotFoundError:
             return []
-        stems = {f"{entry.name}-{entry.key}" for entry in self.listing()}
+        stored = {(entry.name, entry.key) for entry in self.listing()}
         found, now = [], time.time()
         for item in items:
             path = str(item["name"])
@@ -371,12 +371,11 @@ class FsspecBackend:
             if self.locks.leftover_marker(path, now - created(item)):
                 found.append(("orphan-marker", url, "a takeover marker its taker left", fix))
             else:
-                stem = path.rpartition("/")[2].removesuffix(".lease")
-                name, _, key = stem.rpartition("-")
-                if not path.endswith(".lease") or stem in stems or not self.locks.is_done(path):
+                named = split_name(path.rpartition("/")[2])
+                if named is None or named[2] != ".lease" or named[:2] in stored:
                     continue
-                if self.exists(name, key):  # (looked at again: it may be stored since)
-                    continue
+                if not self.locks.is_done(path) or self.exists(*named[:2]):
+                    continue  # (the entry looked for again: it may be stored since)
                 found.append(("orphan-lease", url, "a done lease without its entry", fix))
             if fix:
                 self.remove_object(path)

@@ -13,11 +13,9 @@ import datetime
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._backend import SUFFIX, Listed, is_part
+from ._backend import SUFFIX, Listed, is_part, split_name
 
 __all__ = ["created", "entries_in"]
-
-_HEX = frozenset("0123456789abcdef")
 
 
 def entries_in(
@@ -32,14 +30,14 @@ def entries_in(
     for item in items:
         if item.get("type") != "file":
             continue
-        base, dot, suffix = str(item["name"]).rpartition("/")[2].rpartition(".")
-        entry_name, dash, key = base.rpartition("-")
-        if not dash or len(key) != 32 or not _HEX.issuperset(key):
+        named = split_name(str(item["name"]).rpartition("/")[2])
+        if named is None:
             continue
-        if dot + suffix == SUFFIX:
+        entry_name, key, suffix = named
+        if suffix == SUFFIX:
             records.append((entry_name, key, item))
-        elif is_part(dot + suffix):
-            payloads[base] = (dot + suffix, int(item.get("size") or 0))
+        elif is_part(suffix):
+            payloads[f"{entry_name}-{key}"] = (suffix, int(item.get("size") or 0))
     found = []
     for entry_name, key, item in records:
         if name is None or entry_name == name:
