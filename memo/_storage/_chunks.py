@@ -107,9 +107,9 @@ class Chunks(io.RawIOBase):
     def readall(self) -> bytes:
         """The rest, in one read (io's default reads it 8 KiB at a time)."""
         self._check_open()
-        start = min(self._start + self._at, self._stop)
+        rest = self[self._at :].tobytes()
         self._at = max(self._at, len(self))
-        return b"".join(self._pieces(start, self._stop))
+        return rest
 
     def _check_open(self) -> None:
         if self.closed:
